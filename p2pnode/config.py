@@ -1,0 +1,225 @@
+"""Node configuration and genesis: loaded from TOML and validated in this one place.
+
+Every key is documented in ``configs/defaults.toml``. An unknown key, a missing file or a bad value
+raises :class:`ConfigError` whose message names the file and the key; the CLI prints it as one line.
+Relative paths in a node config are resolved against the directory of that config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from p2pnode.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSection:
+    key_file: Path
+    genesis: Path
+    data_dir: Path
+    listen: str = "127.0.0.1:7000"
+    bootstrap: tuple[str, ...] = ()
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSection:
+    file: Path | None = None
+    format: str = "auto"  # json | console | auto (console on a terminal, else json)
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GossipSection:
+    eager_fanout: int = 3
+    lazy_fanout: int = 6
+    heartbeat_ms: int = 50
+    seen_cache_size: int = 200_000
+    seen_ttl_s: int = 300
+    iwant_timeout_ms: int = 400
+    max_ihave: int = 512
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeersSection:
+    target: int = 8
+    max_connections: int = 32
+    dial_backoff_min_ms: int = 200
+    dial_backoff_max_ms: int = 10_000
+    keepalive_s: float = 5.0
+    idle_timeout_s: float = 20.0
+    handshake_timeout_s: float = 5.0
+    send_queue: int = 4096
+    exchange_interval_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsSection:
+    max_frame: int = 1 << 20
+    pending_orders: int = 20_000
+    held_certificates: int = 20_000
+    request_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncSection:
+    interval_ms: int = 1000
+    batch: int = 256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifySection:
+    workers: int = 1
+    batch_max: int = 64
+    certificate_proofs: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    node: NodeSection
+    log: LogSection = field(default_factory=LogSection)
+    gossip: GossipSection = field(default_factory=GossipSection)
+    peers: PeersSection = field(default_factory=PeersSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    sync: SyncSection = field(default_factory=SyncSection)
+    verify: VerifySection = field(default_factory=VerifySection)
+    source: Path | None = None
+
+
+# Bounds for numeric keys: (min, max). Keys not listed must be >= 0.
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "gossip.eager_fanout": (1, 64),
+    "gossip.lazy_fanout": (0, 64),
+    "gossip.heartbeat_ms": (5, 10_000),
+    "gossip.seen_cache_size": (1024, 10_000_000),
+    "gossip.seen_ttl_s": (1, 86_400),
+    "gossip.iwant_timeout_ms": (10, 60_000),
+    "gossip.max_ihave": (1, 1024),
+    "peers.target": (1, 256),
+    "peers.max_connections": (1, 4096),
+    "peers.dial_backoff_min_ms": (1, 600_000),
+    "peers.dial_backoff_max_ms": (1, 3_600_000),
+    "peers.keepalive_s": (0.05, 3600),
+    "peers.idle_timeout_s": (0.1, 86_400),
+    "peers.handshake_timeout_s": (0.05, 600),
+    "peers.send_queue": (16, 1_000_000),
+    "peers.exchange_interval_s": (0.05, 3600),
+    "limits.max_frame": (1024, 64 << 20),
+    "limits.pending_orders": (16, 10_000_000),
+    "limits.held_certificates": (16, 10_000_000),
+    "limits.request_timeout_s": (0.1, 3600),
+    "sync.interval_ms": (10, 3_600_000),
+    "sync.batch": (1, 512),
+    "verify.workers": (0, 64),
+    "verify.batch_max": (1, 1024),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "log.format": ("json", "console", "auto"),
+    "log.level": ("debug", "info", "warning", "error"),
+}
+
+
+def parse_hostport(text: str, *, key: str = "address") -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _coerce(key: str, hint: Any, value: Any, base: Path) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is Path or (origin in (types.UnionType, typing.Union) and Path in typing.get_args(hint)):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected a path string")
+        p = Path(value)
+        return p if p.is_absolute() else (base / p)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int or hint is float:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if hint is float:
+            ok = ok or isinstance(value, float)
+        if not ok:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        lo, hi = _BOUNDS.get(key, (0, float("inf")))
+        if not lo <= value <= hi:
+            raise ConfigError(f"{key}: {value} is outside [{lo:g}, {hi:g}]")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        choices = _CHOICES.get(key)
+        if choices and value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings")
+        return tuple(value)
+    raise ConfigError(f"{key}: unsupported type")  # pragma: no cover - our own schema
+
+
+def _build_section(cls: type[Any], name: str, table: Any, base: Path) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}]: expected a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"unknown key {name}.{key}")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in table:
+            kwargs[f.name] = _coerce(f"{name}.{f.name}", hints[f.name], table[f.name], base)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing key {name}.{f.name}")
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], base: Path, source: Path | None = None) -> NodeConfig:
+    hints = typing.get_type_hints(NodeConfig)
+    sections: dict[str, Any] = {}
+    for name in data:
+        if name not in hints or name == "source":
+            raise ConfigError(f"unknown section [{name}]")
+    if "node" not in data:
+        raise ConfigError("missing section [node]")
+    for name, value in data.items():
+        sections[name] = _build_section(hints[name], name, value, base)
+    cfg = NodeConfig(**sections, source=source)
+    parse_hostport(cfg.node.listen, key="node.listen")
+    for i, peer in enumerate(cfg.node.bootstrap):
+        parse_hostport(peer, key=f"node.bootstrap[{i}]")
+    if cfg.peers.dial_backoff_max_ms < cfg.peers.dial_backoff_min_ms:
+        raise ConfigError("peers.dial_backoff_max_ms: must be >= peers.dial_backoff_min_ms")
+    return cfg
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Load and validate one node's config. Raises :class:`ConfigError` naming the file and key."""
+    path = Path(path)
+    data = read_toml(path)
+    try:
+        return config_from_dict(data, path.resolve().parent, source=path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,79 @@
+"""What core handlers ask the driver to do. The driver performs a handler's effects in order.
+
+Ordering contract: a ``PersistLock`` is made durable before any effect that follows it is performed;
+the core only signs a vote after the driver reports the lock durable (``on_lock_persisted``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from p2pnode.wire.messages import Certificate, Message, Order
+from p2pnode.wire.types import Digest, NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    peer: NodeId
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    peer: NodeId
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyProofs:
+    """Verify these orders' proofs off the event loop, then call ``on_proofs_verified``."""
+
+    orders: tuple[tuple[Digest, Order], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PersistLock:
+    """Durably record that this validator locked (sender, seq) to ``digest``; then ``on_lock_persisted``."""
+
+    sender: bytes
+    seq: int
+    digest: Digest
+    order: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PersistApplied:
+    """Durably record an applied certificate and the accounts it changed."""
+
+    cert: Certificate
+    cert_bytes: bytes
+    digest: Digest
+    accounts: tuple[tuple[bytes, int, int], ...]  # (address, balance, next_seq) after applying
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutcome:
+    """The fate of an order a client submitted here: accepted into the protocol or refused."""
+
+    digest: Digest
+    accepted: bool
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """The certificate for ``digest`` is applied here (after its PersistApplied)."""
+
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """A log event (the core never logs; the driver writes these lines)."""
+
+    event: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Effect = Send | Disconnect | VerifyProofs | PersistLock | PersistApplied | OrderOutcome | Settled | Emit

@@ -1,0 +1,206 @@
+"""Gossip routing rules: eager push to a few peers, lazy announce (IHAVE/IWANT) to the others.
+
+In the spirit of gossipsub and Plumtree:
+
+- A message id is the hash of its bytes (:func:`p2pnode.core.payments.message_id`).
+- ``seen`` is a bounded, expiring set of ids. A seen id is a duplicate and is never forwarded again.
+- Nothing is forwarded before the caller validated it (``receive`` only classifies; ``forward`` is a
+  separate call made after validation).
+- A validated message is pushed in full to ``eager_fanout`` random peers that are not known to have
+  it, and announced by id to up to ``lazy_fanout`` others at the next heartbeat. A peer that hears of
+  an id it lacks asks one announcer with IWANT and, if nothing arrives within ``iwant_timeout``, asks
+  the next announcer.
+- Payloads are cached (``mcache``) for as long as their ids are announced, to answer IWANT.
+
+The router is sans-I/O: handlers return ``Send`` effects and take ``now`` as an argument.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from p2pnode.core.effects import Send
+from p2pnode.core.payments import message_id
+from p2pnode.wire.messages import Gossip, IHave, IWant
+from p2pnode.wire.types import MsgId, NodeId
+
+MCACHE_TTL = 5.0  # seconds a payload stays available for IWANT
+HAS_LIMIT = 50_000  # ids for which we track which peers already have them
+
+
+@dataclass(frozen=True, slots=True)
+class GossipParams:
+    eager_fanout: int = 3
+    lazy_fanout: int = 6
+    seen_cache_size: int = 200_000
+    seen_ttl: float = 300.0
+    iwant_timeout: float = 0.4
+    max_ihave: int = 512
+
+
+@dataclass(slots=True)
+class GossipStats:
+    received: int = 0
+    duplicate: int = 0
+    forwarded: int = 0
+    published: int = 0
+    invalid: int = 0
+    ihave_sent: int = 0
+    iwant_sent: int = 0
+    iwant_served: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+class GossipRouter:
+    """Per-node gossip state. Bounded: ``seen`` by size and age, ``mcache`` by age, IWANT by count."""
+
+    def __init__(self, params: GossipParams, rng: random.Random | None = None) -> None:
+        self.params = params
+        self.rng = rng or random.Random()
+        self.peers: list[NodeId] = []
+        self.stats = GossipStats()
+        self._seen: OrderedDict[MsgId, float] = OrderedDict()
+        self._mcache: OrderedDict[MsgId, tuple[float, bytes, int]] = OrderedDict()
+        self._has: OrderedDict[MsgId, set[NodeId]] = OrderedDict()
+        self._pending_ihave: dict[NodeId, list[MsgId]] = {}
+        # id -> (deadline, announcers still to ask)
+        self._wanted: dict[MsgId, tuple[float, list[NodeId]]] = {}
+
+    # -- membership ---------------------------------------------------------------------------------
+    def add_peer(self, peer: NodeId) -> None:
+        if peer not in self.peers:
+            self.peers.append(peer)
+
+    def remove_peer(self, peer: NodeId) -> None:
+        if peer in self.peers:
+            self.peers.remove(peer)
+        self._pending_ihave.pop(peer, None)
+
+    # -- receiving ----------------------------------------------------------------------------------
+    def seen(self, mid: MsgId) -> bool:
+        return mid in self._seen
+
+    def receive(self, now: float, peer: NodeId | None, data: bytes) -> tuple[MsgId, bool]:
+        """Classify an incoming payload. Returns (id, is_new); a new id is marked seen at once."""
+        mid = message_id(data)
+        self.stats.received += 1
+        if peer is not None:
+            self._note_has(mid, peer)
+        if mid in self._seen:
+            self.stats.duplicate += 1
+            return mid, False
+        self._mark_seen(now, mid)
+        self._wanted.pop(mid, None)
+        return mid, True
+
+    def _note_has(self, mid: MsgId, peer: NodeId) -> None:
+        """Remember that ``peer`` has ``mid`` so it is not pushed to it (bounded, oldest dropped)."""
+        peers = self._has.get(mid)
+        if peers is None:
+            peers = self._has[mid] = set()
+            while len(self._has) > HAS_LIMIT:
+                self._has.popitem(last=False)
+        peers.add(peer)
+
+    def mark_invalid(self) -> None:
+        self.stats.invalid += 1
+
+    def _mark_seen(self, now: float, mid: MsgId) -> None:
+        self._seen[mid] = now
+        while len(self._seen) > self.params.seen_cache_size:
+            self._seen.popitem(last=False)
+
+    # -- sending ------------------------------------------------------------------------------------
+    def publish(self, now: float, data: bytes) -> list[Send]:
+        """Originate a payload (already validated by the caller)."""
+        mid = message_id(data)
+        if mid not in self._seen:
+            self._mark_seen(now, mid)
+        self.stats.published += 1
+        return self._push(now, mid, data, 0)
+
+    def forward(self, now: float, mid: MsgId, data: bytes, hops: int) -> list[Send]:
+        """Relay a validated payload that arrived with ``hops`` hops."""
+        self.stats.forwarded += 1
+        return self._push(now, mid, data, min(hops + 1, 255))
+
+    def _push(self, now: float, mid: MsgId, data: bytes, hops: int) -> list[Send]:
+        self._mcache[mid] = (now, data, hops)
+        has = self._has.get(mid, set())
+        candidates = [p for p in self.peers if p not in has]
+        self.rng.shuffle(candidates)
+        eager = candidates[: self.params.eager_fanout]
+        lazy = candidates[self.params.eager_fanout : self.params.eager_fanout + self.params.lazy_fanout]
+        for p in lazy:
+            self._pending_ihave.setdefault(p, []).append(mid)
+        msg = Gossip(data=data, hops=hops)
+        return [Send(p, msg) for p in eager]
+
+    # -- lazy path ----------------------------------------------------------------------------------
+    def on_ihave(self, now: float, peer: NodeId, ids: tuple[bytes, ...]) -> list[Send]:
+        want: list[bytes] = []
+        for raw in ids[: self.params.max_ihave]:
+            mid = MsgId(raw)
+            if mid in self._seen:
+                if mid in self._mcache:
+                    self._note_has(mid, peer)
+                continue
+            entry = self._wanted.get(mid)
+            if entry is None:
+                self._wanted[mid] = (now + self.params.iwant_timeout, [])
+                want.append(mid)
+            elif peer not in entry[1]:
+                entry[1].append(peer)
+        if not want:
+            return []
+        self.stats.iwant_sent += 1
+        return [Send(peer, IWant(ids=tuple(want)))]
+
+    def on_iwant(self, now: float, peer: NodeId, ids: tuple[bytes, ...]) -> list[Send]:
+        out: list[Send] = []
+        for raw in ids[: self.params.max_ihave]:
+            hit = self._mcache.get(MsgId(raw))
+            if hit is not None:
+                self.stats.iwant_served += 1
+                out.append(Send(peer, Gossip(data=hit[1], hops=hit[2])))
+        return out
+
+    def tick(self, now: float) -> list[Send]:
+        """Heartbeat: flush announcements, re-ask for overdue IWANTs, expire caches."""
+        out: list[Send] = []
+        for peer, ids in self._pending_ihave.items():
+            for i in range(0, len(ids), self.params.max_ihave):
+                self.stats.ihave_sent += 1
+                out.append(Send(peer, IHave(ids=tuple(ids[i : i + self.params.max_ihave]))))
+        self._pending_ihave = {}
+        retry: dict[NodeId, list[MsgId]] = {}
+        for mid, (deadline, announcers) in list(self._wanted.items()):
+            if deadline > now:
+                continue
+            if announcers:
+                nxt = announcers.pop(0)
+                self._wanted[mid] = (now + self.params.iwant_timeout, announcers)
+                retry.setdefault(nxt, []).append(mid)
+            else:
+                del self._wanted[mid]  # nobody else announced it; a later IHAVE starts over
+        for peer, mids in retry.items():
+            self.stats.iwant_sent += 1
+            out.append(Send(peer, IWant(ids=tuple(mids))))
+        horizon = now - MCACHE_TTL
+        while self._mcache:
+            mid, (t, _, _) = next(iter(self._mcache.items()))
+            if t > horizon:
+                break
+            self._mcache.popitem(last=False)
+            self._has.pop(mid, None)
+        horizon = now - self.params.seen_ttl
+        while self._seen:
+            mid, t = next(iter(self._seen.items()))
+            if t > horizon:
+                break
+            self._seen.popitem(last=False)
+        return out

@@ -1,0 +1,542 @@
+"""The node's protocol state machine: everything between decoded messages in and effects out.
+
+One ``NodeCore`` per node. Handlers are synchronous, take ``now`` and return a list of effects that
+the driver performs in order (:mod:`p2pnode.core.effects`). All handlers are idempotent: the same
+message delivered twice changes nothing the second time.
+
+Gossip validation, in order (a message is forwarded only after it passes):
+
+- Order: ``[REJECT]`` decodes, right chain, amount > 0, key matches sender, sender known;
+  ``[IGNORE]`` seq already settled; ``[REJECT]`` proof verifies (verified once per digest, off-loop).
+- Vote: ``[REJECT]`` validator in the committee, signature verifies.
+- Certificate: ``[IGNORE]`` already certified here; ``[REJECT]`` quorum of distinct committee
+  signatures that verify, then the order's checks and (per config) its proof.
+
+Held state (all bounded): orders a validator cannot vote on yet (predecessor or funds missing) and
+certificates that cannot apply yet (same reasons). Each apply retries what it may have unblocked;
+missing predecessors are fetched with CertRequest; anti-entropy (SyncSummary → SyncHeads → CertBatch)
+repairs everything else.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from p2pnode.core.certificates import VoteBook, check_certificate
+from p2pnode.core.committee import Committee
+from p2pnode.core.effects import (
+    Disconnect,
+    Effect,
+    Emit,
+    OrderOutcome,
+    PersistApplied,
+    PersistLock,
+    Send,
+    Settled,
+    VerifyProofs,
+)
+from p2pnode.core.gossip import GossipParams, GossipRouter
+from p2pnode.core.ledger import Ledger, LedgerError, SeqTooHigh, SeqTooLow
+from p2pnode.core.payments import transfer_digest
+from p2pnode.core.validator import OrderError, Validator, static_checks
+from p2pnode.crypto import NodeKey
+from p2pnode.errors import DecodeError
+from p2pnode.wire.messages import (
+    CertBatch,
+    Certificate,
+    CertRequest,
+    Gossip,
+    IHave,
+    IWant,
+    Message,
+    Order,
+    SyncHeads,
+    SyncSummary,
+    Vote,
+    decode,
+)
+from p2pnode.wire.types import Address, ChainId, Digest, MsgId, NodeId
+
+PENALTY_LIMIT = 20  # invalid messages from one peer before it is disconnected
+
+
+@dataclass(frozen=True, slots=True)
+class CoreParams:
+    gossip: GossipParams = GossipParams()
+    pending_orders: int = 20_000
+    held_certificates: int = 20_000
+    sync_interval: float = 1.0
+    sync_batch: int = 256
+    certificate_proofs: bool = True
+
+
+@dataclass(slots=True)
+class _Ctx:
+    """Why a proof is being verified, and what to do once it is."""
+
+    kind: str  # "order" | "submit" | "cert"
+    peer: NodeId | None
+    mid: MsgId | None
+    data: bytes
+    hops: int
+    msg: Order | Certificate
+
+
+def short(b: bytes | None) -> str:
+    return b.hex()[:16] if b else "client"
+
+
+class NodeCore:
+    def __init__(
+        self,
+        *,
+        key: NodeKey,
+        chain_id: ChainId,
+        validators: Iterable[bytes],
+        balances: dict[bytes, int],
+        params: CoreParams = CoreParams(),
+        rng: random.Random | None = None,
+        byzantine: str = "",
+    ) -> None:
+        self.node_id = NodeId(key.public)
+        self.chain_id = chain_id
+        self.params = params
+        self.rng = rng or random.Random()
+        self.committee = Committee.of(validators)
+        self.ledger = Ledger(balances)
+        self.validator = (
+            Validator(key, chain_id, self.ledger, byzantine) if self.node_id in self.committee else None
+        )
+        self.router = GossipRouter(params.gossip, self.rng)
+        self.votes = VoteBook(chain_id, self.committee, limit=params.pending_orders)
+        self.orders: OrderedDict[Digest, Order] = OrderedDict()  # proof-verified, not yet applied
+        self.proofs: OrderedDict[Digest, bool] = OrderedDict()  # verification results cache
+        self.verifying: dict[Digest, list[_Ctx]] = {}
+        self.certified: OrderedDict[Digest, None] = OrderedDict()  # valid certificate seen
+        self.settled: set[Digest] = set()
+        self.certs: dict[tuple[Address, int], bytes] = {}  # applied certificates, for sync
+        self.held_certs: dict[tuple[Address, int], tuple[Certificate, bytes, Digest]] = {}
+        self.held_orders: dict[tuple[Address, int], Digest] = {}
+        self.penalties: dict[NodeId, int] = {}
+        self._next_sync = 0.0
+
+    # == lifecycle ==================================================================================
+    def restore(
+        self,
+        accounts: dict[bytes, tuple[int, int]],
+        certs: Iterable[bytes],
+        locks: Iterable[tuple[bytes, int, bytes]],
+    ) -> None:
+        """Load persisted state: accounts, applied certificates, and (validators) durable locks."""
+        applied: dict[tuple[bytes, int], bytes] = {}
+        for raw in certs:
+            cert = decode(raw, Certificate)
+            t = cert.order.transfer
+            digest = transfer_digest(t)
+            applied[(t.sender, t.seq)] = digest
+            self.certs[(t.sender, t.seq)] = raw
+            self.settled.add(digest)
+        if accounts:
+            self.ledger.restore(accounts, applied)
+        if self.validator is not None:
+            for sender, seq, digest in locks:
+                self.validator.locks[(Address(sender), seq)] = Digest(digest)
+                self.validator.durable.add(Digest(digest))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "applied": self.ledger.applied_count(),
+            "root": self.ledger.root().hex(),
+            "accounts": len(self.ledger.accounts),
+            "held_certificates": len(self.held_certs),
+            "held_orders": len(self.held_orders),
+            "verifying": len(self.verifying),
+            "gossip": self.router.stats.as_dict(),
+        }
+
+    # == peers ======================================================================================
+    def on_peer_connected(self, now: float, peer: NodeId) -> list[Effect]:
+        self.router.add_peer(peer)
+        return [Send(peer, SyncSummary(root=self.ledger.root(), applied=self.ledger.applied_count()))]
+
+    def on_peer_disconnected(self, now: float, peer: NodeId) -> list[Effect]:
+        self.router.remove_peer(peer)
+        return []
+
+    def on_message(self, now: float, peer: NodeId, msg: Message) -> list[Effect]:
+        """A decoded peer message (handshake, ping and peer exchange are the driver's)."""
+        if isinstance(msg, Gossip):
+            return self._on_gossip(now, peer, msg)
+        if isinstance(msg, IHave):
+            return list(self.router.on_ihave(now, peer, msg.ids))
+        if isinstance(msg, IWant):
+            return list(self.router.on_iwant(now, peer, msg.ids))
+        if isinstance(msg, SyncSummary):
+            if msg.root != self.ledger.root():
+                return [Send(peer, SyncHeads(heads=tuple(self.ledger.heads()), reply=True))]
+            return []
+        if isinstance(msg, SyncHeads):
+            return self._on_heads(peer, msg)
+        if isinstance(msg, CertRequest):
+            found = [self.certs[(Address(a), s)] for a, s in msg.items if (Address(a), s) in self.certs]
+            return [Send(peer, CertBatch(certs=tuple(found)))] if found else []
+        if isinstance(msg, CertBatch):
+            out: list[Effect] = []
+            for raw in msg.certs:
+                try:
+                    cert = decode(raw, Certificate)
+                except DecodeError as exc:
+                    out += self._reject(peer, "certificate", str(exc))
+                    continue
+                out += self._on_certificate(now, peer, None, raw, 0, cert)
+            return out
+        return self._reject(peer, type(msg).__name__, "unexpected message")
+
+    def _reject(self, peer: NodeId | None, kind: str, reason: str, tx: bytes | None = None) -> list[Effect]:
+        fields: dict[str, Any] = {"reason": reason, "kind": kind, "peer": short(peer)}
+        if tx is not None:
+            fields["tx"] = tx.hex()
+        out: list[Effect] = [Emit("message_rejected", fields)]
+        if peer is None:
+            return out
+        self.router.mark_invalid()
+        score = self.penalties.get(peer, 0) + 1
+        self.penalties[peer] = score
+        if score >= PENALTY_LIMIT:
+            self.penalties.pop(peer, None)
+            out.append(Disconnect(peer, f"{score} invalid messages"))
+        return out
+
+    # == gossip =====================================================================================
+    def _on_gossip(self, now: float, peer: NodeId, msg: Gossip) -> list[Effect]:
+        mid, new = self.router.receive(now, peer, msg.data)
+        if not new:
+            return []
+        try:
+            inner = decode(msg.data)
+        except DecodeError as exc:
+            return self._reject(peer, "gossip", str(exc))
+        if isinstance(inner, Order):
+            return self._on_order(now, _Ctx("order", peer, mid, msg.data, msg.hops, inner))
+        if isinstance(inner, Vote):
+            return self._on_vote(now, peer, mid, msg.data, msg.hops, inner)
+        if isinstance(inner, Certificate):
+            return self._on_certificate(now, peer, mid, msg.data, msg.hops, inner)
+        return self._reject(peer, "gossip", f"{type(inner).__name__} is not gossiped")
+
+    def tick(self, now: float) -> list[Effect]:
+        out: list[Effect] = list(self.router.tick(now))
+        if now >= self._next_sync and self.router.peers:
+            self._next_sync = now + self.params.sync_interval
+            peer = self.rng.choice(self.router.peers)
+            out.append(Send(peer, SyncSummary(root=self.ledger.root(), applied=self.ledger.applied_count())))
+        return out
+
+    # == orders =====================================================================================
+    def on_submit(self, now: float, order: Order) -> list[Effect]:
+        """A client handed us an order. Ends, now or after verification, with one OrderOutcome."""
+        t = order.transfer
+        digest = transfer_digest(t)
+        out: list[Effect] = [
+            Emit("order_submitted", {"tx": digest.hex(), "sender": t.sender.hex(), "seq": t.seq, "amount": t.amount})
+        ]
+        try:
+            static_checks(order, self.chain_id)
+            self.ledger.check_sender(t)
+            if t.seq <= self.ledger.next_seq(t.sender) and digest not in self.settled:
+                self.ledger.check_seq(t)
+                self.ledger.check_funds(t)
+        except (OrderError, LedgerError) as exc:
+            out.append(OrderOutcome(digest, False, str(exc)))
+            return out
+        if digest in self.settled or digest in self.orders:
+            out.append(OrderOutcome(digest, True))
+            return out
+        data = order.encode()
+        mid, new = self.router.receive(now, None, data)
+        return out + self._on_order(now, _Ctx("submit", None, mid if new else None, data, 0, order))
+
+    def _on_order(self, now: float, ctx: _Ctx) -> list[Effect]:
+        order = ctx.msg
+        assert isinstance(order, Order)
+        t = order.transfer
+        digest = transfer_digest(t)
+        out: list[Effect] = [Emit("order_received", {"tx": digest.hex(), "hops": ctx.hops, "peer": short(ctx.peer)})]
+        try:
+            static_checks(order, self.chain_id)
+            self.ledger.check_sender(t)
+        except (OrderError, LedgerError) as exc:
+            return out + self._reject(ctx.peer, "order", str(exc), digest)
+        if t.seq < self.ledger.next_seq(t.sender):
+            out.append(Emit("order_ignored", {"tx": digest.hex(), "reason": "already settled"}))
+            return out
+        known = self.proofs.get(digest)
+        if known is True:
+            return out + self._order_valid(now, ctx, digest)
+        if known is False:
+            return out + self._bad_proof(ctx, digest)
+        waiting = self.verifying.get(digest)
+        if waiting is not None:
+            waiting.append(ctx)
+            return out
+        if len(self.verifying) >= self.params.pending_orders:
+            out.append(Emit("order_ignored", {"tx": digest.hex(), "reason": "verification queue full"}))
+            if ctx.kind == "submit":
+                out.append(OrderOutcome(digest, False, "node overloaded, try again"))
+            return out
+        self.verifying[digest] = [ctx]
+        out.append(VerifyProofs(((digest, order),)))
+        return out
+
+    def on_proofs_verified(self, now: float, results: Iterable[tuple[Digest, bool, int, int]]) -> list[Effect]:
+        """Results of VerifyProofs: (digest, ok, duration_us, batch size)."""
+        out: list[Effect] = []
+        for digest, ok, duration_us, batch in results:
+            self.proofs[digest] = ok
+            if len(self.proofs) > 4 * self.params.pending_orders:
+                self.proofs.popitem(last=False)
+            out.append(
+                Emit("proof_verified", {"tx": digest.hex(), "ok": ok, "duration_us": duration_us, "batch": batch})
+            )
+            for ctx in self.verifying.pop(digest, []):
+                if not ok:
+                    out += self._bad_proof(ctx, digest)
+                elif ctx.kind == "cert":
+                    assert isinstance(ctx.msg, Certificate)
+                    out += self._certificate_valid(now, ctx.peer, ctx.mid, ctx.data, ctx.hops, ctx.msg, digest)
+                else:
+                    out += self._order_valid(now, ctx, digest)
+        return out
+
+    def _bad_proof(self, ctx: _Ctx, digest: Digest) -> list[Effect]:
+        out = self._reject(ctx.peer, "certificate" if ctx.kind == "cert" else "order", "proof does not verify", digest)
+        if ctx.kind == "submit":
+            out.append(OrderOutcome(digest, False, "proof does not verify"))
+        return out
+
+    def _order_valid(self, now: float, ctx: _Ctx, digest: Digest) -> list[Effect]:
+        order = ctx.msg
+        assert isinstance(order, Order)
+        out: list[Effect] = []
+        if digest not in self.settled and digest not in self.orders:
+            self.orders[digest] = order
+            while len(self.orders) > self.params.pending_orders:
+                self.orders.popitem(last=False)
+        if ctx.mid is not None:
+            if ctx.kind == "submit":
+                out += self.router.publish(now, ctx.data)
+            else:
+                out += self.router.forward(now, ctx.mid, ctx.data, ctx.hops)
+        if ctx.kind == "submit":
+            out.append(OrderOutcome(digest, True))
+        out += self._try_vote(order, digest)
+        out += self._maybe_certify(now, digest)
+        return out
+
+    def _try_vote(self, order: Order, digest: Digest) -> list[Effect]:
+        v = self.validator
+        if v is None or digest in self.settled:
+            return []
+        t = order.transfer
+        try:
+            v.check(order, digest)
+        except SeqTooLow:
+            return []
+        except (SeqTooHigh, LedgerError) as exc:
+            # Predecessors or credits missing: wait for them (bounded), retried on each apply.
+            if len(self.held_orders) < self.params.pending_orders:
+                self.held_orders[(t.sender, t.seq)] = digest
+            return [Emit("vote_deferred", {"tx": digest.hex(), "reason": str(exc)})]
+        except OrderError as exc:
+            return [Emit("vote_refused", {"tx": digest.hex(), "reason": str(exc)})]
+        if v.lock(order, digest):
+            return [PersistLock(t.sender, t.seq, digest, order.encode())]
+        return []
+
+    def on_lock_persisted(self, now: float, digest: Digest) -> list[Effect]:
+        """The driver made the lock for ``digest`` durable: sign and publish the vote."""
+        v = self.validator
+        if v is None:
+            return []
+        v.durable.add(digest)
+        vote = v.vote(digest)
+        if vote is None:
+            return []
+        order = self.orders.get(digest)
+        fields: dict[str, Any] = {"tx": digest.hex()}
+        if order is not None:
+            fields.update(seq=order.transfer.seq, sender=order.transfer.sender.hex())
+        out: list[Effect] = [Emit("vote_sent", fields)]
+        out += self.router.publish(now, vote.encode())
+        self.votes.add(vote)
+        out += self._maybe_certify(now, digest)
+        return out
+
+    # == votes and certificates =====================================================================
+    def _on_vote(self, now: float, peer: NodeId, mid: MsgId, data: bytes, hops: int, vote: Vote) -> list[Effect]:
+        out: list[Effect] = [
+            Emit("vote_received", {"tx": vote.digest.hex(), "validator": short(vote.validator), "hops": hops})
+        ]
+        if not self.votes.add(vote):
+            return out + self._reject(peer, "vote", "vote signature invalid or signer not a validator", vote.digest)
+        out += self.router.forward(now, mid, data, hops)
+        out += self._maybe_certify(now, vote.digest)
+        return out
+
+    def _maybe_certify(self, now: float, digest: Digest) -> list[Effect]:
+        if digest in self.certified or digest in self.settled:
+            return []
+        order = self.orders.get(digest)
+        if order is None:
+            return []
+        cert = self.votes.assemble(order, digest)
+        if cert is None:
+            return []
+        self._mark_certified(digest)
+        data = cert.encode()
+        out: list[Effect] = [Emit("certificate_formed", {"tx": digest.hex(), "votes": len(cert.signatures)})]
+        self.router.receive(now, None, data)
+        out += self.router.publish(now, data)
+        out += self._apply_or_hold(now, None, cert, data, digest)
+        return out
+
+    def _mark_certified(self, digest: Digest) -> None:
+        self.certified[digest] = None
+        while len(self.certified) > 4 * self.params.pending_orders:
+            self.certified.popitem(last=False)
+
+    def _on_certificate(
+        self, now: float, peer: NodeId | None, mid: MsgId | None, data: bytes, hops: int, cert: Certificate
+    ) -> list[Effect]:
+        order = cert.order
+        t = order.transfer
+        digest = transfer_digest(t)
+        if digest in self.certified or digest in self.settled:
+            return []  # another assembly of a certificate we hold: nothing new, not forwarded
+        out: list[Effect] = [Emit("certificate_received", {"tx": digest.hex(), "hops": hops, "peer": short(peer)})]
+        existing = self.ledger.applied.get((t.sender, t.seq))
+        if existing is not None and existing != digest:
+            out.append(Emit("certificate_conflict", {"tx": digest.hex(), "applied": existing.hex(), "seq": t.seq}))
+            return out + self._reject(peer, "certificate", "conflicts with an applied certificate", digest)
+        try:
+            static_checks(order, self.chain_id)
+        except OrderError as exc:
+            return out + self._reject(peer, "certificate", str(exc), digest)
+        reason = check_certificate(self.votes, cert, digest)
+        if reason is not None:
+            return out + self._reject(peer, "certificate", reason, digest)
+        if self.params.certificate_proofs and self.proofs.get(digest) is not True:
+            if self.proofs.get(digest) is False:
+                return out + self._reject(peer, "certificate", "proof does not verify", digest)
+            ctx = _Ctx("cert", peer, mid, data, hops, cert)
+            waiting = self.verifying.get(digest)
+            if waiting is not None:
+                waiting.append(ctx)
+            else:
+                self.verifying[digest] = [ctx]
+                out.append(VerifyProofs(((digest, order),)))
+            return out
+        return out + self._certificate_valid(now, peer, mid, data, hops, cert, digest)
+
+    def _certificate_valid(
+        self, now: float, peer: NodeId | None, mid: MsgId | None, data: bytes, hops: int, cert: Certificate,
+        digest: Digest,
+    ) -> list[Effect]:
+        if digest in self.certified or digest in self.settled:
+            return []
+        self._mark_certified(digest)
+        out: list[Effect] = []
+        if mid is not None:
+            out += self.router.forward(now, mid, data, hops)
+        return out + self._apply_or_hold(now, peer, cert, data, digest)
+
+    # == application ================================================================================
+    def _apply_or_hold(
+        self, now: float, peer: NodeId | None, cert: Certificate, data: bytes, digest: Digest
+    ) -> list[Effect]:
+        out: list[Effect] = []
+        work = [(cert, data, digest)]
+        while work:
+            cert, data, digest = work.pop()
+            t = cert.order.transfer
+            try:
+                self.ledger.check(t)
+            except SeqTooLow:
+                continue
+            except LedgerError as exc:
+                key = (t.sender, t.seq)
+                if key not in self.held_certs and len(self.held_certs) < self.params.held_certificates:
+                    self.held_certs[key] = (cert, data, digest)
+                    out.append(Emit("certificate_held", {"tx": digest.hex(), "reason": str(exc)}))
+                if isinstance(exc, SeqTooHigh) and peer is not None:
+                    start = self.ledger.next_seq(t.sender)
+                    items = tuple((t.sender, s) for s in range(start, min(t.seq, start + self.params.sync_batch)))
+                    out.append(Send(peer, CertRequest(items=items)))
+                continue
+            out += self._apply(t, cert, data, digest)
+            # What this may have unblocked: the sender's next seq, and the recipient's pending debit.
+            for addr in (t.sender, t.recipient):
+                key = (addr, self.ledger.next_seq(addr))
+                held = self.held_certs.pop(key, None)
+                if held is not None:
+                    work.append(held)
+                held_order = self.held_orders.pop(key, None)
+                if held_order is not None and held_order in self.orders:
+                    out += self._try_vote(self.orders[held_order], held_order)
+        return out
+
+    def _apply(self, t: Any, cert: Certificate, data: bytes, digest: Digest) -> list[Effect]:
+        self.ledger.apply(t, digest)
+        self.settled.add(digest)
+        self.certs[(t.sender, t.seq)] = data
+        self.orders.pop(digest, None)
+        self.votes.forget(digest)
+        if self.validator is not None:
+            self.validator.release(t.sender, t.seq)
+        accounts = tuple(
+            (a, self.ledger.accounts[a].balance, self.ledger.accounts[a].next_seq)
+            for a in dict.fromkeys((t.sender, t.recipient))
+        )
+        root = self.ledger.root()
+        return [
+            PersistApplied(cert, data, digest, accounts),
+            Emit(
+                "certificate_applied",
+                {
+                    "tx": digest.hex(),
+                    "sender": t.sender.hex(),
+                    "seq": t.seq,
+                    "amount": t.amount,
+                    "root": root.hex(),
+                    "applied": self.ledger.applied_count(),
+                },
+            ),
+            Settled(digest),
+        ]
+
+    # == anti-entropy ===============================================================================
+    def _on_heads(self, peer: NodeId, msg: SyncHeads) -> list[Effect]:
+        theirs = {Address(a): s for a, s in msg.heads}
+        mine = self.ledger.heads()
+        found: list[bytes] = []
+        budget = self.params.sync_batch
+        for addr, my_next in mine:
+            their_next = theirs.get(Address(addr), 0)
+            s = their_next
+            while s < my_next and len(found) < budget:
+                raw = self.certs.get((Address(addr), s))
+                if raw is not None:
+                    found.append(raw)
+                s += 1
+            if len(found) >= budget:
+                break
+        out: list[Effect] = []
+        if found:
+            out.append(Send(peer, CertBatch(certs=tuple(found))))
+        if msg.reply and any(s > self.ledger.next_seq(a) for a, s in theirs.items()):
+            out.append(Send(peer, SyncHeads(heads=tuple(mine), reply=False)))
+        return out

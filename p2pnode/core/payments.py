@@ -1,0 +1,50 @@
+"""Canonical digests and order construction (the wallet side of the payment path).
+
+Everything signed or proven is a domain-tagged hash of canonical message bytes
+(:func:`p2pnode.crypto.hash256` with a distinct tag per use), so that a signature or proof made for
+one purpose cannot be replayed for another.
+"""
+
+from __future__ import annotations
+
+from p2pnode.crypto import SpendingKey, address_of, hash256
+from p2pnode.wire.messages import Order, Transfer
+from p2pnode.wire.types import Address, Amount, ChainId, Digest, MsgId, Seq
+
+TRANSFER_TAG = b"p2pnode/transfer/v1"
+VOTE_TAG = b"p2pnode/vote/v1"
+HANDSHAKE_TAG = b"p2pnode/handshake/v1"
+MSGID_TAG = b"p2pnode/msgid/v1"
+
+
+def transfer_digest(transfer: Transfer) -> Digest:
+    """The payment's name: hash of the transfer's canonical bytes (the statement, never the proof)."""
+    return Digest(hash256(TRANSFER_TAG, transfer.encode()))
+
+
+def vote_digest(chain_id: bytes, digest: bytes) -> bytes:
+    """What a validator signs: the chain and the transfer digest, under the vote domain tag."""
+    return hash256(VOTE_TAG, chain_id, digest)
+
+
+def handshake_digest(peer_nonce: bytes, signer: bytes, chain_id: bytes, version: int) -> bytes:
+    """What a node signs in the handshake: the other side's fresh nonce, its own id, chain and version."""
+    return hash256(HANDSHAKE_TAG, peer_nonce, signer, chain_id, version.to_bytes(4, "big"))
+
+
+def message_id(data: bytes) -> MsgId:
+    """Gossip id of a payload: hash of its bytes as received."""
+    return MsgId(hash256(MSGID_TAG, data))
+
+
+def make_order(key: SpendingKey, chain_id: bytes, recipient: bytes, amount: int, seq: int) -> Order:
+    """Build and prove a transparent transfer from ``key``'s account."""
+    transfer = Transfer(
+        chain_id=ChainId(chain_id),
+        sender=Address(address_of(key.public)),
+        recipient=Address(recipient),
+        amount=Amount(amount),
+        seq=Seq(seq),
+    )
+    proof = key.prove(transfer_digest(transfer))
+    return Order(transfer=transfer, sender_key=key.public, proof=proof)

@@ -1,0 +1,154 @@
+"""The validator role: check an order, lock (sender, seq) to it, vote.
+
+Checks, in order (cheap first, the proof last), each failure a typed error with its facts:
+
+1. ``[REJECT]`` chain id is ours                                   — :class:`WrongChain`
+2. ``[REJECT]`` amount > 0                                          — :class:`ZeroAmount`
+3. ``[REJECT]`` the sender address is the hash of the proving key   — :class:`KeyMismatch`
+4. ``[REJECT]`` the sender exists                                   — ``UnknownSender``
+5. ``[IGNORE]`` seq is the account's next (too low: already settled; too high: held until the
+   predecessors apply)                                              — ``SeqTooLow`` / ``SeqTooHigh``
+6. ``[REJECT]`` no lock on (sender, seq) for a different order      — :class:`ConflictingLock`
+7. ``[IGNORE]`` the balance covers the amount                       — ``InsufficientFunds``
+8. ``[REJECT]`` the proof verifies                                  — :class:`BadProof`
+
+Then the lock is persisted *before* the vote is signed (the driver reports durability back). An
+order that is already locked here gets the same vote again: handling is idempotent.
+
+Test-only behaviours (``byzantine``) exist for fault scenarios and are never on by default:
+``equivocate`` skips the lock check (votes for conflicting orders), ``bad_signature`` signs garbage,
+``silent`` never votes.
+"""
+
+from __future__ import annotations
+
+from p2pnode.core.ledger import Ledger, LedgerError
+from p2pnode.core.payments import transfer_digest, vote_digest
+from p2pnode.crypto import NodeKey, address_of, schnorr_verify
+from p2pnode.errors import P2PNodeError
+from p2pnode.wire.messages import Order, Vote
+from p2pnode.wire.types import Address, ChainId, Digest, NodeId
+
+BYZANTINE_BEHAVIOURS = ("", "equivocate", "bad_signature", "silent")
+
+
+class OrderError(P2PNodeError):
+    """An order that a validator refuses to vote for."""
+
+
+class WrongChain(OrderError):
+    def __init__(self, got: bytes, want: bytes) -> None:
+        super().__init__(f"wrong chain: order for {got.hex()[:16]}, this chain is {want.hex()[:16]}")
+
+
+class ZeroAmount(OrderError):
+    def __init__(self) -> None:
+        super().__init__("amount must be positive")
+
+
+class KeyMismatch(OrderError):
+    def __init__(self, sender: bytes) -> None:
+        super().__init__(f"proving key does not belong to sender {sender.hex()}")
+
+
+class ConflictingLock(OrderError):
+    def __init__(self, sender: bytes, seq: int, locked: bytes) -> None:
+        super().__init__(f"(sender {sender.hex()[:16]}, seq {seq}) is locked to another order {locked.hex()[:16]}")
+        self.locked = locked
+
+
+class BadProof(OrderError):
+    def __init__(self) -> None:
+        super().__init__("proof does not verify")
+
+
+def static_checks(order: Order, chain_id: bytes) -> None:
+    """Checks 1–3: need no state."""
+    t = order.transfer
+    if t.chain_id != chain_id:
+        raise WrongChain(t.chain_id, chain_id)
+    if t.amount == 0:
+        raise ZeroAmount()
+    if address_of(order.sender_key) != t.sender:
+        raise KeyMismatch(t.sender)
+
+
+def proof_ok(order: Order, digest: bytes) -> bool:
+    return schnorr_verify(order.sender_key, digest, order.proof)
+
+
+class Validator:
+    """Lock table and vote signing of one validator.
+
+    Invariant: ``locks[(sender, seq)]`` holds at most one digest, and it is set before a vote for that
+    digest is signed. A lock leaves the table only when its certificate applies (seq then < next_seq).
+    """
+
+    def __init__(self, key: NodeKey, chain_id: ChainId, ledger: Ledger, byzantine: str = "") -> None:
+        if byzantine not in BYZANTINE_BEHAVIOURS:
+            raise ValueError(f"unknown byzantine behaviour {byzantine!r}")
+        self.key = key
+        self.node_id = NodeId(key.public)
+        self.chain_id = chain_id
+        self.ledger = ledger
+        self.byzantine = byzantine
+        self.locks: dict[tuple[Address, int], Digest] = {}
+        self.durable: set[Digest] = set()
+        self._votes: dict[Digest, Vote] = {}
+
+    def check(self, order: Order, digest: Digest) -> None:
+        """Checks 1–7 (all but the proof). Raises the first failure."""
+        static_checks(order, self.chain_id)
+        t = order.transfer
+        self.ledger.check_sender(t)
+        self.ledger.check_seq(t)
+        locked = self.locks.get((t.sender, t.seq))
+        if locked is not None and locked != digest and self.byzantine != "equivocate":
+            raise ConflictingLock(t.sender, t.seq, locked)
+        self.ledger.check_funds(t)
+
+    def lock(self, order: Order, digest: Digest) -> bool:
+        """Record the lock in memory; True if the caller must persist it (it is new)."""
+        key = (order.transfer.sender, order.transfer.seq)
+        if self.locks.get(key) == digest:
+            return False
+        self.locks[key] = digest
+        return True
+
+    def vote(self, digest: Digest) -> Vote | None:
+        """The vote for a durably locked digest (the same vote every time), or None if not votable."""
+        if digest not in self.durable or self.byzantine == "silent":
+            return None
+        cached = self._votes.get(digest)
+        if cached is None:
+            sig = self.key.sign(vote_digest(self.chain_id, digest))
+            if self.byzantine == "bad_signature":
+                sig = bytes(64 - len(b"garbage")) + b"garbage"
+            cached = self._votes[digest] = Vote(digest=digest, validator=self.node_id, signature=sig)
+        return cached
+
+    def release(self, sender: bytes, seq: int) -> None:
+        """The certificate for (sender, seq) applied: its lock and vote are no longer needed."""
+        digest = self.locks.pop((Address(sender), seq), None)
+        if digest is not None:
+            self.durable.discard(digest)
+            self._votes.pop(digest, None)
+
+    def handle_order(self, order: Order) -> Vote:
+        """Synchronous path for tests and tools: all checks, proof included, lock treated as durable.
+
+        Error handling: raises the typed error of the first failed check; changes nothing then.
+        """
+        digest = transfer_digest(order.transfer)
+        self.check(order, digest)
+        if not proof_ok(order, digest):
+            raise BadProof()
+        self.lock(order, digest)
+        self.durable.add(digest)
+        vote = self.vote(digest)
+        if vote is None:
+            raise OrderError("this validator does not vote")
+        return vote
+
+
+__all__ = ["Validator", "OrderError", "LedgerError", "static_checks", "proof_ok"]

@@ -1,0 +1,1 @@
+"""Trio networking: transports, peers, the node driver and the client."""

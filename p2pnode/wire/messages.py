@@ -1,0 +1,419 @@
+"""Every message on the wire, as frozen dataclasses with a unique tag.
+
+Encoding: a message is the msgpack array ``[TAG, field1, field2, ...]`` in declared field order;
+nested messages are nested arrays of the same form. Decoding is strict: exact array length, exact
+types, exact byte lengths, bounded lists. Anything else is a :class:`DecodeError` (the sender's fault).
+
+Stages are separate types (FastPay): ``Transfer`` (the statement) → ``Order`` (statement + proof) →
+``Vote`` (one validator's signature) → ``Certificate`` (order + a quorum of votes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar
+
+from p2pnode.errors import DecodeError
+from p2pnode.wire import codec
+from p2pnode.wire.types import U64_MAX, Address, Amount, ChainId, Digest, NodeId, Seq
+
+Spec = Callable[[Any], Any]
+
+
+# -- field specs: each validates a decoded msgpack value and returns the typed value -------------------
+def _bytes(exact: int | None = None, maximum: int | None = None) -> Spec:
+    def check(v: Any) -> bytes:
+        if not isinstance(v, bytes):
+            raise DecodeError(f"expected bytes, got {type(v).__name__}")
+        if exact is not None and len(v) != exact:
+            raise DecodeError(f"expected {exact} bytes, got {len(v)}")
+        if maximum is not None and len(v) > maximum:
+            raise DecodeError(f"byte string of {len(v)} over limit {maximum}")
+        return v
+
+    return check
+
+
+def _uint(bits: int) -> Spec:
+    top = 2**bits - 1
+
+    def check(v: Any) -> int:
+        if type(v) is not int or not 0 <= v <= top:
+            raise DecodeError(f"expected u{bits}, got {v!r:.40}")
+        return v
+
+    return check
+
+
+def _str(maximum: int) -> Spec:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or len(v) > maximum:
+            raise DecodeError(f"expected string of at most {maximum} chars")
+        return v
+
+    return check
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise DecodeError("expected bool")
+    return v
+
+
+def _list(item: Spec, maximum: int) -> Spec:
+    def check(v: Any) -> tuple[Any, ...]:
+        if not isinstance(v, list) or len(v) > maximum:
+            raise DecodeError(f"expected list of at most {maximum} items")
+        return tuple(item(x) for x in v)
+
+    return check
+
+
+def _tuple(*items: Spec) -> Spec:
+    def check(v: Any) -> tuple[Any, ...]:
+        if not isinstance(v, list) or len(v) != len(items):
+            raise DecodeError(f"expected {len(items)}-tuple")
+        return tuple(spec(x) for spec, x in zip(items, v, strict=True))
+
+    return check
+
+
+def _info(v: Any) -> dict[str, Any]:
+    """A flat map of str -> scalar or list of scalars (status replies only; never signed)."""
+    if not isinstance(v, dict) or len(v) > 256:
+        raise DecodeError("expected a map")
+    for key, val in v.items():
+        if not isinstance(key, str):
+            raise DecodeError("map keys must be strings")
+        if not _plain(val, depth=0):
+            raise DecodeError(f"unsupported value under {key!r}")
+    return v
+
+
+def _plain(v: Any, depth: int) -> bool:
+    if v is None or isinstance(v, (bool, int, float, str, bytes)):
+        return True
+    if depth >= 3:
+        return False
+    if isinstance(v, list):
+        return all(_plain(x, depth + 1) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _plain(x, depth + 1) for k, x in v.items())
+    return False
+
+
+def _nested(cls: type[Message]) -> Spec:
+    def check(v: Any) -> Message:
+        return decode_obj(v, expect=cls)
+
+    return check
+
+
+B32, B20, B64, B96 = _bytes(32), _bytes(20), _bytes(64), _bytes(96)
+U8, U16, U32, U64 = _uint(8), _uint(16), _uint(32), _uint(64)
+
+
+# -- base ---------------------------------------------------------------------------------------------
+class Message:
+    """Base of all messages. Subclasses set ``TAG`` and ``SPEC`` (one spec per field, in order)."""
+
+    __slots__ = ()
+    TAG: ClassVar[int]
+    SPEC: ClassVar[tuple[Spec, ...]]
+
+    def to_obj(self) -> list[Any]:
+        out: list[Any] = [self.TAG]
+        for f in fields(self):  # type: ignore[arg-type]
+            out.append(_to_obj(getattr(self, f.name)))
+        return out
+
+    def encode(self) -> bytes:
+        return codec.pack(self.to_obj())
+
+
+def _to_obj(v: Any) -> Any:
+    if isinstance(v, Message):
+        return v.to_obj()
+    if isinstance(v, tuple):
+        return [_to_obj(x) for x in v]
+    return v
+
+
+REGISTRY: dict[int, type[Message]] = {}
+M = TypeVar("M", bound=Message)
+
+
+def message(tag: int, *spec: Spec) -> Callable[[type[M]], type[M]]:
+    def register(cls: type[M]) -> type[M]:
+        if tag in REGISTRY:
+            raise RuntimeError(f"duplicate message tag {tag}")
+        cls.TAG = tag
+        cls.SPEC = spec
+        if len(spec) != len(fields(cls)):  # type: ignore[arg-type]
+            raise RuntimeError(f"{cls.__name__}: spec/field count mismatch")
+        REGISTRY[tag] = cls
+        return cls
+
+    return register
+
+
+def decode_obj(obj: Any, expect: type[M] | None = None) -> Any:
+    if not isinstance(obj, list) or not obj:
+        raise DecodeError("message must be a non-empty array")
+    tag = obj[0]
+    cls = REGISTRY.get(tag) if type(tag) is int else None
+    if cls is None:
+        raise DecodeError(f"unknown message tag {tag!r:.20}")
+    if expect is not None and cls is not expect:
+        raise DecodeError(f"expected {expect.__name__}, got {cls.__name__}")
+    if len(obj) != len(cls.SPEC) + 1:
+        raise DecodeError(f"{cls.__name__}: expected {len(cls.SPEC)} fields, got {len(obj) - 1}")
+    try:
+        values = [spec(v) for spec, v in zip(cls.SPEC, obj[1:], strict=True)]
+    except DecodeError as exc:
+        raise DecodeError(f"{cls.__name__}: {exc}") from None
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    return cls(**dict(zip(names, values, strict=True)))
+
+
+def decode(data: bytes, expect: type[M] | None = None, *, max_len: int = codec.DEFAULT_MAX_FRAME) -> Any:
+    """Decode one message from ``data``; raises :class:`DecodeError` on anything malformed."""
+    return decode_obj(codec.unpack(data, max_len=max_len), expect)
+
+
+# == peer protocol ===================================================================================
+DC = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+@message(1, U32, B32, B32, B32, U16, _str(16))
+@DC
+class Hello(Message):
+    """First frame of a peer connection, sent by both sides."""
+
+    version: int
+    chain_id: ChainId
+    node_id: NodeId
+    nonce: bytes
+    listen_port: int  # 0 = not listening (not dialable)
+    role: str  # "validator" | "full"
+
+
+@message(2, B64)
+@DC
+class HelloAuth(Message):
+    """Ed25519 signature over ``handshake_digest(peer_nonce, own node id, chain id)``."""
+
+    signature: bytes
+
+
+@message(3, _str(256))
+@DC
+class Refuse(Message):
+    """Sent just before closing a connection, with the reason."""
+
+    reason: str
+
+
+@message(4, U64)
+@DC
+class Ping(Message):
+    nonce: int
+
+
+@message(5, U64)
+@DC
+class Pong(Message):
+    nonce: int
+
+
+@message(6)
+@DC
+class GetPeers(Message):
+    pass
+
+
+PeerAddr = tuple[str, int, bytes]
+
+
+@message(7, _list(_tuple(_str(64), U16, B32), 64))
+@DC
+class Peers(Message):
+    """Known dialable peers: (host, port, node id)."""
+
+    peers: tuple[PeerAddr, ...]
+
+
+@message(10, _bytes(maximum=1 << 20), U8)
+@DC
+class Gossip(Message):
+    """A gossiped payload (an encoded Order, Vote or Certificate). Its id hashes ``data`` only."""
+
+    data: bytes
+    hops: int
+
+
+@message(11, _list(B32, 1024))
+@DC
+class IHave(Message):
+    ids: tuple[bytes, ...]
+
+
+@message(12, _list(B32, 1024))
+@DC
+class IWant(Message):
+    ids: tuple[bytes, ...]
+
+
+@message(13, B32, U64)
+@DC
+class SyncSummary(Message):
+    """Anti-entropy probe: the sender's state root and applied-certificate count."""
+
+    root: bytes
+    applied: int
+
+
+@message(14, _list(_tuple(B20, U64), 1 << 16), _bool)
+@DC
+class SyncHeads(Message):
+    """The sender's next seq for every account that has sent anything; ``reply`` asks for heads back."""
+
+    heads: tuple[tuple[bytes, int], ...]
+    reply: bool
+
+
+@message(15, _list(_tuple(B20, U64), 256))
+@DC
+class CertRequest(Message):
+    """Ask for the certificates of these (sender, seq) pairs."""
+
+    items: tuple[tuple[bytes, int], ...]
+
+
+@message(16, _list(_bytes(maximum=1 << 16), 512))
+@DC
+class CertBatch(Message):
+    """Encoded certificates, answering a CertRequest or SyncHeads."""
+
+    certs: tuple[bytes, ...]
+
+
+# == payments =========================================================================================
+@message(20, B32, B20, B20, U64, U64)
+@DC
+class Transfer(Message):
+    """The statement of a payment. Its digest names the payment everywhere (logs, locks, votes)."""
+
+    chain_id: ChainId
+    sender: Address
+    recipient: Address
+    amount: Amount
+    seq: Seq
+
+
+@message(21, _nested(Transfer), B64, B96)
+@DC
+class Order(Message):
+    """A transfer with its proof: the sender's BN254 public key and a Schnorr proof over the digest."""
+
+    transfer: Transfer
+    sender_key: bytes
+    proof: bytes
+
+
+@message(22, B32, B32, B64)
+@DC
+class Vote(Message):
+    """One validator's Ed25519 signature over ``vote_digest(chain_id, transfer digest)``."""
+
+    digest: Digest
+    validator: NodeId
+    signature: bytes
+
+
+@message(23, _nested(Order), _list(_tuple(B32, B64), 256))
+@DC
+class Certificate(Message):
+    """An order with a quorum of (validator, signature) pairs, sorted by validator id."""
+
+    order: Order
+    signatures: tuple[tuple[bytes, bytes], ...]
+
+
+# == client requests (one request, one reply, on a connection that did not send Hello) ==================
+@message(40)
+@DC
+class StatusRequest(Message):
+    pass
+
+
+@message(41, _info)
+@DC
+class StatusReply(Message):
+    info: dict[str, Any]
+
+
+@message(42, _nested(Order))
+@DC
+class SubmitOrder(Message):
+    order: Order
+
+
+@message(43, B32, _bool, _str(512))
+@DC
+class SubmitReply(Message):
+    """``accepted`` false carries the refusal as one readable line."""
+
+    digest: Digest
+    accepted: bool
+    error: str
+
+
+@message(44, B20)
+@DC
+class GetAccount(Message):
+    address: Address
+
+
+@message(45, B20, U64, U64)
+@DC
+class AccountReply(Message):
+    address: Address
+    balance: Amount
+    next_seq: Seq
+
+
+@message(46, B32, U32)
+@DC
+class WaitSettled(Message):
+    """Reply once the transfer's certificate is applied here, or after ``wait_ms`` with settled=false."""
+
+    digest: Digest
+    wait_ms: int
+
+
+@message(47, B32, _bool, B32, U64)
+@DC
+class SettledReply(Message):
+    digest: Digest
+    settled: bool
+    root: bytes
+    applied: int
+
+
+@message(48, _str(512))
+@DC
+class ErrorReply(Message):
+    reason: str
+
+
+# == canonical digests ==================================================================================
+def u64(v: int) -> bytes:
+    if not 0 <= v <= U64_MAX:
+        raise ValueError("not a u64")
+    return v.to_bytes(8, "big")
+
+
+def all_message_types() -> Sequence[type[Message]]:
+    return [REGISTRY[t] for t in sorted(REGISTRY)]
