@@ -140,8 +140,10 @@ class NodeCore:
             applied[(t.sender, t.seq)] = digest
             self.certs[(t.sender, t.seq)] = raw
             self.settled.add(digest)
-        if accounts:
-            self.ledger.restore(accounts, applied)
+        if accounts or applied:
+            merged = {a: (acct.balance, acct.next_seq) for a, acct in self.ledger.accounts.items()}
+            merged.update(accounts)  # persisted accounts overlay genesis
+            self.ledger.restore(merged, applied)
         if self.validator is not None:
             for sender, seq, digest in locks:
                 self.validator.locks[(Address(sender), seq)] = Digest(digest)

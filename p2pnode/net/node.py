@@ -1,0 +1,590 @@
+"""The Trio node driver: runs the sans-I/O core, the transport, the store and the verifier.
+
+Structure: one nursery per node. Services: the listener, the heartbeat ticker, the dialer, peer
+exchange, the group-commit writer and the proof verifier; plus one reader, one writer and one
+keepalive task per peer, and one task per client connection.
+
+The driver performs the core's effects in order (see :mod:`p2pnode.core.effects`): sends go to the
+peer's bounded queue (a full queue drops the message and counts it), persistence is awaited before
+anything after it, and log events are written as structlog lines.
+
+Resource handling: cancelling ``run`` closes every connection and stops the worker processes; the
+store is closed by whoever opened it. Error handling: a peer's bad input closes or penalizes that peer
+and never the node; ``LocalError`` (our configuration) stops the node with its message.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from p2pnode import logs
+from p2pnode.config import NodeConfig, load_config, parse_hostport
+from p2pnode.core.effects import (
+    Disconnect,
+    Effect,
+    Emit,
+    OrderOutcome,
+    PersistApplied,
+    PersistLock,
+    Send,
+    Settled,
+    VerifyProofs,
+)
+from p2pnode.core.gossip import GossipParams
+from p2pnode.core.node import CoreParams, NodeCore
+from p2pnode.crypto import NodeKey
+from p2pnode.errors import DecodeError, HandshakeError, LocalError, P2PNodeError, RemoteError
+from p2pnode.genesis import Genesis, load_genesis
+from p2pnode.net.conn import FramedStream, PeerHello, handshake
+from p2pnode.net.transport import TcpTransport, Transport
+from p2pnode.net.verifier import ProofVerifier
+from p2pnode.store import SqliteStore, Store
+from p2pnode.wire.messages import (
+    AccountReply,
+    ErrorReply,
+    GetAccount,
+    GetPeers,
+    Hello,
+    Message,
+    Peers,
+    Ping,
+    Pong,
+    Refuse,
+    SettledReply,
+    StatusReply,
+    StatusRequest,
+    SubmitOrder,
+    SubmitReply,
+    WaitSettled,
+)
+from p2pnode.wire.types import Address, Amount, Digest, NodeId, Seq
+
+PEER_ERRORS = (RemoteError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+def short(node_id: bytes) -> str:
+    return node_id.hex()[:16]
+
+
+@dataclass(eq=False)
+class PeerConn:
+    node_id: NodeId
+    conn: FramedStream
+    direction: str  # "in" | "out"
+    addr: str  # dialable "host:port", or "" if the peer does not listen
+    role: str
+    send: trio.MemorySendChannel[bytes]
+    recv: trio.MemoryReceiveChannel[bytes]
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    last_rx: float = 0.0
+    dropped: int = 0
+
+
+@dataclass
+class _Outcome:
+    event: trio.Event = field(default_factory=trio.Event)
+    accepted: bool = False
+    error: str = ""
+
+
+class Node:
+    """One p2pnode node. ``run`` is a Trio service: ``await nursery.start(node.run)`` returns the port."""
+
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        key: NodeKey,
+        genesis: Genesis,
+        *,
+        store: Store,
+        transport: Transport | None = None,
+        name: str = "",
+        rng: random.Random | None = None,
+        byzantine: str = "",
+    ) -> None:
+        self.cfg = cfg
+        self.key = key
+        self.node_id = NodeId(key.public)
+        self.genesis = genesis
+        self.name = name or cfg.node.name or short(key.public)
+        self.store = store
+        self.transport: Transport = transport or TcpTransport()
+        self.host, self.port = parse_hostport(cfg.node.listen, key="node.listen")
+        self.rng = rng or random.Random()
+        g = cfg.gossip
+        params = CoreParams(
+            gossip=GossipParams(
+                eager_fanout=g.eager_fanout, lazy_fanout=g.lazy_fanout, seen_cache_size=g.seen_cache_size,
+                seen_ttl=float(g.seen_ttl_s), iwant_timeout=g.iwant_timeout_ms / 1000, max_ihave=g.max_ihave,
+            ),
+            pending_orders=cfg.limits.pending_orders,
+            held_certificates=cfg.limits.held_certificates,
+            sync_interval=cfg.sync.interval_ms / 1000,
+            sync_batch=cfg.sync.batch,
+            certificate_proofs=cfg.verify.certificate_proofs,
+        )
+        self.core = NodeCore(
+            key=key, chain_id=genesis.chain_id, validators=[v.node_id for v in genesis.validators],
+            balances=dict(genesis.balances), params=params, rng=self.rng, byzantine=byzantine,
+        )
+        self.role = "validator" if self.core.validator is not None else "full"
+        self.log: Any = logs.get_logger(node=self.name, node_id=short(self.node_id))
+        self.peers: dict[NodeId, PeerConn] = {}
+        self.known: dict[str, NodeId | None] = {}  # dialable "host:port" -> node id once known
+        self._backoff: dict[str, tuple[float, float]] = {}  # addr -> (next attempt, current delay)
+        self._dialing: set[str] = set()
+        self._outcomes: dict[Digest, list[_Outcome]] = {}
+        self._settled: dict[Digest, trio.Event] = {}
+        self._verify_send, self._verify_recv = trio.open_memory_channel[tuple[Digest, Any]](cfg.limits.pending_orders)
+        self._write_send, self._write_recv = trio.open_memory_channel[tuple[Any, trio.Event]](cfg.limits.pending_orders)
+        self.verifier = ProofVerifier(cfg.verify.workers)
+        self.ready = trio.Event()
+        self.started_at = 0.0
+        self.counters = {"frames_rejected": 0, "handshakes_refused": 0, "send_dropped": 0, "clients": 0}
+        self._nursery: trio.Nursery | None = None
+        for b in cfg.node.bootstrap:
+            self.known.setdefault(b, None)
+
+    # == service ====================================================================================
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        snap = await trio.to_thread.run_sync(self.store.load) if self.cfg.verify.workers else self.store.load()
+        self.core.restore(snap.accounts, snap.certs, snap.locks)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.port = await nursery.start(self.transport.serve, self.host, self.port, self._on_incoming)
+                self.started_at = trio.current_time()
+                self.log.info(
+                    "node_started", chain_id=self.genesis.chain_id.hex(), listen=f"{self.host}:{self.port}",
+                    role=self.role, applied=self.core.ledger.applied_count(), root=self.core.ledger.root().hex(),
+                )
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._verifier)
+                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._dialer)
+                nursery.start_soon(self._exchanger)
+                self.ready.set()
+                self.log.info("node_ready")
+                task_status.started(self.port)
+        finally:
+            self.verifier.close()
+
+    def stop(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # == effects ====================================================================================
+    async def perform(self, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                self._send(e.peer, e.msg)
+            elif isinstance(e, Emit):
+                self.log.info(e.event, **e.fields)
+            elif isinstance(e, VerifyProofs):
+                for item in e.orders:
+                    try:
+                        self._verify_send.send_nowait(item)
+                    except trio.WouldBlock:
+                        self.log.warning("verify_queue_full", tx=item[0].hex())
+            elif isinstance(e, PersistLock):
+                await self._persist(e)
+                await self.perform(self.core.on_lock_persisted(trio.current_time(), e.digest))
+            elif isinstance(e, PersistApplied):
+                await self._persist(e)
+            elif isinstance(e, Settled):
+                ev = self._settled.pop(e.digest, None)
+                if ev is not None:
+                    ev.set()
+            elif isinstance(e, OrderOutcome):
+                for w in self._outcomes.pop(e.digest, []):
+                    w.accepted, w.error = e.accepted, e.error
+                    w.event.set()
+            elif isinstance(e, Disconnect):
+                peer = self.peers.get(e.peer)
+                if peer is not None:
+                    self.log.warning("peer_penalized", peer=short(e.peer), reason=e.reason)
+                    peer.scope.cancel()
+
+    def _send(self, node_id: NodeId, msg: Message) -> None:
+        peer = self.peers.get(node_id)
+        if peer is None:
+            return
+        try:
+            peer.send.send_nowait(msg.encode())
+        except trio.WouldBlock:
+            peer.dropped += 1
+            self.counters["send_dropped"] += 1
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the peer is being torn down
+
+    async def _persist(self, write: PersistLock | PersistApplied) -> None:
+        done = trio.Event()
+        await self._write_send.send((write, done))
+        await done.wait()
+
+    async def _writer(self) -> None:
+        """Group commit: everything queued while a commit runs goes into the next one."""
+        while True:
+            first = await self._write_recv.receive()
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._write_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            writes = [w for w, _ in batch]
+            if self.cfg.verify.workers:
+                await trio.to_thread.run_sync(self.store.commit, writes)
+            else:
+                self.store.commit(writes)
+            for _, done in batch:
+                done.set()
+
+    async def _verifier(self) -> None:
+        batch_max = self.cfg.verify.batch_max
+        while True:
+            first = await self._verify_recv.receive()
+            items = [first]
+            while len(items) < batch_max:
+                try:
+                    items.append(self._verify_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            work = [(order.sender_key, digest, order.proof) for digest, order in items]
+            results, duration_us = await self.verifier.verify(work)
+            per = duration_us // max(1, len(items))
+            out = [(digest, ok, per, len(items)) for (digest, _), ok in zip(items, results, strict=True)]
+            await self.perform(self.core.on_proofs_verified(trio.current_time(), out))
+
+    async def _ticker(self) -> None:
+        period = self.cfg.gossip.heartbeat_ms / 1000
+        while True:
+            await trio.sleep(period)
+            await self.perform(self.core.tick(trio.current_time()))
+
+    # == peers ======================================================================================
+    async def _on_incoming(self, stream: trio.abc.Stream, addr: str) -> None:
+        conn = FramedStream(stream, self.cfg.limits.max_frame)
+        try:
+            with trio.fail_after(self.cfg.peers.handshake_timeout_s):
+                first = await conn.receive()
+            if not isinstance(first, Hello):
+                self.counters["clients"] += 1
+                await self._serve_client(conn, first)
+                return
+            if len(self.peers) >= self.cfg.peers.max_connections:
+                await conn.send(Refuse(reason="too many connections"))
+                raise HandshakeError("too many connections")
+            with trio.fail_after(self.cfg.peers.handshake_timeout_s):
+                hello = await handshake(conn, self.key, self.genesis.chain_id, self.port, self.role, first=first)
+        except trio.TooSlowError:
+            self.counters["handshakes_refused"] += 1
+            self.log.warning("handshake_refused", addr=addr, reason="timeout: peer did not complete the handshake")
+            await conn.aclose()
+            return
+        except PEER_ERRORS as exc:
+            self.counters["handshakes_refused"] += 1
+            self.log.warning("handshake_refused", addr=addr, reason=str(exc) or type(exc).__name__)
+            await conn.aclose()
+            return
+        host = addr.rpartition(":")[0]
+        dial_addr = f"{host}:{hello.listen_port}" if hello.listen_port else ""
+        await self._run_peer(conn, hello, "in", dial_addr)
+
+    async def _dial(self, addr: str) -> None:
+        host, port = parse_hostport(addr)
+        try:
+            with trio.fail_after(self.cfg.peers.handshake_timeout_s):
+                stream = await self.transport.connect(host, port)
+                conn = FramedStream(stream, self.cfg.limits.max_frame)
+                try:
+                    hello = await handshake(conn, self.key, self.genesis.chain_id, self.port, self.role)
+                except BaseException:
+                    await conn.aclose()
+                    raise
+        except (trio.TooSlowError, *PEER_ERRORS) as exc:
+            self._note_failure(addr)
+            if isinstance(exc, HandshakeError):
+                self.counters["handshakes_refused"] += 1
+                self.log.warning("handshake_refused", addr=addr, reason=str(exc))
+            else:
+                self.log.debug("dial_failed", addr=addr, reason=str(exc) or type(exc).__name__)
+            return
+        finally:
+            self._dialing.discard(addr)
+        self._backoff.pop(addr, None)
+        self.known[addr] = hello.node_id
+        await self._run_peer(conn, hello, "out", addr)
+
+    def _note_failure(self, addr: str) -> None:
+        p = self.cfg.peers
+        _, delay = self._backoff.get(addr, (0.0, p.dial_backoff_min_ms / 1000))
+        jittered = delay * (0.5 + self.rng.random())
+        self._backoff[addr] = (trio.current_time() + jittered, min(delay * 2, p.dial_backoff_max_ms / 1000))
+
+    async def _run_peer(self, conn: FramedStream, hello: PeerHello, direction: str, addr: str) -> None:
+        nid = hello.node_id
+        existing = self.peers.get(nid)
+        if existing is not None:
+            # Both sides dialed at once: keep the connection dialed by the smaller node id, on both sides.
+            dialer = self.node_id if direction == "out" else nid
+            if dialer != min(self.node_id, nid):
+                await conn.aclose()
+                return
+            existing.scope.cancel()
+            await trio.lowlevel.checkpoint()
+            while nid in self.peers:
+                await trio.sleep(0)
+        send, recv = trio.open_memory_channel[bytes](self.cfg.peers.send_queue)
+        peer = PeerConn(nid, conn, direction, addr, hello.role, send, recv, last_rx=trio.current_time())
+        self.peers[nid] = peer
+        if addr:
+            self.known[addr] = nid
+        self.log.info("peer_connected", peer=short(nid), addr=addr, direction=direction, role=hello.role)
+        reason = "closed"
+        try:
+            with peer.scope:
+                await self.perform(self.core.on_peer_connected(trio.current_time(), nid))
+                self._send(nid, GetPeers())
+                async with trio.open_nursery() as n:
+                    n.start_soon(self._peer_writer, peer)
+                    n.start_soon(self._peer_keepalive, peer)
+                    reason = await self._peer_reader(peer)
+                    n.cancel_scope.cancel()
+            if peer.scope.cancelled_caught and reason == "closed":
+                reason = "disconnected by this node"
+        finally:
+            if self.peers.get(nid) is peer:
+                del self.peers[nid]
+            with trio.CancelScope(shield=True):
+                await self.perform(self.core.on_peer_disconnected(trio.current_time(), nid))
+                await conn.aclose()
+            self.log.info("peer_disconnected", peer=short(nid), reason=reason)
+
+    async def _peer_reader(self, peer: PeerConn) -> str:
+        while True:
+            try:
+                msg = await peer.conn.receive()
+            except DecodeError as exc:
+                self.counters["frames_rejected"] += 1
+                self.log.warning("message_rejected", kind="frame", reason=str(exc), peer=short(peer.node_id))
+                with trio.move_on_after(1):
+                    await peer.conn.send(Refuse(reason=f"malformed frame: {exc}"))
+                return f"malformed frame: {exc}"
+            except PEER_ERRORS as exc:
+                return str(exc) or type(exc).__name__
+            peer.last_rx = trio.current_time()
+            now = peer.last_rx
+            if isinstance(msg, Ping):
+                self._send(peer.node_id, Pong(nonce=msg.nonce))
+            elif isinstance(msg, Pong):
+                pass
+            elif isinstance(msg, GetPeers):
+                self._send(peer.node_id, Peers(peers=self._peer_list(exclude=peer.node_id)))
+            elif isinstance(msg, Peers):
+                self._learn(msg, peer)
+            elif isinstance(msg, Refuse):
+                return f"refused by peer: {msg.reason}"
+            else:
+                await self.perform(self.core.on_message(now, peer.node_id, msg))
+
+    async def _peer_writer(self, peer: PeerConn) -> None:
+        try:
+            async for data in peer.recv:
+                await peer.conn.send_raw(data_frame(data))
+        except PEER_ERRORS:
+            peer.scope.cancel()
+
+    async def _peer_keepalive(self, peer: PeerConn) -> None:
+        p = self.cfg.peers
+        nonce = 0
+        while True:
+            await trio.sleep(p.keepalive_s)
+            if trio.current_time() - peer.last_rx > p.idle_timeout_s:
+                self.log.warning("peer_idle", peer=short(peer.node_id), idle_s=round(trio.current_time() - peer.last_rx, 3))
+                peer.scope.cancel()
+                return
+            nonce += 1
+            self._send(peer.node_id, Ping(nonce=nonce))
+
+    def _peer_list(self, exclude: NodeId) -> tuple[tuple[str, int, bytes], ...]:
+        out = []
+        for p in self.peers.values():
+            if p.node_id != exclude and p.addr:
+                host, port = parse_hostport(p.addr)
+                out.append((host, port, bytes(p.node_id)))
+        return tuple(out[:64])
+
+    def _learn(self, msg: Peers, source: PeerConn) -> None:
+        for host, port, nid in msg.peers:
+            if nid == self.node_id or port == 0:
+                continue
+            addr = f"{host}:{port}"
+            if addr not in self.known and len(self.known) < 4 * self.cfg.peers.max_connections:
+                self.known[addr] = NodeId(nid)
+
+    async def _dialer(self) -> None:
+        assert self._nursery is not None
+        while True:
+            want = self.cfg.peers.target - len(self.peers) - len(self._dialing)
+            if want > 0:
+                now = trio.current_time()
+                connected = set(self.peers)
+                candidates = [
+                    a for a, nid in self.known.items()
+                    if a not in self._dialing and nid not in connected and nid != self.node_id
+                    and a != f"{self.host}:{self.port}" and self._backoff.get(a, (0.0, 0.0))[0] <= now
+                ]
+                self.rng.shuffle(candidates)
+                for addr in candidates[:want]:
+                    self._dialing.add(addr)
+                    self._nursery.start_soon(self._dial, addr)
+            await trio.sleep(self.cfg.peers.dial_backoff_min_ms / 1000)
+
+    async def _exchanger(self) -> None:
+        while True:
+            await trio.sleep(self.cfg.peers.exchange_interval_s)
+            if self.peers and len(self.peers) < self.cfg.peers.target:
+                self._send(self.rng.choice(list(self.peers)), GetPeers())
+
+    # == clients ====================================================================================
+    async def _serve_client(self, conn: FramedStream, first: Message) -> None:
+        msg: Message | None = first
+        try:
+            while msg is not None:
+                reply = await self._client_request(msg)
+                await conn.send(reply)
+                try:
+                    msg = await conn.receive()
+                except RemoteError:
+                    msg = None
+        except DecodeError as exc:
+            self.counters["frames_rejected"] += 1
+            self.log.warning("message_rejected", kind="client", reason=str(exc), peer="client")
+            with trio.move_on_after(1):
+                await conn.send(ErrorReply(reason=f"malformed request: {exc}"))
+        except PEER_ERRORS:
+            pass  # the client went away; nothing it asked for is lost
+        finally:
+            await conn.aclose()
+
+    async def _client_request(self, msg: Message) -> Message:
+        if isinstance(msg, StatusRequest):
+            return StatusReply(info=self.status())
+        if isinstance(msg, GetAccount):
+            acct = self.core.ledger.account(msg.address)
+            return AccountReply(
+                address=Address(msg.address), balance=Amount(acct.balance if acct else 0),
+                next_seq=Seq(acct.next_seq if acct else 0),
+            )
+        if isinstance(msg, SubmitOrder):
+            return await self._submit(msg)
+        if isinstance(msg, WaitSettled):
+            return await self._wait_settled(msg)
+        return ErrorReply(reason=f"{type(msg).__name__} is not a client request")
+
+    async def _submit(self, msg: SubmitOrder) -> Message:
+        from p2pnode.core.payments import transfer_digest
+
+        digest = transfer_digest(msg.order.transfer)
+        waiter = _Outcome()
+        self._outcomes.setdefault(digest, []).append(waiter)
+        await self.perform(self.core.on_submit(trio.current_time(), msg.order))
+        with trio.move_on_after(self.cfg.limits.request_timeout_s):
+            await waiter.event.wait()
+        if not waiter.event.is_set():
+            return SubmitReply(digest=digest, accepted=False, error="timed out waiting for verification")
+        return SubmitReply(digest=digest, accepted=waiter.accepted, error=waiter.error)
+
+    async def _wait_settled(self, msg: WaitSettled) -> Message:
+        digest = Digest(msg.digest)
+        if digest not in self.core.settled:
+            ev = self._settled.setdefault(digest, trio.Event())
+            with trio.move_on_after(msg.wait_ms / 1000):
+                await ev.wait()
+        return SettledReply(
+            digest=digest, settled=digest in self.core.settled, root=self.core.ledger.root(),
+            applied=self.core.ledger.applied_count(),
+        )
+
+    def status(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "node": self.name,
+            "node_id": self.node_id.hex(),
+            "chain_id": self.genesis.chain_id.hex(),
+            "role": self.role,
+            "listen": f"{self.host}:{self.port}",
+            "ready": self.ready.is_set(),
+            "peer_count": len(self.peers),
+            "peers": [
+                {"node_id": p.node_id.hex(), "addr": p.addr, "direction": p.direction, "role": p.role}
+                for p in self.peers.values()
+            ],
+            "pid": os.getpid(),
+            "uptime_s": round(trio.current_time() - self.started_at, 3),
+        }
+        info.update(self.core.status())
+        info["counters"] = dict(self.counters)
+        return info
+
+
+def data_frame(data: bytes) -> bytes:
+    from p2pnode.wire.codec import frame
+
+    return frame(data)
+
+
+# == process entry point =================================================================================
+async def run_node(config_path: Path) -> None:
+    """Run one node from its config until SIGINT/SIGTERM."""
+    cfg = load_config(config_path)
+    genesis = load_genesis(cfg.node.genesis)
+    key = load_node_key(cfg.node.key_file)
+    name = cfg.node.name or config_path.stem
+    logs.configure(file=cfg.log.file, fmt=cfg.log.format, level=cfg.log.level)
+    store = SqliteStore(cfg.node.data_dir / "node.sqlite", genesis.chain_id)
+    node = Node(cfg, key, genesis, store=store, name=name)
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await nursery.start(node.run)
+                async for signum in signals:
+                    node.log.info("node_stopping", reason=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        store.close()
+
+
+def load_node_key(path: Path) -> NodeKey:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise LocalError(f"{path}: node key file not found") from None
+    try:
+        return NodeKey.from_seed(bytes.fromhex(text))
+    except ValueError:
+        raise LocalError(f"{path}: not a 32-byte hex Ed25519 seed") from None
+
+
+def main_run(config_path: Path) -> int:
+    try:
+        trio.run(run_node, Path(config_path))
+    except P2PNodeError as exc:
+        print(f"p2pnode: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+__all__ = ["Node", "run_node", "main_run", "load_node_key", "time"]

@@ -1,0 +1,129 @@
+"""Node storage: certificates, accounts and validator locks.
+
+Durability contract (what the protocol needs, and what kill -9 must not break):
+
+- ``commit`` returns only after the transaction is durable (WAL, ``synchronous=FULL``). The driver
+  signs a vote only after the lock's commit returned, and reports a payment settled only after its
+  certificate's commit returned.
+- One ``commit`` is one transaction: an applied certificate, the accounts it changed and the removal
+  of its lock land together or not at all.
+- A data directory belongs to one chain; opening it with another genesis is refused.
+
+Blocking: every method blocks on disk I/O. The driver calls them from a worker thread, one at a
+time (the connection is not shared between concurrent calls).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from p2pnode.core.effects import PersistApplied, PersistLock
+from p2pnode.errors import LocalError
+
+Write = PersistLock | PersistApplied
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    address BLOB PRIMARY KEY, balance BLOB NOT NULL, next_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS certificates (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, sender BLOB NOT NULL, seq INTEGER NOT NULL,
+    digest BLOB NOT NULL UNIQUE, cert BLOB NOT NULL, UNIQUE (sender, seq));
+CREATE TABLE IF NOT EXISTS locks (
+    sender BLOB NOT NULL, seq INTEGER NOT NULL, digest BLOB NOT NULL, ord BLOB NOT NULL,
+    PRIMARY KEY (sender, seq));
+"""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # address -> (balance, next_seq)
+    certs: list[bytes] = field(default_factory=list)  # in the order they were applied
+    locks: list[tuple[bytes, int, bytes]] = field(default_factory=list)  # (sender, seq, digest)
+
+
+class Store(Protocol):
+    def load(self) -> Snapshot: ...
+    def commit(self, writes: Sequence[Write]) -> None: ...
+    def close(self) -> None: ...
+
+
+class SqliteStore:
+    def __init__(self, path: Path, chain_id: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'chain_id'").fetchone()
+        except sqlite3.Error as exc:
+            raise LocalError(f"{path}: cannot open the node database: {exc}") from None
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('chain_id', ?)", (chain_id,))
+        elif bytes(row[0]) != chain_id:
+            raise LocalError(f"{path}: data directory belongs to chain {bytes(row[0]).hex()[:16]}, not this genesis")
+
+    def load(self) -> Snapshot:
+        snap = Snapshot()
+        for addr, bal, seq in self._db.execute("SELECT address, balance, next_seq FROM accounts"):
+            snap.accounts[bytes(addr)] = (int.from_bytes(bal, "big"), seq)
+        snap.certs = [bytes(c) for (c,) in self._db.execute("SELECT cert FROM certificates ORDER BY n")]
+        snap.locks = [(bytes(s), q, bytes(d)) for s, q, d in self._db.execute("SELECT sender, seq, digest FROM locks")]
+        return snap
+
+    def commit(self, writes: Sequence[Write]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for w in writes:
+                if isinstance(w, PersistLock):
+                    db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?)", (w.sender, w.seq, w.digest, w.order))
+                else:
+                    t = w.cert.order.transfer
+                    db.execute(
+                        "INSERT OR IGNORE INTO certificates (sender, seq, digest, cert) VALUES (?, ?, ?, ?)",
+                        (t.sender, t.seq, w.digest, w.cert_bytes),
+                    )
+                    db.executemany(
+                        "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?)",
+                        [(a, b.to_bytes(8, "big"), s) for a, b, s in w.accounts],
+                    )
+                    db.execute("DELETE FROM locks WHERE sender = ? AND seq = ?", (t.sender, t.seq))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class MemoryStore:
+    """Same contract, in memory (durable for the life of the object): for in-process tests."""
+
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
+        self.commits = 0
+
+    def load(self) -> Snapshot:
+        return Snapshot(dict(self.snapshot.accounts), list(self.snapshot.certs), list(self.snapshot.locks))
+
+    def commit(self, writes: Sequence[Write]) -> None:
+        self.commits += 1
+        for w in writes:
+            if isinstance(w, PersistLock):
+                self.snapshot.locks.append((w.sender, w.seq, w.digest))
+            else:
+                t = w.cert.order.transfer
+                self.snapshot.certs.append(w.cert_bytes)
+                for a, b, s in w.accounts:
+                    self.snapshot.accounts[a] = (b, s)
+                self.snapshot.locks = [x for x in self.snapshot.locks if (x[0], x[1]) != (t.sender, t.seq)]
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,153 @@
+"""An in-memory cluster of real Node drivers on the MemoryNetwork, for tests under Trio's virtual clock."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from p2pnode.config import NodeConfig, config_from_dict
+from p2pnode.core.payments import make_order, transfer_digest
+from p2pnode.crypto import NodeKey, SpendingKey, address_of
+from p2pnode.genesis import Genesis, ValidatorEntry, chain_id_of, render_genesis
+from p2pnode.net.client import Client
+from p2pnode.net.node import Node
+from p2pnode.net.transport import MemoryNetwork
+from p2pnode.store import MemoryStore
+from p2pnode.wire.messages import (
+    AccountReply,
+    GetAccount,
+    Message,
+    SettledReply,
+    SubmitOrder,
+    SubmitReply,
+    WaitSettled,
+)
+from p2pnode.wire.types import Address, ChainId, NodeId
+
+BALANCE = 1_000_000
+
+
+@dataclass
+class MemCluster:
+    network: MemoryNetwork
+    genesis: Genesis
+    node_keys: list[NodeKey]
+    accounts: list[SpendingKey]
+    nodes: list[Node] = field(default_factory=list)
+    stores: list[MemoryStore] = field(default_factory=list)
+    nursery: trio.Nursery | None = None
+    seqs: dict[bytes, int] = field(default_factory=dict)
+
+    @property
+    def chain_id(self) -> ChainId:
+        return self.genesis.chain_id
+
+    def host(self, i: int) -> str:
+        return f"n{i}"
+
+    async def client(self, i: int) -> Client:
+        stream = await self.network.transport("client").connect(self.host(i), 7000)
+        return Client(stream)
+
+    async def call(self, i: int, msg: Message) -> Message:
+        async with await self.client(i) as c:
+            return await c.call(msg)
+
+    async def pay(self, node: int, src: int, dst: int, amount: int, *, wait: bool = True) -> SubmitReply:
+        key = self.accounts[src]
+        sender = address_of(key.public)
+        seq = self.seqs.get(sender, 0)
+        order = make_order(key, self.chain_id, address_of(self.accounts[dst].public), amount, seq)
+        reply = await self.call(node, SubmitOrder(order=order))
+        assert isinstance(reply, SubmitReply)
+        if reply.accepted:
+            self.seqs[sender] = seq + 1
+            if wait:
+                settled = await self.call(node, WaitSettled(digest=transfer_digest(order.transfer), wait_ms=60_000))
+                assert isinstance(settled, SettledReply) and settled.settled, "payment did not settle"
+        return reply
+
+    async def balance(self, node: int, account: int) -> int:
+        reply = await self.call(node, GetAccount(address=Address(address_of(self.accounts[account].public))))
+        assert isinstance(reply, AccountReply)
+        return reply.balance
+
+    def roots(self, nodes: list[int] | None = None) -> set[bytes]:
+        idx = range(len(self.nodes)) if nodes is None else nodes
+        return {self.nodes[i].core.ledger.root() for i in idx}
+
+    async def wait_converged(self, nodes: list[int] | None = None, applied: int | None = None) -> None:
+        """Wait (virtual time) until the given nodes share one root (and, if given, the applied count)."""
+        idx = list(range(len(self.nodes))) if nodes is None else nodes
+        while True:
+            counts = {self.nodes[i].core.ledger.applied_count() for i in idx}
+            if len(self.roots(idx)) == 1 and (applied is None or counts == {applied}):
+                return
+            await trio.sleep(0.05)
+
+    async def wait_connected(self, minimum: int) -> None:
+        while any(len(n.peers) < minimum for n in self.nodes):
+            await trio.sleep(0.05)
+
+
+def node_config(i: int, bootstrap: list[str], **sections: dict[str, Any]) -> NodeConfig:
+    data: dict[str, Any] = {
+        "node": {"key_file": "k", "genesis": "g", "data_dir": "d", "listen": f"n{i}:7000", "bootstrap": bootstrap,
+                 "name": f"node-{i}"},
+        "verify": {"workers": 0},
+        "gossip": {"heartbeat_ms": 20},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return config_from_dict(data, Path("."))
+
+
+def make_genesis(validator_keys: list[NodeKey], accounts: list[SpendingKey]) -> Genesis:
+    text = render_genesis(
+        "test", [(f"v{i}", k.public) for i, k in enumerate(validator_keys)],
+        [(address_of(a.public), BALANCE) for a in accounts],
+    )
+    return Genesis(
+        chain_name="test",
+        chain_id=chain_id_of(text.encode()),
+        validators=tuple(sorted((ValidatorEntry(f"v{i}", NodeId(k.public)) for i, k in enumerate(validator_keys)),
+                                key=lambda v: v.node_id)),
+        balances=tuple(sorted((Address(address_of(a.public)), BALANCE) for a in accounts)),
+    )
+
+
+@asynccontextmanager
+async def mem_cluster(
+    validators: int, full_nodes: int = 0, accounts: int = 4, *, seed: int = 1,
+    byzantine: dict[int, str] | None = None, bootstrap_all: bool = False, **sections: dict[str, Any],
+) -> AsyncIterator[MemCluster]:
+    """Start validators + full nodes on one MemoryNetwork; node i>0 bootstraps from node 0."""
+    rng = random.Random(seed)
+    keys = [NodeKey.from_seed(rng.randbytes(32)) for _ in range(validators + full_nodes)]
+    accts = [SpendingKey.from_bytes((rng.getrandbits(200) + 1).to_bytes(32, "big")) for _ in range(accounts)]
+    cluster = MemCluster(MemoryNetwork(), make_genesis(keys[:validators], accts), keys, accts)
+    async with trio.open_nursery() as nursery:
+        cluster.nursery = nursery
+        total = validators + full_nodes
+        for i in range(total):
+            if bootstrap_all:
+                boot = [f"n{j}:7000" for j in range(total) if j != i]
+            else:
+                boot = ["n0:7000"] if i else (["n1:7000"] if total > 1 else [])
+            store = MemoryStore()
+            node = Node(
+                node_config(i, boot, **sections), keys[i], cluster.genesis, store=store,
+                transport=cluster.network.transport(f"n{i}"), rng=random.Random(seed * 1000 + i),
+                byzantine=(byzantine or {}).get(i, ""),
+            )
+            cluster.nodes.append(node)
+            cluster.stores.append(store)
+            await nursery.start(node.run)
+        yield cluster
+        nursery.cancel_scope.cancel()
