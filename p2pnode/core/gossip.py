@@ -145,9 +145,8 @@ class GossipRouter:
         want: list[bytes] = []
         for raw in ids[: self.params.max_ihave]:
             mid = MsgId(raw)
+            self._note_has(mid, peer)
             if mid in self._seen:
-                if mid in self._mcache:
-                    self._note_has(mid, peer)
                 continue
             entry = self._wanted.get(mid)
             if entry is None:

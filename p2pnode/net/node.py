@@ -281,11 +281,13 @@ class Node:
                 self.counters["clients"] += 1
                 await self._serve_client(conn, first)
                 return
-            if len(self.peers) >= self.cfg.peers.max_connections:
-                await conn.send(Refuse(reason="too many connections"))
-                raise HandshakeError("too many connections")
             with trio.fail_after(self.cfg.peers.handshake_timeout_s):
                 hello = await handshake(conn, self.key, self.genesis.chain_id, self.port, self.role, first=first)
+                if len(self.peers) >= self.cfg.peers.max_connections:
+                    # Full: hand the newcomer other addresses before refusing, so that it can fill up.
+                    await conn.send(Peers(peers=self._peer_list(exclude=hello.node_id)))
+                    await conn.send(Refuse(reason="too many connections"))
+                    raise HandshakeError("too many connections")
         except trio.TooSlowError:
             self.counters["handshakes_refused"] += 1
             self.log.warning("handshake_refused", addr=addr, reason="timeout: peer did not complete the handshake")

@@ -125,13 +125,18 @@ def make_genesis(validator_keys: list[NodeKey], accounts: list[SpendingKey]) -> 
 @asynccontextmanager
 async def mem_cluster(
     validators: int, full_nodes: int = 0, accounts: int = 4, *, seed: int = 1,
-    byzantine: dict[int, str] | None = None, bootstrap_all: bool = False, **sections: dict[str, Any],
+    byzantine: dict[int, str] | None = None, bootstrap_all: bool = False, absent_validators: int = 0,
+    **sections: dict[str, Any],
 ) -> AsyncIterator[MemCluster]:
-    """Start validators + full nodes on one MemoryNetwork; node i>0 bootstraps from node 0."""
+    """Start validators + full nodes on one MemoryNetwork; node i>0 bootstraps from node 0.
+
+    ``absent_validators`` adds committee members that never run (a committee that cannot vote).
+    """
     rng = random.Random(seed)
     keys = [NodeKey.from_seed(rng.randbytes(32)) for _ in range(validators + full_nodes)]
+    absent = [NodeKey.from_seed(rng.randbytes(32)) for _ in range(absent_validators)]
     accts = [SpendingKey.from_bytes((rng.getrandbits(200) + 1).to_bytes(32, "big")) for _ in range(accounts)]
-    cluster = MemCluster(MemoryNetwork(), make_genesis(keys[:validators], accts), keys, accts)
+    cluster = MemCluster(MemoryNetwork(), make_genesis(keys[:validators] + absent, accts), keys, accts)
     async with trio.open_nursery() as nursery:
         cluster.nursery = nursery
         total = validators + full_nodes

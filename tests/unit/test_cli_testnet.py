@@ -1,0 +1,194 @@
+"""``p2pnode testnet``: generated clusters load with the node's own loaders, secrets are private, and
+cluster definition files are validated key by key."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from p2pnode.cli.testnet import (
+    ClusterSpec,
+    load_cluster_definition,
+    read_testnet,
+    resolve_spec,
+    write_testnet,
+)
+from p2pnode.config import load_config, parse_hostport
+from p2pnode.crypto import NodeKey, SpendingKey, address_of
+from p2pnode.errors import ConfigError, LocalError
+from p2pnode.genesis import load_genesis
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_writes_a_loadable_cluster(tmp_path: Path) -> None:
+    out = tmp_path / "net"
+    spec = ClusterSpec(validators=3, full_nodes=2, accounts=2, balance=500, chain_name="t")
+    testnet = write_testnet(out, spec)
+
+    genesis = load_genesis(out / "genesis.toml")
+    assert genesis.chain_id.hex() == testnet.chain_id
+    assert genesis.chain_name == "t"
+    assert [n.role for n in testnet.nodes] == ["validator"] * 3 + ["full"] * 2
+    committee = {v.node_id.hex() for v in genesis.validators}
+    assert committee == {n.node_id for n in testnet.nodes[:3]}
+
+    ports = set()
+    for i, node in enumerate(testnet.nodes):
+        cfg = load_config(out / f"node-{i}.toml")
+        assert cfg.node.name == f"node-{i}"
+        assert cfg.node.key_file == out / "keys" / f"node-{i}.key"
+        assert cfg.node.genesis == out / "genesis.toml"
+        assert cfg.node.data_dir == out / "data" / f"node-{i}"
+        assert cfg.log.file == out / "logs" / f"node-{i}.log"
+        assert cfg.log.format == "json"
+        assert parse_hostport(cfg.node.listen) == (node.host, node.port)
+        ports.add(node.port)
+        # Bootstrap: node 0 knows node 1, every other node knows node 0, and nothing else.
+        expected = testnet.nodes[1 if i == 0 else 0].address
+        assert cfg.node.bootstrap == (expected,)
+        key_text = cfg.node.key_file.read_text()
+        assert re.fullmatch(r"[0-9a-f]{64}\n", key_text)
+        assert NodeKey.from_seed(bytes.fromhex(key_text)).public.hex() == node.node_id
+        assert mode(cfg.node.key_file) == 0o600
+        # Node configs use relative paths so the directory can be moved.
+        assert str(tmp_path) not in (out / f"node-{i}.toml").read_text()
+    assert len(ports) == 5
+
+    assert mode(out / "keys") == 0o700
+    balances: dict[bytes, int] = dict(genesis.balances)
+    for path in testnet.account_paths():
+        assert mode(path) == 0o600
+        doc = json.loads(path.read_text())
+        assert set(doc) == {"address", "spending_key", "public"}
+        sk = SpendingKey.from_bytes(bytes.fromhex(doc["spending_key"]))
+        assert sk.public.hex() == doc["public"]
+        assert address_of(sk.public).hex() == doc["address"]
+        assert balances[bytes.fromhex(doc["address"])] == 500
+
+    assert read_testnet(out) == testnet
+    doc = json.loads((out / "cluster.json").read_text())
+    assert set(doc) == {"chain_name", "chain_id", "nodes", "accounts"}
+    assert set(doc["nodes"][0]) == {"name", "role", "host", "port", "config", "node_id"}
+
+
+def test_single_validator_has_no_bootstrap(tmp_path: Path) -> None:
+    testnet = write_testnet(tmp_path / "one", ClusterSpec(validators=1, accounts=0))
+    assert load_config(tmp_path / "one" / "node-0.toml").node.bootstrap == ()
+    assert testnet.accounts == ()
+
+
+def test_base_port_gives_consecutive_ports(tmp_path: Path) -> None:
+    testnet = write_testnet(
+        tmp_path / "n", ClusterSpec(validators=2, full_nodes=1, accounts=0, base_port=17000)
+    )
+    assert [n.port for n in testnet.nodes] == [17000, 17001, 17002]
+
+
+def test_refuses_to_overwrite_keys(tmp_path: Path) -> None:
+    spec = ClusterSpec(validators=1, accounts=0)
+    write_testnet(tmp_path, spec)
+    before = (tmp_path / "keys" / "node-0.key").read_text()
+    with pytest.raises(LocalError, match="already holds a testnet"):
+        write_testnet(tmp_path, spec)
+    assert (tmp_path / "keys" / "node-0.key").read_text() == before
+
+
+def test_defaults_are_merged_into_every_node(tmp_path: Path) -> None:
+    definition = tmp_path / "c.toml"
+    definition.write_text(
+        "[cluster]\nvalidators = 2\naccounts = 1\n"
+        '[defaults.peers]\ntarget = 3\n[defaults.log]\nlevel = "debug"\n[defaults.verify]\nworkers = 0\n'
+    )
+    spec, defaults = resolve_spec(definition, full_nodes=1)
+    testnet = write_testnet(tmp_path / "out", spec, defaults)
+    assert len(testnet.nodes) == 3
+    for node in testnet.nodes:
+        cfg = load_config(tmp_path / "out" / node.config)
+        assert (cfg.peers.target, cfg.log.level, cfg.log.format, cfg.verify.workers) == (
+            3,
+            "debug",
+            "json",
+            0,
+        )
+
+
+def test_flags_override_the_definition() -> None:
+    spec, defaults = resolve_spec(CONFIGS / "local-16.toml", full_nodes=2, base_port=0, accounts=None)
+    assert (spec.validators, spec.full_nodes, spec.accounts, spec.base_port) == (4, 2, 16, 0)
+    assert defaults == {"peers": {"target": 6}}
+
+
+@pytest.mark.parametrize(
+    ("name", "validators", "full_nodes", "accounts"),
+    [("local-4", 4, 0, 16), ("local-7", 7, 2, 16), ("local-16", 4, 12, 16)],
+)
+def test_shipped_definitions(name: str, validators: int, full_nodes: int, accounts: int) -> None:
+    spec, defaults = resolve_spec(CONFIGS / f"{name}.toml")
+    assert (spec.validators, spec.full_nodes, spec.accounts) == (validators, full_nodes, accounts)
+    assert spec.chain_name == name
+    assert spec.balance == 1_000_000_000
+
+
+def test_shipped_definition_generates(tmp_path: Path) -> None:
+    spec, defaults = resolve_spec(CONFIGS / "local-16.toml", base_port=0, accounts=1)
+    testnet = write_testnet(tmp_path, spec, defaults)
+    assert len(testnet.nodes) == 16
+    assert load_config(tmp_path / "node-15.toml").peers.target == 6
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("[cluster]\nvalidators = 4\nbogus = 1\n", "cluster.bogus"),
+        ("[cluster]\nvalidators = 4\n[extra]\n", "[extra]"),
+        ('[cluster]\nvalidators = "4"\n', "cluster.validators"),
+        ("[cluster]\nvalidators = true\n", "cluster.validators"),
+        ("[cluster]\nvalidators = 4\nhost = 1\n", "cluster.host"),
+        ("[cluster]\nvalidators = 4\n[defaults.gossip]\nbogus = 1\n", "gossip.bogus"),
+        ("[cluster]\nvalidators = 4\n[defaults.peers]\ntarget = 0\n", "peers.target"),
+        ('[cluster]\nvalidators = 4\n[defaults.node]\nlisten = "1.2.3.4:5"\n', "defaults.node"),
+        ('[cluster]\nvalidators = 4\n[defaults.log]\nfile = "x.log"\n', "defaults.log.file"),
+        ("[cluster]\nvalidators = 4\n[defaults.bogus]\nx = 1\n", "defaults.bogus"),
+        ("[cluster]\nvalidators = 4\n[defaults]\nx = 1\n", "defaults.x"),
+    ],
+)
+def test_bad_definition_names_the_key(tmp_path: Path, text: str, names: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_cluster_definition(path)
+    assert names in str(info.value)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"validators": 0}, "validators"),
+        ({"validators": 1000}, "validators"),
+        ({"validators": 4, "full_nodes": -1}, "full_nodes"),
+        ({"validators": 4, "accounts": -1}, "accounts"),
+        ({"validators": 4, "balance": 2**64}, "balance"),
+        ({"validators": 4, "accounts": 3, "balance": 2**63}, "total supply"),
+        ({"validators": 4, "base_port": 65534}, "base_port"),
+        ({"validators": 4, "host": "a b"}, "host"),
+        ({}, "validators: not given"),
+    ],
+)
+def test_bad_parameters(overrides: dict[str, int | str], names: str) -> None:
+    with pytest.raises(ConfigError, match=names):
+        resolve_spec(None, **overrides)
+
+
+def test_missing_definition_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        resolve_spec(tmp_path / "absent.toml")
