@@ -37,8 +37,9 @@ class LogSection:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GossipSection:
-    eager_fanout: int = 3
-    lazy_fanout: int = 6
+    eager_fanout: int = 2
+    origin_fanout: int = 8
+    lazy_fanout: int = 64
     heartbeat_ms: int = 50
     seen_cache_size: int = 200_000
     seen_ttl_s: int = 300
@@ -95,7 +96,8 @@ class NodeConfig:
 # Bounds for numeric keys: (min, max). Keys not listed must be >= 0.
 _BOUNDS: dict[str, tuple[float, float]] = {
     "gossip.eager_fanout": (1, 64),
-    "gossip.lazy_fanout": (0, 64),
+    "gossip.origin_fanout": (1, 256),
+    "gossip.lazy_fanout": (0, 1024),
     "gossip.heartbeat_ms": (5, 10_000),
     "gossip.seen_cache_size": (1024, 10_000_000),
     "gossip.seen_ttl_s": (1, 86_400),

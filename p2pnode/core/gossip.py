@@ -7,7 +7,10 @@ In the spirit of gossipsub and Plumtree:
 - Nothing is forwarded before the caller validated it (``receive`` only classifies; ``forward`` is a
   separate call made after validation).
 - A validated message is pushed in full to ``eager_fanout`` random peers that are not known to have
-  it, and announced by id to up to ``lazy_fanout`` others at the next heartbeat. A peer that hears of
+  it (``origin_fanout`` when this node originates it, as gossipsub's flood publishing does, so that
+  the first hop is wide), and announced by id to up to ``lazy_fanout`` others at the next heartbeat.
+  Push alone costs about ``eager_fanout - 1`` duplicate copies per node; the lazy announcements to
+  everyone else give full coverage whatever the topology. A peer that hears of
   an id it lacks asks one announcer with IWANT and, if nothing arrives within ``iwant_timeout``, asks
   the next announcer.
 - Payloads are cached (``mcache``) for as long as their ids are announced, to answer IWANT.
@@ -32,8 +35,9 @@ HAS_LIMIT = 50_000  # ids for which we track which peers already have them
 
 @dataclass(frozen=True, slots=True)
 class GossipParams:
-    eager_fanout: int = 3
-    lazy_fanout: int = 6
+    eager_fanout: int = 2
+    origin_fanout: int = 8
+    lazy_fanout: int = 64
     seen_cache_size: int = 200_000
     seen_ttl: float = 300.0
     iwant_timeout: float = 0.4
@@ -121,20 +125,20 @@ class GossipRouter:
         if mid not in self._seen:
             self._mark_seen(now, mid)
         self.stats.published += 1
-        return self._push(now, mid, data, 0)
+        return self._push(now, mid, data, 1, self.params.origin_fanout)
 
     def forward(self, now: float, mid: MsgId, data: bytes, hops: int) -> list[Send]:
-        """Relay a validated payload that arrived with ``hops`` hops."""
+        """Relay a validated payload that arrived having travelled ``hops`` hops (the origin sends 1)."""
         self.stats.forwarded += 1
-        return self._push(now, mid, data, min(hops + 1, 255))
+        return self._push(now, mid, data, min(hops + 1, 255), self.params.eager_fanout)
 
-    def _push(self, now: float, mid: MsgId, data: bytes, hops: int) -> list[Send]:
+    def _push(self, now: float, mid: MsgId, data: bytes, hops: int, fanout: int) -> list[Send]:
         self._mcache[mid] = (now, data, hops)
         has = self._has.get(mid, set())
         candidates = [p for p in self.peers if p not in has]
         self.rng.shuffle(candidates)
-        eager = candidates[: self.params.eager_fanout]
-        lazy = candidates[self.params.eager_fanout : self.params.eager_fanout + self.params.lazy_fanout]
+        eager = candidates[:fanout]
+        lazy = candidates[fanout : fanout + self.params.lazy_fanout]
         for p in lazy:
             self._pending_ihave.setdefault(p, []).append(mid)
         msg = Gossip(data=data, hops=hops)

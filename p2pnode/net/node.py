@@ -123,7 +123,7 @@ class Node:
         g = cfg.gossip
         params = CoreParams(
             gossip=GossipParams(
-                eager_fanout=g.eager_fanout, lazy_fanout=g.lazy_fanout, seen_cache_size=g.seen_cache_size,
+                eager_fanout=g.eager_fanout, origin_fanout=g.origin_fanout, lazy_fanout=g.lazy_fanout, seen_cache_size=g.seen_cache_size,
                 seen_ttl=float(g.seen_ttl_s), iwant_timeout=g.iwant_timeout_ms / 1000, max_ihave=g.max_ihave,
             ),
             pending_orders=cfg.limits.pending_orders,
@@ -167,6 +167,7 @@ class Node:
                     "node_started", chain_id=self.genesis.chain_id.hex(), listen=f"{self.host}:{self.port}",
                     role=self.role, applied=self.core.ledger.applied_count(), root=self.core.ledger.root().hex(),
                 )
+                await self.verifier.warm_up()
                 nursery.start_soon(self._writer)
                 nursery.start_soon(self._verifier)
                 nursery.start_soon(self._ticker)
@@ -343,9 +344,11 @@ class Node:
                 await conn.aclose()
                 return
             existing.scope.cancel()
-            await trio.lowlevel.checkpoint()
-            while nid in self.peers:
+            while self.peers.get(nid) is existing:
                 await trio.sleep(0)
+            if nid in self.peers:  # yet another connection won meanwhile
+                await conn.aclose()
+                return
         send, recv = trio.open_memory_channel[bytes](self.cfg.peers.send_queue)
         peer = PeerConn(nid, conn, direction, addr, hello.role, send, recv, last_rx=trio.current_time())
         self.peers[nid] = peer
@@ -365,10 +368,14 @@ class Node:
             if peer.scope.cancelled_caught and reason == "closed":
                 reason = "disconnected by this node"
         finally:
+            # Only the registered connection tells the core; a replaced duplicate must not remove
+            # the peer that replaced it. Both happen before the first await.
+            effects: list[Effect] = []
             if self.peers.get(nid) is peer:
                 del self.peers[nid]
+                effects = self.core.on_peer_disconnected(trio.current_time(), nid)
             with trio.CancelScope(shield=True):
-                await self.perform(self.core.on_peer_disconnected(trio.current_time(), nid))
+                await self.perform(effects)
                 await conn.aclose()
             self.log.info("peer_disconnected", peer=short(nid), reason=reason)
 

@@ -22,6 +22,11 @@ Item = tuple[bytes, bytes, bytes]  # (public key, message, proof)
 def verify_batch(items: Sequence[Item]) -> tuple[list[bool], int]:
     """Verify a batch; returns per-item results and the wall time in microseconds."""
     start = time.perf_counter_ns()
+    if not items:
+        from p2pnode.crypto.bn254 import g1_mul_base
+
+        g1_mul_base(1)  # builds the fixed-base table
+        return [], 0
     if len(items) == 1:
         from p2pnode.crypto import schnorr_verify
 
@@ -54,6 +59,13 @@ class ProofVerifier:
         pool = self._pool
         fut = pool.submit(verify_batch, list(items))
         return await trio.to_thread.run_sync(fut.result, abandon_on_cancel=True, limiter=self._limiter)
+
+    async def warm_up(self) -> None:
+        """Start the worker processes now (imports, fixed-base tables) rather than on the first payment."""
+        if self._pool is not None:
+            futures = [self._pool.submit(verify_batch, []) for _ in range(self.workers)]
+            for fut in futures:
+                await trio.to_thread.run_sync(fut.result, abandon_on_cancel=True)
 
     def close(self) -> None:
         if self._pool is not None:

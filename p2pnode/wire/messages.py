@@ -183,11 +183,10 @@ def decode(data: bytes, expect: type[M] | None = None, *, max_len: int = codec.D
 
 
 # == peer protocol ===================================================================================
-DC = dataclass(frozen=True, slots=True, kw_only=True)
 
 
 @message(1, U32, B32, B32, B32, U16, _str(16))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Hello(Message):
     """First frame of a peer connection, sent by both sides."""
 
@@ -200,7 +199,7 @@ class Hello(Message):
 
 
 @message(2, B64)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HelloAuth(Message):
     """Ed25519 signature over ``handshake_digest(peer_nonce, own node id, chain id)``."""
 
@@ -208,7 +207,7 @@ class HelloAuth(Message):
 
 
 @message(3, _str(256))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Refuse(Message):
     """Sent just before closing a connection, with the reason."""
 
@@ -216,19 +215,19 @@ class Refuse(Message):
 
 
 @message(4, U64)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ping(Message):
     nonce: int
 
 
 @message(5, U64)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Pong(Message):
     nonce: int
 
 
 @message(6)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GetPeers(Message):
     pass
 
@@ -237,7 +236,7 @@ PeerAddr = tuple[str, int, bytes]
 
 
 @message(7, _list(_tuple(_str(64), U16, B32), 64))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Peers(Message):
     """Known dialable peers: (host, port, node id)."""
 
@@ -245,28 +244,31 @@ class Peers(Message):
 
 
 @message(10, _bytes(maximum=1 << 20), U8)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Gossip(Message):
-    """A gossiped payload (an encoded Order, Vote or Certificate). Its id hashes ``data`` only."""
+    """A gossiped payload (an encoded Order, Vote or Certificate). Its id hashes ``data`` only.
+
+    ``hops`` counts the network hops the payload will have made on arrival: 1 straight from its
+    origin, +1 per relay. It is outside the id, so relays do not change the message's identity."""
 
     data: bytes
     hops: int
 
 
 @message(11, _list(B32, 1024))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IHave(Message):
     ids: tuple[bytes, ...]
 
 
 @message(12, _list(B32, 1024))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IWant(Message):
     ids: tuple[bytes, ...]
 
 
 @message(13, B32, U64)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SyncSummary(Message):
     """Anti-entropy probe: the sender's state root and applied-certificate count."""
 
@@ -275,7 +277,7 @@ class SyncSummary(Message):
 
 
 @message(14, _list(_tuple(B20, U64), 1 << 16), _bool)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SyncHeads(Message):
     """The sender's next seq for every account that has sent anything; ``reply`` asks for heads back."""
 
@@ -284,7 +286,7 @@ class SyncHeads(Message):
 
 
 @message(15, _list(_tuple(B20, U64), 256))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CertRequest(Message):
     """Ask for the certificates of these (sender, seq) pairs."""
 
@@ -292,7 +294,7 @@ class CertRequest(Message):
 
 
 @message(16, _list(_bytes(maximum=1 << 16), 512))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CertBatch(Message):
     """Encoded certificates, answering a CertRequest or SyncHeads."""
 
@@ -301,7 +303,7 @@ class CertBatch(Message):
 
 # == payments =========================================================================================
 @message(20, B32, B20, B20, U64, U64)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Transfer(Message):
     """The statement of a payment. Its digest names the payment everywhere (logs, locks, votes)."""
 
@@ -313,7 +315,7 @@ class Transfer(Message):
 
 
 @message(21, _nested(Transfer), B64, B96)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Order(Message):
     """A transfer with its proof: the sender's BN254 public key and a Schnorr proof over the digest."""
 
@@ -323,7 +325,7 @@ class Order(Message):
 
 
 @message(22, B32, B32, B64)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Vote(Message):
     """One validator's Ed25519 signature over ``vote_digest(chain_id, transfer digest)``."""
 
@@ -333,7 +335,7 @@ class Vote(Message):
 
 
 @message(23, _nested(Order), _list(_tuple(B32, B64), 256))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Certificate(Message):
     """An order with a quorum of (validator, signature) pairs, sorted by validator id."""
 
@@ -343,25 +345,25 @@ class Certificate(Message):
 
 # == client requests (one request, one reply, on a connection that did not send Hello) ==================
 @message(40)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusRequest(Message):
     pass
 
 
 @message(41, _info)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatusReply(Message):
     info: dict[str, Any]
 
 
 @message(42, _nested(Order))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SubmitOrder(Message):
     order: Order
 
 
 @message(43, B32, _bool, _str(512))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SubmitReply(Message):
     """``accepted`` false carries the refusal as one readable line."""
 
@@ -371,13 +373,13 @@ class SubmitReply(Message):
 
 
 @message(44, B20)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GetAccount(Message):
     address: Address
 
 
 @message(45, B20, U64, U64)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AccountReply(Message):
     address: Address
     balance: Amount
@@ -385,7 +387,7 @@ class AccountReply(Message):
 
 
 @message(46, B32, U32)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WaitSettled(Message):
     """Reply once the transfer's certificate is applied here, or after ``wait_ms`` with settled=false."""
 
@@ -394,7 +396,7 @@ class WaitSettled(Message):
 
 
 @message(47, B32, _bool, B32, U64)
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SettledReply(Message):
     digest: Digest
     settled: bool
@@ -403,7 +405,7 @@ class SettledReply(Message):
 
 
 @message(48, _str(512))
-@DC
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorReply(Message):
     reason: str
 

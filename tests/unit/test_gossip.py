@@ -72,9 +72,9 @@ def test_eager_push_reaches_eager_fanout_peers(seed: int) -> None:
     assert PEERS[0] not in eager
 
 
-def test_publish_starts_at_zero_hops_and_hops_saturate() -> None:
+def test_publish_starts_at_one_hop_and_hops_saturate() -> None:
     r = router()
-    assert {s.msg for s in r.publish(0.0, DATA)} == {Gossip(data=DATA, hops=0)}
+    assert {s.msg for s in r.publish(0.0, DATA)} == {Gossip(data=DATA, hops=1)}
     r2 = router()
     mid, _ = r2.receive(0.0, PEERS[0], DATA)
     assert {s.msg for s in r2.forward(0.0, mid, DATA, hops=255)} == {Gossip(data=DATA, hops=255)}
@@ -137,7 +137,7 @@ def test_lazy_ihave_is_emitted_on_tick(seed: int) -> None:
 
 
 def test_ihave_batches_respect_max_ihave() -> None:
-    r = router(peers=PEERS[:1], eager_fanout=0, lazy_fanout=1, max_ihave=2)
+    r = router(peers=PEERS[:1], eager_fanout=0, origin_fanout=0, lazy_fanout=1, max_ihave=2)
     payloads = [b"p%d" % i for i in range(5)]
     for p in payloads:
         r.publish(0.0, p)
@@ -147,7 +147,7 @@ def test_ihave_batches_respect_max_ihave() -> None:
 
 
 def test_removed_peer_gets_no_pending_announcement() -> None:
-    r = router(peers=PEERS[:2], eager_fanout=0, lazy_fanout=2)
+    r = router(peers=PEERS[:2], eager_fanout=0, origin_fanout=0, lazy_fanout=2)
     r.publish(0.0, DATA)
     r.remove_peer(PEERS[0])
     assert list(ihave_ids(r.tick(0.1))) == [PEERS[1]]
@@ -168,7 +168,7 @@ def test_iwant_is_answered_from_mcache() -> None:
     r = router()
     r.publish(0.0, DATA)
     unknown = message_id(b"never seen")
-    assert r.on_iwant(0.1, PEERS[4], (unknown, MID)) == [Send(PEERS[4], Gossip(data=DATA, hops=0))]
+    assert r.on_iwant(0.1, PEERS[4], (unknown, MID)) == [Send(PEERS[4], Gossip(data=DATA, hops=1))]
     assert r.stats.iwant_served == 1
     r.tick(MCACHE_TTL - 0.01)
     assert r.on_iwant(MCACHE_TTL - 0.01, PEERS[4], (MID,)) != []
@@ -234,3 +234,11 @@ def test_seen_cache_expires_by_ttl() -> None:
     r.tick(15.0)
     assert not r.seen(message_id(b"young"))
     assert r.receive(15.0, PEERS[0], b"old") == (message_id(b"old"), True)
+
+
+def test_publish_uses_the_wider_origin_fanout() -> None:
+    r = router(1, eager_fanout=2, origin_fanout=5, lazy_fanout=0)
+    assert len(r.publish(0.0, DATA)) == min(5, len(PEERS))
+    r2 = router(1, eager_fanout=2, origin_fanout=5, lazy_fanout=0)
+    mid, _ = r2.receive(0.0, PEERS[0], DATA)
+    assert len(r2.forward(0.0, mid, DATA, 1)) == 2
