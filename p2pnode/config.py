@@ -82,6 +82,15 @@ class VerifySection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TestingSection:
+    """Fault injection and Byzantine behaviour, for scenario tests only. Off unless ``enabled``."""
+
+    enabled: bool = False
+    byzantine: str = ""  # validator: equivocate | bad_signature | silent | forget_locks; peer: see docs
+    fault_control: bool = False  # accept FaultControl requests (partitions, slow links) on the node port
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     node: NodeSection
     log: LogSection = field(default_factory=LogSection)
@@ -90,6 +99,7 @@ class NodeConfig:
     limits: LimitsSection = field(default_factory=LimitsSection)
     sync: SyncSection = field(default_factory=SyncSection)
     verify: VerifySection = field(default_factory=VerifySection)
+    testing: TestingSection = field(default_factory=TestingSection)
     source: Path | None = None
 
 
@@ -124,6 +134,10 @@ _BOUNDS: dict[str, tuple[float, float]] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "log.format": ("json", "console", "auto"),
     "log.level": ("debug", "info", "warning", "error"),
+    "testing.byzantine": (
+        "", "equivocate", "bad_signature", "silent", "forget_locks",
+        "relay_invalid", "replay", "flood", "malformed_frames",
+    ),
 }
 
 
@@ -200,6 +214,8 @@ def config_from_dict(data: dict[str, Any], base: Path, source: Path | None = Non
     parse_hostport(cfg.node.listen, key="node.listen")
     for i, peer in enumerate(cfg.node.bootstrap):
         parse_hostport(peer, key=f"node.bootstrap[{i}]")
+    if (cfg.testing.byzantine or cfg.testing.fault_control) and not cfg.testing.enabled:
+        raise ConfigError("testing.byzantine and testing.fault_control need testing.enabled = true")
     if cfg.peers.dial_backoff_max_ms < cfg.peers.dial_backoff_min_ms:
         raise ConfigError("peers.dial_backoff_max_ms: must be >= peers.dial_backoff_min_ms")
     return cfg

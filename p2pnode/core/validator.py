@@ -17,7 +17,8 @@ order that is already locked here gets the same vote again: handling is idempote
 
 Test-only behaviours (``byzantine``) exist for fault scenarios and are never on by default:
 ``equivocate`` skips the lock check (votes for conflicting orders), ``bad_signature`` signs garbage,
-``silent`` never votes.
+``silent`` never votes, ``forget_locks`` neither checks nor keeps locks (it votes for every order
+and remembers nothing across a restart: the behaviour the lock table exists to prevent).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from p2pnode.errors import P2PNodeError
 from p2pnode.wire.messages import Order, Vote
 from p2pnode.wire.types import Address, ChainId, Digest, NodeId
 
-BYZANTINE_BEHAVIOURS = ("", "equivocate", "bad_signature", "silent")
+BYZANTINE_BEHAVIOURS = ("", "equivocate", "bad_signature", "silent", "forget_locks")
 
 
 class OrderError(P2PNodeError):
@@ -103,7 +104,7 @@ class Validator:
         self.ledger.check_sender(t)
         self.ledger.check_seq(t)
         locked = self.locks.get((t.sender, t.seq))
-        if locked is not None and locked != digest and self.byzantine != "equivocate":
+        if locked is not None and locked != digest and self.byzantine not in ("equivocate", "forget_locks"):
             raise ConflictingLock(t.sender, t.seq, locked)
         self.ledger.check_funds(t)
 

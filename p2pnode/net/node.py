@@ -41,6 +41,7 @@ from p2pnode.core.effects import (
 )
 from p2pnode.core.gossip import GossipParams
 from p2pnode.core.node import CoreParams, NodeCore
+from p2pnode.core.validator import BYZANTINE_BEHAVIOURS
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import DecodeError, HandshakeError, LocalError, P2PNodeError, RemoteError
 from p2pnode.genesis import Genesis, load_genesis
@@ -51,6 +52,7 @@ from p2pnode.store import SqliteStore, Store
 from p2pnode.wire.messages import (
     AccountReply,
     ErrorReply,
+    FaultControl,
     GetAccount,
     GetPeers,
     Hello,
@@ -82,8 +84,8 @@ class PeerConn:
     direction: str  # "in" | "out"
     addr: str  # dialable "host:port", or "" if the peer does not listen
     role: str
-    send: trio.MemorySendChannel[bytes]
-    recv: trio.MemoryReceiveChannel[bytes]
+    send: trio.MemorySendChannel[tuple[float, bytes]]
+    recv: trio.MemoryReceiveChannel[tuple[float, bytes]]
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     last_rx: float = 0.0
     dropped: int = 0
@@ -109,9 +111,12 @@ class Node:
         transport: Transport | None = None,
         name: str = "",
         rng: random.Random | None = None,
-        byzantine: str = "",
+        byzantine: str | None = None,
     ) -> None:
         self.cfg = cfg
+        if byzantine is None:
+            byzantine = cfg.testing.byzantine if cfg.testing.enabled else ""
+        self.byzantine = byzantine
         self.key = key
         self.node_id = NodeId(key.public)
         self.genesis = genesis
@@ -134,7 +139,8 @@ class Node:
         )
         self.core = NodeCore(
             key=key, chain_id=genesis.chain_id, validators=[v.node_id for v in genesis.validators],
-            balances=dict(genesis.balances), params=params, rng=self.rng, byzantine=byzantine,
+            balances=dict(genesis.balances), params=params, rng=self.rng,
+            byzantine=byzantine if byzantine in BYZANTINE_BEHAVIOURS else "",
         )
         self.role = "validator" if self.core.validator is not None else "full"
         self.log: Any = logs.get_logger(node=self.name, node_id=short(self.node_id))
@@ -151,6 +157,8 @@ class Node:
         self.started_at = 0.0
         self.counters = {"frames_rejected": 0, "handshakes_refused": 0, "send_dropped": 0, "clients": 0}
         self._nursery: trio.Nursery | None = None
+        self.blocked: set[bytes] = set()  # test-only fault injection: peers we drop all traffic with
+        self.link_delay = 0.0  # test-only: added to every send, in seconds
         for b in cfg.node.bootstrap:
             self.known.setdefault(b, None)
 
@@ -173,6 +181,10 @@ class Node:
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._dialer)
                 nursery.start_soon(self._exchanger)
+                if self.byzantine and self.byzantine not in BYZANTINE_BEHAVIOURS:
+                    from p2pnode.net.byzantine import run_peer_behaviour
+
+                    nursery.start_soon(run_peer_behaviour, self, self.byzantine)
                 self.ready.set()
                 self.log.info("node_ready")
                 task_status.started(self.port)
@@ -220,7 +232,7 @@ class Node:
         if peer is None:
             return
         try:
-            peer.send.send_nowait(msg.encode())
+            peer.send.send_nowait((trio.current_time(), msg.encode()))
         except trio.WouldBlock:
             peer.dropped += 1
             self.counters["send_dropped"] += 1
@@ -336,6 +348,9 @@ class Node:
 
     async def _run_peer(self, conn: FramedStream, hello: PeerHello, direction: str, addr: str) -> None:
         nid = hello.node_id
+        if nid in self.blocked:
+            await conn.aclose()
+            return
         existing = self.peers.get(nid)
         if existing is not None:
             # Both sides dialed at once: keep the connection dialed by the smaller node id, on both sides.
@@ -349,7 +364,7 @@ class Node:
             if nid in self.peers:  # yet another connection won meanwhile
                 await conn.aclose()
                 return
-        send, recv = trio.open_memory_channel[bytes](self.cfg.peers.send_queue)
+        send, recv = trio.open_memory_channel[tuple[float, bytes]](self.cfg.peers.send_queue)
         peer = PeerConn(nid, conn, direction, addr, hello.role, send, recv, last_rx=trio.current_time())
         self.peers[nid] = peer
         if addr:
@@ -408,7 +423,9 @@ class Node:
 
     async def _peer_writer(self, peer: PeerConn) -> None:
         try:
-            async for data in peer.recv:
+            async for queued_at, data in peer.recv:
+                if self.link_delay:
+                    await trio.sleep_until(queued_at + self.link_delay)
                 await peer.conn.send_raw(data_frame(data))
         except PEER_ERRORS:
             peer.scope.cancel()
@@ -451,6 +468,7 @@ class Node:
                 candidates = [
                     a for a, nid in self.known.items()
                     if a not in self._dialing and nid not in connected and nid != self.node_id
+                    and nid not in self.blocked
                     and a != f"{self.host}:{self.port}" and self._backoff.get(a, (0.0, 0.0))[0] <= now
                 ]
                 self.rng.shuffle(candidates)
@@ -499,6 +517,8 @@ class Node:
             return await self._submit(msg)
         if isinstance(msg, WaitSettled):
             return await self._wait_settled(msg)
+        if isinstance(msg, FaultControl):
+            return self._fault_control(msg)
         return ErrorReply(reason=f"{type(msg).__name__} is not a client request")
 
     async def _submit(self, msg: SubmitOrder) -> Message:
@@ -525,6 +545,19 @@ class Node:
             applied=self.core.ledger.applied_count(),
         )
 
+    def _fault_control(self, msg: FaultControl) -> Message:
+        """Test-only partitions and slow links (``testing.fault_control``)."""
+        if not (self.cfg.testing.enabled and self.cfg.testing.fault_control):
+            return ErrorReply(reason="fault control is disabled on this node")
+        self.blocked = set(msg.blocked)
+        self.link_delay = msg.delay_ms / 1000
+        for nid in self.blocked:
+            peer = self.peers.get(NodeId(nid))
+            if peer is not None:
+                peer.scope.cancel()
+        self.log.warning("fault_control", blocked=[short(b) for b in self.blocked], delay_ms=msg.delay_ms)
+        return StatusReply(info=self.status())
+
     def status(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "node": self.name,
@@ -540,6 +573,8 @@ class Node:
             ],
             "pid": os.getpid(),
             "uptime_s": round(trio.current_time() - self.started_at, 3),
+            "byzantine": self.byzantine,
+            "blocked": [b.hex() for b in self.blocked],
         }
         info.update(self.core.status())
         info["counters"] = dict(self.counters)

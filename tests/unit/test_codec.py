@@ -25,6 +25,7 @@ from p2pnode.wire.messages import (
     Certificate,
     CertRequest,
     ErrorReply,
+    FaultControl,
     GetAccount,
     GetPeers,
     Gossip,
@@ -122,6 +123,7 @@ EXAMPLES: list[Message] = [
     WaitSettled(digest=Digest(b(32, 0x15)), wait_ms=2**32 - 1),
     SettledReply(digest=Digest(b(32, 0x16)), settled=True, root=b(32, 0x17), applied=9),
     ErrorReply(reason=""),
+    FaultControl(blocked=(bytes(range(32)),), delay_ms=250),
 ]
 BY_NAME = {type(m).__name__: m for m in EXAMPLES}
 
