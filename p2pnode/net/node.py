@@ -306,6 +306,12 @@ class Node:
             self.log.warning("handshake_refused", addr=addr, reason="timeout: peer did not complete the handshake")
             await conn.aclose()
             return
+        except DecodeError as exc:
+            self.counters["frames_rejected"] += 1
+            self.log.warning("message_rejected", kind="frame", reason=str(exc), peer=addr)
+            await refuse_quietly(conn, f"malformed frame: {exc}")
+            await conn.aclose()
+            return
         except PEER_ERRORS as exc:
             self.counters["handshakes_refused"] += 1
             self.log.warning("handshake_refused", addr=addr, reason=str(exc) or type(exc).__name__)
@@ -401,8 +407,7 @@ class Node:
             except DecodeError as exc:
                 self.counters["frames_rejected"] += 1
                 self.log.warning("message_rejected", kind="frame", reason=str(exc), peer=short(peer.node_id))
-                with trio.move_on_after(1):
-                    await peer.conn.send(Refuse(reason=f"malformed frame: {exc}"))
+                await refuse_quietly(peer.conn, f"malformed frame: {exc}")
                 return f"malformed frame: {exc}"
             except PEER_ERRORS as exc:
                 return str(exc) or type(exc).__name__
@@ -579,6 +584,15 @@ class Node:
         info.update(self.core.status())
         info["counters"] = dict(self.counters)
         return info
+
+
+async def refuse_quietly(conn: FramedStream, reason: str) -> None:
+    """Tell the other side why we close, if it still listens (best effort, bounded)."""
+    with trio.move_on_after(1):
+        try:
+            await conn.send(Refuse(reason=reason[:256]))
+        except PEER_ERRORS:
+            pass  # it is gone already; the reason is in our log
 
 
 def data_frame(data: bytes) -> bytes:
