@@ -497,13 +497,18 @@ class Node:
                 await conn.send(reply)
                 try:
                     msg = await conn.receive()
+                except DecodeError:
+                    raise
                 except RemoteError:
-                    msg = None
+                    msg = None  # the client closed the connection
         except DecodeError as exc:
             self.counters["frames_rejected"] += 1
             self.log.warning("message_rejected", kind="client", reason=str(exc), peer="client")
             with trio.move_on_after(1):
-                await conn.send(ErrorReply(reason=f"malformed request: {exc}"))
+                try:
+                    await conn.send(ErrorReply(reason=f"malformed request: {exc}"[:512]))
+                except PEER_ERRORS:
+                    pass  # it is gone already; the reason is in our log
         except PEER_ERRORS:
             pass  # the client went away; nothing it asked for is lost
         finally:
