@@ -135,8 +135,15 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log.format": ("json", "console", "auto"),
     "log.level": ("debug", "info", "warning", "error"),
     "testing.byzantine": (
-        "", "equivocate", "bad_signature", "silent", "forget_locks",
-        "relay_invalid", "replay", "flood", "malformed_frames",
+        "",
+        "equivocate",
+        "bad_signature",
+        "silent",
+        "forget_locks",
+        "relay_invalid",
+        "replay",
+        "flood",
+        "malformed_frames",
     ),
 }
 

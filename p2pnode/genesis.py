@@ -100,7 +100,9 @@ def load_genesis(path: Path) -> Genesis:
     )
 
 
-def render_genesis(chain_name: str, validators: list[tuple[str, bytes]], accounts: list[tuple[bytes, int]]) -> str:
+def render_genesis(
+    chain_name: str, validators: list[tuple[str, bytes]], accounts: list[tuple[bytes, int]]
+) -> str:
     """TOML text of a genesis file (the bytes of which define the chain id)."""
     lines = [f'chain_name = "{chain_name}"', ""]
     for name, node_id in validators:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,7 +21,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _sink: TextIO | None = None
 
 
-def _add_ts_ns(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _add_ts_ns(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event_dict["ts_ns"] = time.time_ns()
     return event_dict
 

@@ -33,13 +33,23 @@ def cmd_pay(args: argparse.Namespace) -> int:
                 print(f"p2pnode: error: not settled within {args.timeout:g}s")
                 return 1
         if args.json:
-            print(json.dumps({
-                "settled": True, "tx": result.digest.hex(), "seq": result.seq,
-                "settlement_ms": round(result.seconds * 1000, 3), "balance": result.balance, "root": result.root.hex(),
-            }))
+            print(
+                json.dumps(
+                    {
+                        "settled": True,
+                        "tx": result.digest.hex(),
+                        "seq": result.seq,
+                        "settlement_ms": round(result.seconds * 1000, 3),
+                        "balance": result.balance,
+                        "root": result.root.hex(),
+                    }
+                )
+            )
         else:
-            print(f"settled tx {result.digest.hex()} seq {result.seq} in {result.seconds * 1000:.1f} ms; "
-                  f"new balance {result.balance}")
+            print(
+                f"settled tx {result.digest.hex()} seq {result.seq} in {result.seconds * 1000:.1f} ms; "
+                f"new balance {result.balance}"
+            )
         return 0
 
     return trio.run(go)

@@ -69,7 +69,9 @@ class PayResult:
     root: bytes
 
 
-async def pay(client: Client, key: SpendingKey, chain_id: bytes, to: bytes, amount: int, timeout: float) -> PayResult:
+async def pay(
+    client: Client, key: SpendingKey, chain_id: bytes, to: bytes, amount: int, timeout: float
+) -> PayResult:
     """Build and prove the next transfer of ``key``'s account, submit it, and wait until it settles
     at this node. Raises PaymentRefused with the node's reason, or trio.TooSlowError."""
     sender = Address(address_of(key.public))

@@ -56,7 +56,7 @@ class GossipStats:
     iwant_served: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 class GossipRouter:
@@ -112,6 +112,12 @@ class GossipRouter:
 
     def mark_invalid(self) -> None:
         self.stats.invalid += 1
+
+    def forget(self, mid: MsgId) -> None:
+        """Un-see ``mid`` (its payload failed validation) so that a valid payload with the same id
+        can still arrive; used for ids that are not a hash of all the bytes (certificates)."""
+        self._seen.pop(mid, None)
+        self._mcache.pop(mid, None)
 
     def _mark_seen(self, now: float, mid: MsgId) -> None:
         self._seen[mid] = now

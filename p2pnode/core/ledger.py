@@ -161,7 +161,9 @@ class Ledger:
             self._dirty.add(bisect.bisect_left(self._addrs, t.sender))
             self._dirty.add(bisect.bisect_left(self._addrs, t.recipient))
 
-    def restore(self, accounts: dict[bytes, tuple[int, int]], applied: dict[tuple[bytes, int], bytes]) -> None:
+    def restore(
+        self, accounts: dict[bytes, tuple[int, int]], applied: dict[tuple[bytes, int], bytes]
+    ) -> None:
         """Replace the state with persisted accounts and applied (sender, seq) -> digest."""
         self.accounts = {Address(a): Account(balance=b, next_seq=s) for a, (b, s) in accounts.items()}
         self.applied = {(Address(a), s): Digest(d) for (a, s), d in applied.items()}
@@ -197,6 +199,8 @@ class Ledger:
                 idx = {i // 2 for i in idx}
                 for i in idx:
                     left = 2 * i
-                    here[i] = hash256(NODE, below[left], below[left + 1]) if left + 1 < len(below) else below[left]
+                    here[i] = (
+                        hash256(NODE, below[left], below[left + 1]) if left + 1 < len(below) else below[left]
+                    )
             self._dirty = set()
         return self._levels[-1][0]

@@ -141,13 +141,15 @@ class NodeCore:
             self.certs[(t.sender, t.seq)] = raw
             self.settled.add(digest)
         if accounts or applied:
-            merged = {a: (acct.balance, acct.next_seq) for a, acct in self.ledger.accounts.items()}
+            merged: dict[bytes, tuple[int, int]] = {
+                a: (acct.balance, acct.next_seq) for a, acct in self.ledger.accounts.items()
+            }
             merged.update(accounts)  # persisted accounts overlay genesis
             self.ledger.restore(merged, applied)
         if self.validator is not None and self.validator.byzantine != "forget_locks":
-            for sender, seq, digest in locks:
-                self.validator.locks[(Address(sender), seq)] = Digest(digest)
-                self.validator.durable.add(Digest(digest))
+            for sender, seq, lock_digest in locks:
+                self.validator.locks[(Address(sender), seq)] = Digest(lock_digest)
+                self.validator.durable.add(Digest(lock_digest))
 
     def status(self) -> dict[str, Any]:
         return {
@@ -244,7 +246,10 @@ class NodeCore:
         t = order.transfer
         digest = transfer_digest(t)
         out: list[Effect] = [
-            Emit("order_submitted", {"tx": digest.hex(), "sender": t.sender.hex(), "seq": t.seq, "amount": t.amount})
+            Emit(
+                "order_submitted",
+                {"tx": digest.hex(), "sender": t.sender.hex(), "seq": t.seq, "amount": t.amount},
+            )
         ]
         try:
             static_checks(order, self.chain_id)
@@ -267,7 +272,9 @@ class NodeCore:
         assert isinstance(order, Order)
         t = order.transfer
         digest = transfer_digest(t)
-        out: list[Effect] = [Emit("order_received", {"tx": digest.hex(), "hops": ctx.hops, "peer": short(ctx.peer)})]
+        out: list[Effect] = [
+            Emit("order_received", {"tx": digest.hex(), "hops": ctx.hops, "peer": short(ctx.peer)})
+        ]
         try:
             static_checks(order, self.chain_id)
             self.ledger.check_sender(t)
@@ -294,7 +301,9 @@ class NodeCore:
         out.append(VerifyProofs(((digest, order),)))
         return out
 
-    def on_proofs_verified(self, now: float, results: Iterable[tuple[Digest, bool, int, int]]) -> list[Effect]:
+    def on_proofs_verified(
+        self, now: float, results: Iterable[tuple[Digest, bool, int, int]]
+    ) -> list[Effect]:
         """Results of VerifyProofs: (digest, ok, duration_us, batch size)."""
         out: list[Effect] = []
         for digest, ok, duration_us, batch in results:
@@ -302,20 +311,34 @@ class NodeCore:
             if len(self.proofs) > 4 * self.params.pending_orders:
                 self.proofs.popitem(last=False)
             out.append(
-                Emit("proof_verified", {"tx": digest.hex(), "ok": ok, "duration_us": duration_us, "batch": batch})
+                Emit(
+                    "proof_verified",
+                    {"tx": digest.hex(), "ok": ok, "duration_us": duration_us, "batch": batch},
+                )
             )
             for ctx in self.verifying.pop(digest, []):
                 if not ok:
                     out += self._bad_proof(ctx, digest)
                 elif ctx.kind == "cert":
                     assert isinstance(ctx.msg, Certificate)
-                    out += self._certificate_valid(now, ctx.peer, ctx.mid, ctx.data, ctx.hops, ctx.msg, digest)
+                    out += self._certificate_valid(
+                        now, ctx.peer, ctx.mid, ctx.data, ctx.hops, ctx.msg, digest
+                    )
                 else:
                     out += self._order_valid(now, ctx, digest)
         return out
 
+    def _reject_cert(
+        self, peer: NodeId | None, mid: MsgId | None, reason: str, digest: Digest
+    ) -> list[Effect]:
+        if mid is not None:
+            self.router.forget(mid)  # a certificate's id names its statement: let a valid one through
+        return self._reject(peer, "certificate", reason, digest)
+
     def _bad_proof(self, ctx: _Ctx, digest: Digest) -> list[Effect]:
-        out = self._reject(ctx.peer, "certificate" if ctx.kind == "cert" else "order", "proof does not verify", digest)
+        if ctx.kind == "cert":
+            return self._reject_cert(ctx.peer, ctx.mid, "proof does not verify", digest)
+        out = self._reject(ctx.peer, "order", "proof does not verify", digest)
         if ctx.kind == "submit":
             out.append(OrderOutcome(digest, False, "proof does not verify"))
         return out
@@ -379,12 +402,16 @@ class NodeCore:
         return out
 
     # == votes and certificates =====================================================================
-    def _on_vote(self, now: float, peer: NodeId, mid: MsgId, data: bytes, hops: int, vote: Vote) -> list[Effect]:
+    def _on_vote(
+        self, now: float, peer: NodeId, mid: MsgId, data: bytes, hops: int, vote: Vote
+    ) -> list[Effect]:
         out: list[Effect] = [
             Emit("vote_received", {"tx": vote.digest.hex(), "validator": short(vote.validator), "hops": hops})
         ]
         if not self.votes.add(vote):
-            return out + self._reject(peer, "vote", "vote signature invalid or signer not a validator", vote.digest)
+            return out + self._reject(
+                peer, "vote", "vote signature invalid or signer not a validator", vote.digest
+            )
         out += self.router.forward(now, mid, data, hops)
         out += self._maybe_certify(now, vote.digest)
         return out
@@ -419,21 +446,25 @@ class NodeCore:
         digest = transfer_digest(t)
         if digest in self.certified or digest in self.settled:
             return []  # another assembly of a certificate we hold: nothing new, not forwarded
-        out: list[Effect] = [Emit("certificate_received", {"tx": digest.hex(), "hops": hops, "peer": short(peer)})]
+        out: list[Effect] = [
+            Emit("certificate_received", {"tx": digest.hex(), "hops": hops, "peer": short(peer)})
+        ]
         existing = self.ledger.applied.get((t.sender, t.seq))
         if existing is not None and existing != digest:
-            out.append(Emit("certificate_conflict", {"tx": digest.hex(), "applied": existing.hex(), "seq": t.seq}))
-            return out + self._reject(peer, "certificate", "conflicts with an applied certificate", digest)
+            out.append(
+                Emit("certificate_conflict", {"tx": digest.hex(), "applied": existing.hex(), "seq": t.seq})
+            )
+            return out + self._reject_cert(peer, mid, "conflicts with an applied certificate", digest)
         try:
             static_checks(order, self.chain_id)
         except OrderError as exc:
-            return out + self._reject(peer, "certificate", str(exc), digest)
+            return out + self._reject_cert(peer, mid, str(exc), digest)
         reason = check_certificate(self.votes, cert, digest)
         if reason is not None:
-            return out + self._reject(peer, "certificate", reason, digest)
+            return out + self._reject_cert(peer, mid, reason, digest)
         if self.params.certificate_proofs and self.proofs.get(digest) is not True:
             if self.proofs.get(digest) is False:
-                return out + self._reject(peer, "certificate", "proof does not verify", digest)
+                return out + self._reject_cert(peer, mid, "proof does not verify", digest)
             ctx = _Ctx("cert", peer, mid, data, hops, cert)
             waiting = self.verifying.get(digest)
             if waiting is not None:
@@ -445,7 +476,13 @@ class NodeCore:
         return out + self._certificate_valid(now, peer, mid, data, hops, cert, digest)
 
     def _certificate_valid(
-        self, now: float, peer: NodeId | None, mid: MsgId | None, data: bytes, hops: int, cert: Certificate,
+        self,
+        now: float,
+        peer: NodeId | None,
+        mid: MsgId | None,
+        data: bytes,
+        hops: int,
+        cert: Certificate,
         digest: Digest,
     ) -> list[Effect]:
         if digest in self.certified or digest in self.settled:
@@ -476,17 +513,19 @@ class NodeCore:
                     out.append(Emit("certificate_held", {"tx": digest.hex(), "reason": str(exc)}))
                 if isinstance(exc, SeqTooHigh) and peer is not None:
                     start = self.ledger.next_seq(t.sender)
-                    items = tuple((t.sender, s) for s in range(start, min(t.seq, start + self.params.sync_batch)))
+                    items = tuple(
+                        (t.sender, s) for s in range(start, min(t.seq, start + self.params.sync_batch))
+                    )
                     out.append(Send(peer, CertRequest(items=items)))
                 continue
             out += self._apply(t, cert, data, digest)
             # What this may have unblocked: the sender's next seq, and the recipient's pending debit.
             for addr in (t.sender, t.recipient):
-                key = (addr, self.ledger.next_seq(addr))
-                held = self.held_certs.pop(key, None)
+                nxt: tuple[Address, int] = (addr, self.ledger.next_seq(addr))
+                held = self.held_certs.pop(nxt, None)
                 if held is not None:
                     work.append(held)
-                held_order = self.held_orders.pop(key, None)
+                held_order = self.held_orders.pop(nxt, None)
                 if held_order is not None and held_order in self.orders:
                     out += self._try_vote(self.orders[held_order], held_order)
         return out

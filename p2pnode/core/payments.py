@@ -8,13 +8,16 @@ one purpose cannot be replayed for another.
 from __future__ import annotations
 
 from p2pnode.crypto import SpendingKey, address_of, hash256
-from p2pnode.wire.messages import Order, Transfer
+from p2pnode.wire import codec
+from p2pnode.wire.messages import Certificate, Order, Transfer
 from p2pnode.wire.types import Address, Amount, ChainId, Digest, MsgId, Seq
 
 TRANSFER_TAG = b"p2pnode/transfer/v1"
 VOTE_TAG = b"p2pnode/vote/v1"
 HANDSHAKE_TAG = b"p2pnode/handshake/v1"
 MSGID_TAG = b"p2pnode/msgid/v1"
+CERT_MSGID_TAG = b"p2pnode/msgid/certificate/v1"
+_CERT_PREFIX = bytes([0x93, Certificate.TAG])  # msgpack fixarray(3), then the tag
 
 
 def transfer_digest(transfer: Transfer) -> Digest:
@@ -33,7 +36,19 @@ def handshake_digest(peer_nonce: bytes, signer: bytes, chain_id: bytes, version:
 
 
 def message_id(data: bytes) -> MsgId:
-    """Gossip id of a payload: hash of its bytes as received."""
+    """Gossip id of a payload: the hash of its bytes as received, except for certificates.
+
+    A certificate's id hashes its transfer's bytes (the statement), not its signatures: every node
+    may assemble its own certificate from a different quorum of votes, and all of them certify the
+    same payment, so the first one a node holds makes the others duplicates that are dropped before
+    decoding. Because such an id is not bound to the signatures, a node forgets the id of a
+    certificate that fails validation (``GossipRouter.forget``), so a forged copy cannot shadow the
+    real one.
+    """
+    if data[:2] == _CERT_PREFIX:
+        statement = codec.nested_slice(data, (1, 1))
+        if statement is not None:
+            return MsgId(hash256(CERT_MSGID_TAG, statement))
     return MsgId(hash256(MSGID_TAG, data))
 
 

@@ -54,7 +54,9 @@ class KeyMismatch(OrderError):
 
 class ConflictingLock(OrderError):
     def __init__(self, sender: bytes, seq: int, locked: bytes) -> None:
-        super().__init__(f"(sender {sender.hex()[:16]}, seq {seq}) is locked to another order {locked.hex()[:16]}")
+        super().__init__(
+            f"(sender {sender.hex()[:16]}, seq {seq}) is locked to another order {locked.hex()[:16]}"
+        )
         self.locked = locked
 
 

@@ -53,7 +53,7 @@ class Client:
                 data = await self._stream.receive_some(65536)
                 if not data:
                     raise RemoteError("node closed the connection")
-                self._frames.extend(self._decoder.feed(data))
+                self._frames.extend(self._decoder.feed(bytes(data)))
             raw = self._frames.pop(0)
         try:
             reply = decode(raw)

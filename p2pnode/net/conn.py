@@ -55,7 +55,7 @@ class FramedStream:
             if not data:
                 raise RemoteError("connection closed by peer")
             self.bytes_in += len(data)
-            self._ready.extend(self._decoder.feed(data))
+            self._ready.extend(self._decoder.feed(bytes(data)))
         return self._ready.pop(0)
 
     async def receive(self) -> Message:
@@ -99,8 +99,12 @@ async def handshake(
     """
     nonce = secrets.token_bytes(32)
     mine = Hello(
-        version=PROTOCOL_VERSION, chain_id=chain_id, node_id=NodeId(key.public), nonce=nonce,
-        listen_port=listen_port, role=role,
+        version=PROTOCOL_VERSION,
+        chain_id=chain_id,
+        node_id=NodeId(key.public),
+        nonce=nonce,
+        listen_port=listen_port,
+        role=role,
     )
     if first is None:
         await conn.send(mine)
@@ -113,20 +117,26 @@ async def handshake(
         raise await _refuse(conn, f"expected Hello, got {type(first).__name__}")
     theirs = first
     if theirs.version != PROTOCOL_VERSION:
-        raise await _refuse(conn, f"protocol version {theirs.version} not supported (want {PROTOCOL_VERSION})")
+        raise await _refuse(
+            conn, f"protocol version {theirs.version} not supported (want {PROTOCOL_VERSION})"
+        )
     if theirs.chain_id != chain_id:
         raise await _refuse(conn, f"chain id mismatch: {theirs.chain_id.hex()[:16]} != {chain_id.hex()[:16]}")
     if theirs.node_id == key.public:
         raise await _refuse(conn, "connected to self")
     if theirs.role not in ("validator", "full"):
         raise await _refuse(conn, f"unknown role {theirs.role!r}")
-    await conn.send(HelloAuth(signature=key.sign(handshake_digest(theirs.nonce, key.public, chain_id, PROTOCOL_VERSION))))
+    await conn.send(
+        HelloAuth(signature=key.sign(handshake_digest(theirs.nonce, key.public, chain_id, PROTOCOL_VERSION)))
+    )
     auth = await conn.receive()
     if isinstance(auth, Refuse):
         raise HandshakeError(f"refused by peer: {auth.reason}")
     if not isinstance(auth, HelloAuth):
         raise await _refuse(conn, f"expected HelloAuth, got {type(auth).__name__}")
-    if not ed25519_verify(theirs.node_id, auth.signature, handshake_digest(nonce, theirs.node_id, chain_id, PROTOCOL_VERSION)):
+    if not ed25519_verify(
+        theirs.node_id, auth.signature, handshake_digest(nonce, theirs.node_id, chain_id, PROTOCOL_VERSION)
+    ):
         raise await _refuse(conn, "bad handshake signature")
     return PeerHello(node_id=theirs.node_id, listen_port=theirs.listen_port, role=theirs.role)
 

@@ -128,8 +128,13 @@ class Node:
         g = cfg.gossip
         params = CoreParams(
             gossip=GossipParams(
-                eager_fanout=g.eager_fanout, origin_fanout=g.origin_fanout, lazy_fanout=g.lazy_fanout, seen_cache_size=g.seen_cache_size,
-                seen_ttl=float(g.seen_ttl_s), iwant_timeout=g.iwant_timeout_ms / 1000, max_ihave=g.max_ihave,
+                eager_fanout=g.eager_fanout,
+                origin_fanout=g.origin_fanout,
+                lazy_fanout=g.lazy_fanout,
+                seen_cache_size=g.seen_cache_size,
+                seen_ttl=float(g.seen_ttl_s),
+                iwant_timeout=g.iwant_timeout_ms / 1000,
+                max_ihave=g.max_ihave,
             ),
             pending_orders=cfg.limits.pending_orders,
             held_certificates=cfg.limits.held_certificates,
@@ -138,8 +143,12 @@ class Node:
             certificate_proofs=cfg.verify.certificate_proofs,
         )
         self.core = NodeCore(
-            key=key, chain_id=genesis.chain_id, validators=[v.node_id for v in genesis.validators],
-            balances=dict(genesis.balances), params=params, rng=self.rng,
+            key=key,
+            chain_id=genesis.chain_id,
+            validators=[v.node_id for v in genesis.validators],
+            balances=dict(genesis.balances),
+            params=params,
+            rng=self.rng,
             byzantine=byzantine if byzantine in BYZANTINE_BEHAVIOURS else "",
         )
         self.role = "validator" if self.core.validator is not None else "full"
@@ -150,8 +159,12 @@ class Node:
         self._dialing: set[str] = set()
         self._outcomes: dict[Digest, list[_Outcome]] = {}
         self._settled: dict[Digest, trio.Event] = {}
-        self._verify_send, self._verify_recv = trio.open_memory_channel[tuple[Digest, Any]](cfg.limits.pending_orders)
-        self._write_send, self._write_recv = trio.open_memory_channel[tuple[Any, trio.Event]](cfg.limits.pending_orders)
+        self._verify_send, self._verify_recv = trio.open_memory_channel[tuple[Digest, Any]](
+            cfg.limits.pending_orders
+        )
+        self._write_send, self._write_recv = trio.open_memory_channel[tuple[Any, trio.Event]](
+            cfg.limits.pending_orders
+        )
         self.verifier = ProofVerifier(cfg.verify.workers)
         self.ready = trio.Event()
         self.started_at = 0.0
@@ -164,7 +177,9 @@ class Node:
 
     # == service ====================================================================================
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        snap = await trio.to_thread.run_sync(self.store.load) if self.cfg.verify.workers else self.store.load()
+        snap = (
+            await trio.to_thread.run_sync(self.store.load) if self.cfg.verify.workers else self.store.load()
+        )
         self.core.restore(snap.accounts, snap.certs, snap.locks)
         try:
             async with trio.open_nursery() as nursery:
@@ -172,8 +187,12 @@ class Node:
                 self.port = await nursery.start(self.transport.serve, self.host, self.port, self._on_incoming)
                 self.started_at = trio.current_time()
                 self.log.info(
-                    "node_started", chain_id=self.genesis.chain_id.hex(), listen=f"{self.host}:{self.port}",
-                    role=self.role, applied=self.core.ledger.applied_count(), root=self.core.ledger.root().hex(),
+                    "node_started",
+                    chain_id=self.genesis.chain_id.hex(),
+                    listen=f"{self.host}:{self.port}",
+                    role=self.role,
+                    applied=self.core.ledger.applied_count(),
+                    root=self.core.ledger.root().hex(),
                 )
                 await self.verifier.warm_up()
                 nursery.start_soon(self._writer)
@@ -295,7 +314,9 @@ class Node:
                 await self._serve_client(conn, first)
                 return
             with trio.fail_after(self.cfg.peers.handshake_timeout_s):
-                hello = await handshake(conn, self.key, self.genesis.chain_id, self.port, self.role, first=first)
+                hello = await handshake(
+                    conn, self.key, self.genesis.chain_id, self.port, self.role, first=first
+                )
                 if len(self.peers) >= self.cfg.peers.max_connections:
                     # Full: hand the newcomer other addresses before refusing, so that it can fill up.
                     await conn.send(Peers(peers=self._peer_list(exclude=hello.node_id)))
@@ -303,7 +324,9 @@ class Node:
                     raise HandshakeError("too many connections")
         except trio.TooSlowError:
             self.counters["handshakes_refused"] += 1
-            self.log.warning("handshake_refused", addr=addr, reason="timeout: peer did not complete the handshake")
+            self.log.warning(
+                "handshake_refused", addr=addr, reason="timeout: peer did not complete the handshake"
+            )
             await conn.aclose()
             return
         except DecodeError as exc:
@@ -431,7 +454,19 @@ class Node:
             async for queued_at, data in peer.recv:
                 if self.link_delay:
                     await trio.sleep_until(queued_at + self.link_delay)
-                await peer.conn.send_raw(data_frame(data))
+                    await peer.conn.send_raw(data_frame(data))
+                    continue
+                # Coalesce whatever else is queued into one write: one syscall, not one per frame.
+                chunks = [data_frame(data)]
+                size = len(chunks[0])
+                while size < 256 * 1024:
+                    try:
+                        _, more = peer.recv.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    chunks.append(data_frame(more))
+                    size += len(chunks[-1])
+                await peer.conn.send_raw(b"".join(chunks))
         except PEER_ERRORS:
             peer.scope.cancel()
 
@@ -441,7 +476,9 @@ class Node:
         while True:
             await trio.sleep(p.keepalive_s)
             if trio.current_time() - peer.last_rx > p.idle_timeout_s:
-                self.log.warning("peer_idle", peer=short(peer.node_id), idle_s=round(trio.current_time() - peer.last_rx, 3))
+                self.log.warning(
+                    "peer_idle", peer=short(peer.node_id), idle_s=round(trio.current_time() - peer.last_rx, 3)
+                )
                 peer.scope.cancel()
                 return
             nonce += 1
@@ -471,10 +508,14 @@ class Node:
                 now = trio.current_time()
                 connected = set(self.peers)
                 candidates = [
-                    a for a, nid in self.known.items()
-                    if a not in self._dialing and nid not in connected and nid != self.node_id
+                    a
+                    for a, nid in self.known.items()
+                    if a not in self._dialing
+                    and nid not in connected
+                    and nid != self.node_id
                     and nid not in self.blocked
-                    and a != f"{self.host}:{self.port}" and self._backoff.get(a, (0.0, 0.0))[0] <= now
+                    and a != f"{self.host}:{self.port}"
+                    and self._backoff.get(a, (0.0, 0.0))[0] <= now
                 ]
                 self.rng.shuffle(candidates)
                 for addr in candidates[:want]:
@@ -520,7 +561,8 @@ class Node:
         if isinstance(msg, GetAccount):
             acct = self.core.ledger.account(msg.address)
             return AccountReply(
-                address=Address(msg.address), balance=Amount(acct.balance if acct else 0),
+                address=Address(msg.address),
+                balance=Amount(acct.balance if acct else 0),
                 next_seq=Seq(acct.next_seq if acct else 0),
             )
         if isinstance(msg, SubmitOrder):
@@ -551,7 +593,9 @@ class Node:
             with trio.move_on_after(msg.wait_ms / 1000):
                 await ev.wait()
         return SettledReply(
-            digest=digest, settled=digest in self.core.settled, root=self.core.ledger.root(),
+            digest=digest,
+            settled=digest in self.core.settled,
+            root=self.core.ledger.root(),
             applied=self.core.ledger.applied_count(),
         )
 

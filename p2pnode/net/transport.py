@@ -19,7 +19,9 @@ Handler = Callable[[trio.abc.Stream, str], Awaitable[None]]
 
 
 class Transport(Protocol):
-    async def serve(self, host: str, port: int, handler: Handler, *, task_status: trio.TaskStatus[int]) -> None:
+    async def serve(
+        self, host: str, port: int, handler: Handler, *, task_status: trio.TaskStatus[int]
+    ) -> None:
         """Accept connections until cancelled; reports the bound port through ``task_status``."""
         ...
 
@@ -30,7 +32,12 @@ class Transport(Protocol):
 
 class TcpTransport:
     async def serve(
-        self, host: str, port: int, handler: Handler, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+        self,
+        host: str,
+        port: int,
+        handler: Handler,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         listeners = await trio.open_tcp_listeners(port, host=host)
 
@@ -80,7 +87,12 @@ class MemoryTransport:
         self.host = host
 
     async def serve(
-        self, host: str, port: int, handler: Handler, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+        self,
+        host: str,
+        port: int,
+        handler: Handler,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         if port == 0:
             port = self.network._next_port

@@ -11,6 +11,7 @@ import concurrent.futures
 import multiprocessing
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 
@@ -56,16 +57,37 @@ class ProofVerifier:
         if self._pool is None:
             await trio.lowlevel.checkpoint()
             return verify_batch(items)
-        pool = self._pool
-        fut = pool.submit(verify_batch, list(items))
-        return await trio.to_thread.run_sync(fut.result, abandon_on_cancel=True, limiter=self._limiter)
+        results: tuple[list[bool], int] = await self._run(verify_batch, list(items))
+        return results
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` in a worker process; wake the Trio loop from the pool's callback (no
+        thread per call)."""
+        assert self._pool is not None
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        fut = self._pool.submit(fn, *args)
+
+        def wake(_: concurrent.futures.Future[Any]) -> None:
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass  # the node is shutting down; nobody waits any more
+
+        fut.add_done_callback(wake)
+        try:
+            await done.wait()
+        except trio.Cancelled:
+            fut.cancel()
+            raise
+        return fut.result()
 
     async def warm_up(self) -> None:
         """Start the worker processes now (imports, fixed-base tables) rather than on the first payment."""
         if self._pool is not None:
-            futures = [self._pool.submit(verify_batch, []) for _ in range(self.workers)]
-            for fut in futures:
-                await trio.to_thread.run_sync(fut.result, abandon_on_cancel=True)
+            async with trio.open_nursery() as nursery:
+                for _ in range(self.workers):
+                    nursery.start_soon(self._run, verify_batch, [])
 
     def close(self) -> None:
         if self._pool is not None:

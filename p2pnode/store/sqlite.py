@@ -66,14 +66,18 @@ class SqliteStore:
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('chain_id', ?)", (chain_id,))
         elif bytes(row[0]) != chain_id:
-            raise LocalError(f"{path}: data directory belongs to chain {bytes(row[0]).hex()[:16]}, not this genesis")
+            raise LocalError(
+                f"{path}: data directory belongs to chain {bytes(row[0]).hex()[:16]}, not this genesis"
+            )
 
     def load(self) -> Snapshot:
         snap = Snapshot()
         for addr, bal, seq in self._db.execute("SELECT address, balance, next_seq FROM accounts"):
             snap.accounts[bytes(addr)] = (int.from_bytes(bal, "big"), seq)
         snap.certs = [bytes(c) for (c,) in self._db.execute("SELECT cert FROM certificates ORDER BY n")]
-        snap.locks = [(bytes(s), q, bytes(d)) for s, q, d in self._db.execute("SELECT sender, seq, digest FROM locks")]
+        snap.locks = [
+            (bytes(s), q, bytes(d)) for s, q, d in self._db.execute("SELECT sender, seq, digest FROM locks")
+        ]
         return snap
 
     def commit(self, writes: Sequence[Write]) -> None:
@@ -82,7 +86,10 @@ class SqliteStore:
         try:
             for w in writes:
                 if isinstance(w, PersistLock):
-                    db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?)", (w.sender, w.seq, w.digest, w.order))
+                    db.execute(
+                        "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?)",
+                        (w.sender, w.seq, w.digest, w.order),
+                    )
                 else:
                     t = w.cert.order.transfer
                     db.execute(

@@ -188,12 +188,31 @@ def parse_proc_stat(text: str, clk_tck: int) -> float:
 
 
 def read_proc_cpu(pid: int) -> float | None:
-    """CPU seconds of a local process, or None if it cannot be read (gone, or not on this host)."""
+    """CPU seconds of a local process and all its descendants (a node's proof-verification workers
+    are child processes), or None if the process cannot be read (gone, or not on this host)."""
+    clk = os.sysconf("SC_CLK_TCK")
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-        return parse_proc_stat(text, os.sysconf("SC_CLK_TCK"))
+        own = parse_proc_stat(Path(f"/proc/{pid}/stat").read_text(), clk)
     except (OSError, ValueError, IndexError):
         return None
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+            ppid = int(text[text.rindex(")") + 1 :].split()[1])
+            cpu[int(entry.name)] = parse_proc_stat(text, clk)
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = own, list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        total += cpu.get(child, 0.0)
+        todo.extend(children.get(child, []))
+    return total
 
 
 def cpu_per_payment(
@@ -379,6 +398,10 @@ async def _wait_settled(pool: _Pool, digest: bytes, deadline: float) -> bool:
 
 
 def _progress(done: int, total: int) -> None:
+    if not sys.stderr.isatty():
+        if done == total:
+            print(f"built {total} orders", file=sys.stderr, flush=True)
+        return
     if done == total or done % max(1, total // 100) == 0:
         print(
             f"\rbuilding orders {done}/{total}",

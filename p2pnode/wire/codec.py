@@ -49,6 +49,26 @@ def unpack(data: bytes, *, max_len: int = DEFAULT_MAX_FRAME) -> Any:
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from None
 
 
+def nested_slice(data: bytes, path: tuple[int, ...]) -> bytes | None:
+    """The bytes, as received, of the array element at ``path`` inside the msgpack array ``data``
+    (e.g. ``(1, 1)``: element 1 of element 1), or None if ``data`` does not have that shape.
+    Bounded work: it skips over values without building them."""
+    try:
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(data), 1))
+        unpacker.feed(data)
+        for index in path:
+            length = unpacker.read_array_header()
+            if index >= length:
+                return None
+            for _ in range(index):
+                unpacker.skip()
+        start = unpacker.tell()
+        unpacker.skip()
+        return data[start : unpacker.tell()]
+    except (ValueError, TypeError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError):
+        return None
+
+
 def frame(payload: bytes) -> bytes:
     """Prefix ``payload`` with its length."""
     return HEADER.pack(len(payload)) + payload

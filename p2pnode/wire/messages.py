@@ -105,7 +105,8 @@ def _plain(v: Any, depth: int) -> bool:
 
 def _nested(cls: type[Message]) -> Spec:
     def check(v: Any) -> Message:
-        return decode_obj(v, expect=cls)
+        decoded: Message = decode_obj(v, expect=cls)
+        return decoded
 
     return check
 
@@ -121,11 +122,12 @@ class Message:
     __slots__ = ()
     TAG: ClassVar[int]
     SPEC: ClassVar[tuple[Spec, ...]]
+    NAMES: ClassVar[tuple[str, ...]]
 
     def to_obj(self) -> list[Any]:
         out: list[Any] = [self.TAG]
-        for f in fields(self):  # type: ignore[arg-type]
-            out.append(_to_obj(getattr(self, f.name)))
+        for name in self.NAMES:
+            out.append(_to_obj(getattr(self, name)))
         return out
 
     def encode(self) -> bytes:
@@ -150,7 +152,8 @@ def message(tag: int, *spec: Spec) -> Callable[[type[M]], type[M]]:
             raise RuntimeError(f"duplicate message tag {tag}")
         cls.TAG = tag
         cls.SPEC = spec
-        if len(spec) != len(fields(cls)):  # type: ignore[arg-type]
+        cls.NAMES = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+        if len(spec) != len(cls.NAMES):
             raise RuntimeError(f"{cls.__name__}: spec/field count mismatch")
         REGISTRY[tag] = cls
         return cls
@@ -173,8 +176,7 @@ def decode_obj(obj: Any, expect: type[M] | None = None) -> Any:
         values = [spec(v) for spec, v in zip(cls.SPEC, obj[1:], strict=True)]
     except DecodeError as exc:
         raise DecodeError(f"{cls.__name__}: {exc}") from None
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    return cls(**dict(zip(names, values, strict=True)))
+    return cls(**dict(zip(cls.NAMES, values, strict=True)))
 
 
 def decode(data: bytes, expect: type[M] | None = None, *, max_len: int = codec.DEFAULT_MAX_FRAME) -> Any:

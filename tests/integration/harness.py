@@ -69,7 +69,9 @@ class MemCluster:
         if reply.accepted:
             self.seqs[sender] = seq + 1
             if wait:
-                settled = await self.call(node, WaitSettled(digest=transfer_digest(order.transfer), wait_ms=60_000))
+                settled = await self.call(
+                    node, WaitSettled(digest=transfer_digest(order.transfer), wait_ms=60_000)
+                )
                 assert isinstance(settled, SettledReply) and settled.settled, "payment did not settle"
         return reply
 
@@ -98,8 +100,14 @@ class MemCluster:
 
 def node_config(i: int, bootstrap: list[str], **sections: dict[str, Any]) -> NodeConfig:
     data: dict[str, Any] = {
-        "node": {"key_file": "k", "genesis": "g", "data_dir": "d", "listen": f"n{i}:7000", "bootstrap": bootstrap,
-                 "name": f"node-{i}"},
+        "node": {
+            "key_file": "k",
+            "genesis": "g",
+            "data_dir": "d",
+            "listen": f"n{i}:7000",
+            "bootstrap": bootstrap,
+            "name": f"node-{i}",
+        },
         "verify": {"workers": 0},
         "gossip": {"heartbeat_ms": 20},
     }
@@ -110,22 +118,33 @@ def node_config(i: int, bootstrap: list[str], **sections: dict[str, Any]) -> Nod
 
 def make_genesis(validator_keys: list[NodeKey], accounts: list[SpendingKey]) -> Genesis:
     text = render_genesis(
-        "test", [(f"v{i}", k.public) for i, k in enumerate(validator_keys)],
+        "test",
+        [(f"v{i}", k.public) for i, k in enumerate(validator_keys)],
         [(address_of(a.public), BALANCE) for a in accounts],
     )
     return Genesis(
         chain_name="test",
         chain_id=chain_id_of(text.encode()),
-        validators=tuple(sorted((ValidatorEntry(f"v{i}", NodeId(k.public)) for i, k in enumerate(validator_keys)),
-                                key=lambda v: v.node_id)),
+        validators=tuple(
+            sorted(
+                (ValidatorEntry(f"v{i}", NodeId(k.public)) for i, k in enumerate(validator_keys)),
+                key=lambda v: v.node_id,
+            )
+        ),
         balances=tuple(sorted((Address(address_of(a.public)), BALANCE) for a in accounts)),
     )
 
 
 @asynccontextmanager
 async def mem_cluster(
-    validators: int, full_nodes: int = 0, accounts: int = 4, *, seed: int = 1,
-    byzantine: dict[int, str] | None = None, bootstrap_all: bool = False, absent_validators: int = 0,
+    validators: int,
+    full_nodes: int = 0,
+    accounts: int = 4,
+    *,
+    seed: int = 1,
+    byzantine: dict[int, str] | None = None,
+    bootstrap_all: bool = False,
+    absent_validators: int = 0,
     **sections: dict[str, Any],
 ) -> AsyncIterator[MemCluster]:
     """Start validators + full nodes on one MemoryNetwork; node i>0 bootstraps from node 0.
@@ -147,8 +166,12 @@ async def mem_cluster(
                 boot = ["n0:7000"] if i else (["n1:7000"] if total > 1 else [])
             store = MemoryStore()
             node = Node(
-                node_config(i, boot, **sections), keys[i], cluster.genesis, store=store,
-                transport=cluster.network.transport(f"n{i}"), rng=random.Random(seed * 1000 + i),
+                node_config(i, boot, **sections),
+                keys[i],
+                cluster.genesis,
+                store=store,
+                transport=cluster.network.transport(f"n{i}"),
+                rng=random.Random(seed * 1000 + i),
                 byzantine=(byzantine or {}).get(i, ""),
             )
             cluster.nodes.append(node)

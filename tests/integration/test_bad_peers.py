@@ -21,8 +21,14 @@ from tests.integration.harness import MemCluster, mem_cluster
 
 
 def hello(key: NodeKey, chain_id: bytes, nonce: bytes | None = None) -> Hello:
-    return Hello(version=PROTOCOL_VERSION, chain_id=chain_id, node_id=key.public, nonce=nonce or secrets.token_bytes(32),
-                 listen_port=0, role="full")
+    return Hello(
+        version=PROTOCOL_VERSION,
+        chain_id=chain_id,
+        node_id=key.public,
+        nonce=nonce or secrets.token_bytes(32),
+        listen_port=0,
+        role="full",
+    )
 
 
 async def garbage(c: MemCluster, s: trio.abc.Stream) -> None:
@@ -87,6 +93,8 @@ async def test_bad_peer_is_refused_and_node_keeps_serving(case: str, autojump_cl
             assert (await c.pay(1, src=0, dst=1, amount=5)).accepted
             await c.wait_converged(applied=1)
     hits: list[dict[str, Any]] = [
-        e for e in logs if e.get("node") == "node-1" and e["event"] == event and reason in str(e.get("reason"))
+        e
+        for e in logs
+        if e.get("node") == "node-1" and e["event"] == event and reason in str(e.get("reason"))
     ]
     assert hits, f"no {event} with {reason!r} in node-1's log"

@@ -37,7 +37,9 @@ async def test_one_message_reaches_all_100_nodes(autojump_clock: trio.abc.Clock)
     # The origin got it from the client, not from gossip; every other node got >= 1 copy.
     assert sum(1 for x in copies if x == 0) <= 1
     duplicates = statistics.mean(max(0, x - 1) for x in copies)
-    print(f"mean duplicate copies per node: {duplicates:.2f}; hops min/median/max: "
-          f"{min(hops)}/{statistics.median(hops)}/{max(hops)}")
+    print(
+        f"mean duplicate copies per node: {duplicates:.2f}; hops min/median/max: "
+        f"{min(hops)}/{statistics.median(hops)}/{max(hops)}"
+    )
     assert duplicates < 2.0
     assert max(hops) <= 12

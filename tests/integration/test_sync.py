@@ -31,8 +31,12 @@ async def test_late_full_node_syncs_history(autojump_clock: trio.abc.Clock) -> N
         for k in range(12):
             assert (await c.pay(k % 4, src=k % 4, dst=(k + 2) % 4, amount=3 + k)).accepted
         late = Node(
-            node_config(9, ["n2:7000"]), c.node_keys[0].__class__.generate(), c.genesis, store=MemoryStore(),
-            transport=c.network.transport("n9"), rng=random.Random(9),
+            node_config(9, ["n2:7000"]),
+            c.node_keys[0].__class__.generate(),
+            c.genesis,
+            store=MemoryStore(),
+            transport=c.network.transport("n9"),
+            rng=random.Random(9),
         )
         c.nodes.append(late)
         assert c.nursery is not None
@@ -54,8 +58,12 @@ async def test_restarted_validator_keeps_state_and_locks(autojump_clock: trio.ab
         for k in range(4):
             assert (await c.pay(0, src=k, dst=(k + 3) % 4, amount=1)).accepted
         reborn = Node(
-            node_config(3, ["n0:7000"]), c.node_keys[3], c.genesis, store=store,
-            transport=c.network.transport("n3"), rng=random.Random(33),
+            node_config(3, ["n0:7000"]),
+            c.node_keys[3],
+            c.genesis,
+            store=store,
+            transport=c.network.transport("n3"),
+            rng=random.Random(33),
         )
         assert c.nursery is not None
         await c.nursery.start(reborn.run)
