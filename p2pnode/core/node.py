@@ -258,6 +258,7 @@ class NodeCore:
                 self.ledger.check_seq(t)
                 self.ledger.check_funds(t)
         except (OrderError, LedgerError) as exc:
+            out.append(Emit("order_refused", {"tx": digest.hex(), "reason": str(exc)}))
             out.append(OrderOutcome(digest, False, str(exc)))
             return out
         if digest in self.settled or digest in self.orders:
@@ -340,6 +341,7 @@ class NodeCore:
             return self._reject_cert(ctx.peer, ctx.mid, "proof does not verify", digest)
         out = self._reject(ctx.peer, "order", "proof does not verify", digest)
         if ctx.kind == "submit":
+            out.append(Emit("order_refused", {"tx": digest.hex(), "reason": "proof does not verify"}))
             out.append(OrderOutcome(digest, False, "proof does not verify"))
         return out
 
@@ -543,8 +545,9 @@ class NodeCore:
             for a in dict.fromkeys((t.sender, t.recipient))
         )
         root = self.ledger.root()
+        # The log line first (it describes the in-memory state that status already reports), then
+        # durability, then the acknowledgement to waiting clients.
         return [
-            PersistApplied(cert, data, digest, accounts),
             Emit(
                 "certificate_applied",
                 {
@@ -556,6 +559,7 @@ class NodeCore:
                     "applied": self.ledger.applied_count(),
                 },
             ),
+            PersistApplied(cert, data, digest, accounts),
             Settled(digest),
         ]
 

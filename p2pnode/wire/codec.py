@@ -46,7 +46,8 @@ def unpack(data: bytes, *, max_len: int = DEFAULT_MAX_FRAME) -> Any:
             max_ext_len=0,
         )
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from None
+        detail = str(exc) or "not a valid msgpack value"
+        raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {detail}") from None
 
 
 def nested_slice(data: bytes, path: tuple[int, ...]) -> bytes | None:
