@@ -1,0 +1,103 @@
+"""System-test fixtures: real node processes on 127.0.0.1, always stopped afterwards.
+
+Every fixture that starts nodes stops them in a ``finally`` (``Cluster.down``), so a failing test
+leaves no process behind. Helpers here poll conditions with deadlines; none sleeps to let time pass.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from p2pnode.cli.cluster import Cluster
+from p2pnode.net.client import Client
+from p2pnode.wire.messages import SettledReply, WaitSettled
+from p2pnode.wire.types import Digest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A fresh, not yet started :class:`Cluster` in ``tmp_path/cluster``; ``down()`` runs on exit."""
+    c = Cluster(tmp_path / "cluster")
+    try:
+        yield c
+    finally:
+        c.down()
+
+
+def p2pnode_cmd() -> list[str]:
+    """The installed ``p2pnode`` console script next to this interpreter, else ``python -m p2pnode``."""
+    script = Path(sys.executable).parent / "p2pnode"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "p2pnode"]
+
+
+def cli(*args: str, timeout: float = 90.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``p2pnode ARGS`` and return the finished process (output as text)."""
+    proc = subprocess.run(
+        [*p2pnode_cmd(), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"p2pnode {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def cli_json(*args: str, timeout: float = 90.0) -> dict[str, Any]:
+    out = cli(*args, timeout=timeout).stdout
+    doc = json.loads(out)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def wait_until(what: str, condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy (returned); AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what}")
+        time.sleep(interval)
+
+
+def log_events(path: Path, *events: str) -> list[dict[str, Any]]:
+    """The log lines of ``path`` whose event is one of ``events`` (a truncated last line is skipped)."""
+    out = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and obj.get("event") in events:
+            out.append(obj)
+    return out
+
+
+async def wait_applied(client: Client, digest: bytes, timeout: float) -> None:
+    """Wait until the node behind ``client`` has applied the transfer ``digest``.
+
+    ``wallet.pay`` reads the payer's next seq from the node it is given; a payer that switches nodes
+    must first let the new node catch up with its previous payment."""
+    with trio.fail_after(timeout):
+        while True:
+            reply = await client.call(WaitSettled(digest=Digest(digest), wait_ms=1000))
+            assert isinstance(reply, SettledReply)
+            if reply.settled:
+                return
