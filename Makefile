@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The shielded-payment toolchain (circom2, snarkjs, circomlib) from the npm registry, pinned in
+# package-lock.json.
+NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test test-fast lint typecheck clean
+.PHONY: demo test test-fast lint typecheck clean zk-vectors bench-zk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +17,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+demo: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
+
+# Regenerate the Groth16 test vectors (development ceremony, not for production).
+zk-vectors: $(NODE_STAMP)
+	scripts/make_zk_vectors.sh
+
+bench-zk: $(STAMP)
+	$(BIN)/python scripts/bench_groth16.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -30,4 +44,4 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache
+	rm -rf $(VENV) node_modules build *.egg-info .pytest_cache .mypy_cache

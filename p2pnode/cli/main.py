@@ -127,6 +127,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_pay)
 
+    from p2pnode.cli.zk import add_zk_args
+
+    add_zk_args(sub)
+
     command = _first_command(argv)
     p = sub.add_parser("bench", help="load a local cluster with payments and measure")
     if command == "bench":
@@ -134,6 +138,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
         add_bench_args(p)
     p.set_defaults(handler=_cmd_bench)
+
+    from p2pnode.cli.scenario import add_scenario_args
+
+    add_scenario_args(sub)
 
     p = sub.add_parser("latency", help="per-stage settlement latency from node logs")
     if command == "latency":

@@ -73,6 +73,7 @@ class GossipRouter:
         self._pending_ihave: dict[NodeId, list[MsgId]] = {}
         # id -> (deadline, announcers still to ask)
         self._wanted: dict[MsgId, tuple[float, list[NodeId]]] = {}
+        self._neighbors: dict[NodeId, frozenset[NodeId]] = {}
 
     # -- membership ---------------------------------------------------------------------------------
     def add_peer(self, peer: NodeId) -> None:
@@ -83,6 +84,13 @@ class GossipRouter:
         if peer in self.peers:
             self.peers.remove(peer)
         self._pending_ihave.pop(peer, None)
+        self._neighbors.pop(peer, None)
+
+    def set_neighbors(self, peer: NodeId, neighbors: frozenset[NodeId]) -> None:
+        """What ``peer`` says its own peers are (peer exchange). When ``peer`` originates a message
+        and has at most ``origin_fanout`` peers, it pushed the message to all of them, so relaying
+        it eagerly to those peers would only make duplicates: they get an announcement instead."""
+        self._neighbors[peer] = neighbors
 
     # -- receiving ----------------------------------------------------------------------------------
     def seen(self, mid: MsgId) -> bool:
@@ -133,18 +141,30 @@ class GossipRouter:
         self.stats.published += 1
         return self._push(now, mid, data, 1, self.params.origin_fanout)
 
-    def forward(self, now: float, mid: MsgId, data: bytes, hops: int) -> list[Send]:
-        """Relay a validated payload that arrived having travelled ``hops`` hops (the origin sends 1)."""
+    def forward(
+        self, now: float, mid: MsgId, data: bytes, hops: int, source: NodeId | None = None
+    ) -> list[Send]:
+        """Relay a validated payload that arrived from ``source`` having travelled ``hops`` hops (the
+        origin sends 1)."""
         self.stats.forwarded += 1
-        return self._push(now, mid, data, min(hops + 1, 255), self.params.eager_fanout)
+        covered: frozenset[NodeId] = frozenset()
+        if hops == 1 and source is not None:
+            theirs = self._neighbors.get(source)
+            if theirs is not None and len(theirs) + 1 <= self.params.origin_fanout:
+                covered = theirs  # the origin flooded them already
+        return self._push(now, mid, data, min(hops + 1, 255), self.params.eager_fanout, covered)
 
-    def _push(self, now: float, mid: MsgId, data: bytes, hops: int, fanout: int) -> list[Send]:
+    def _push(
+        self, now: float, mid: MsgId, data: bytes, hops: int, fanout: int, covered: frozenset[NodeId] = frozenset()
+    ) -> list[Send]:
         self._mcache[mid] = (now, data, hops)
         has = self._has.get(mid, set())
         candidates = [p for p in self.peers if p not in has]
         self.rng.shuffle(candidates)
-        eager = candidates[:fanout]
-        lazy = candidates[fanout : fanout + self.params.lazy_fanout]
+        if covered:
+            candidates.sort(key=lambda p: p in covered)  # stable: uncovered peers first, still shuffled
+        eager = [p for p in candidates[:fanout] if p not in covered]
+        lazy = [p for p in candidates if p not in eager][: self.params.lazy_fanout]
         for p in lazy:
             self._pending_ihave.setdefault(p, []).append(mid)
         msg = Gossip(data=data, hops=hops)

@@ -167,6 +167,10 @@ class NodeCore:
         self.router.add_peer(peer)
         return [Send(peer, SyncSummary(root=self.ledger.root(), applied=self.ledger.applied_count()))]
 
+    def on_peer_neighbors(self, peer: NodeId, neighbors: Iterable[bytes]) -> None:
+        """``peer`` told us its peers (peer exchange); gossip uses it to avoid duplicate pushes."""
+        self.router.set_neighbors(peer, frozenset(NodeId(n) for n in neighbors))
+
     def on_peer_disconnected(self, now: float, peer: NodeId) -> list[Effect]:
         self.router.remove_peer(peer)
         return []
@@ -357,7 +361,7 @@ class NodeCore:
             if ctx.kind == "submit":
                 out += self.router.publish(now, ctx.data)
             else:
-                out += self.router.forward(now, ctx.mid, ctx.data, ctx.hops)
+                out += self.router.forward(now, ctx.mid, ctx.data, ctx.hops, ctx.peer)
         if ctx.kind == "submit":
             out.append(OrderOutcome(digest, True))
         out += self._try_vote(order, digest)
@@ -414,7 +418,7 @@ class NodeCore:
             return out + self._reject(
                 peer, "vote", "vote signature invalid or signer not a validator", vote.digest
             )
-        out += self.router.forward(now, mid, data, hops)
+        out += self.router.forward(now, mid, data, hops, peer)
         out += self._maybe_certify(now, vote.digest)
         return out
 
@@ -492,7 +496,7 @@ class NodeCore:
         self._mark_certified(digest)
         out: list[Effect] = []
         if mid is not None:
-            out += self.router.forward(now, mid, data, hops)
+            out += self.router.forward(now, mid, data, hops, peer)
         return out + self._apply_or_hold(now, peer, cert, data, digest)
 
     # == application ================================================================================

@@ -493,6 +493,8 @@ class Node:
         return tuple(out[:64])
 
     def _learn(self, msg: Peers, source: PeerConn) -> None:
+        if len(msg.peers) < 64:  # a full list may be truncated: then it says nothing reliable
+            self.core.on_peer_neighbors(source.node_id, (nid for _, _, nid in msg.peers))
         for host, port, nid in msg.peers:
             if nid == self.node_id or port == 0:
                 continue
@@ -524,10 +526,18 @@ class Node:
             await trio.sleep(self.cfg.peers.dial_backoff_min_ms / 1000)
 
     async def _exchanger(self) -> None:
+        """Peer exchange: ask for more peers while below target, and tell every peer our peer set
+        whenever it changed (gossip uses neighbours' peer sets to skip pushes that would duplicate)."""
+        told: frozenset[NodeId] = frozenset()
         while True:
             await trio.sleep(self.cfg.peers.exchange_interval_s)
             if self.peers and len(self.peers) < self.cfg.peers.target:
                 self._send(self.rng.choice(list(self.peers)), GetPeers())
+            current = frozenset(self.peers)
+            if current != told:
+                told = current
+                for nid in current:
+                    self._send(nid, Peers(peers=self._peer_list(exclude=nid)))
 
     # == clients ====================================================================================
     async def _serve_client(self, conn: FramedStream, first: Message) -> None:

@@ -1,0 +1,392 @@
+"""Scenario files: parsed and validated in this one place.
+
+A scenario is a TOML file (format and examples: ``docs/scenarios.md``)::
+
+    [scenario]   name, description
+    [cluster]    validators, full_nodes, accounts, balance; [cluster.defaults.<section>] node overrides
+    [load]       rate (payments/s), duration_s, kind, payers, timeout_s
+    [roles]      node name -> Byzantine role (validator roles or peer roles)
+    [[step]]     at_s + action (kill, restart, start, pause, resume, partition, heal, slow, equivocate)
+    [expect]     optional expectations and bounds
+
+Every error is one :class:`ConfigError` line naming the file and the key (``step[2].node``). Nothing
+here starts a process or touches the network.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from p2pnode.cli.testnet import MAX_FULL_NODES, MAX_VALIDATORS, check_defaults
+from p2pnode.config import read_toml
+from p2pnode.core.validator import BYZANTINE_BEHAVIOURS
+from p2pnode.errors import ConfigError
+
+VALIDATOR_ROLES = tuple(r for r in BYZANTINE_BEHAVIOURS if r)  # need a committee key
+PEER_ROLES = ("relay_invalid", "replay", "flood", "malformed_frames")  # any node
+ACTIONS = ("kill", "restart", "start", "pause", "resume", "partition", "heal", "slow", "equivocate")
+LOAD_KINDS = ("transparent",)
+
+# Keys each action takes besides ``at_s`` and ``action``: name -> required.
+_ACTION_KEYS: dict[str, dict[str, bool]] = {
+    "kill": {"node": True},
+    "restart": {"node": True},
+    "start": {"node": True},
+    "pause": {"node": True},
+    "resume": {"node": True},
+    "partition": {"groups": True},
+    "heal": {},
+    "slow": {"node": True, "delay_ms": True},
+    "equivocate": {"nodes": True, "count": False},
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterPart:
+    validators: int
+    full_nodes: int = 0
+    accounts: int = 8
+    balance: int = 1_000_000_000
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [f"node-{i}" for i in range(self.validators + self.full_nodes)]
+
+    def is_validator(self, name: str) -> bool:
+        return int(name.removeprefix("node-")) < self.validators
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Load:
+    rate: float = 10.0  # payments per second, open loop
+    duration_s: float = 20.0
+    kind: str = "transparent"
+    payers: int = 3  # concurrent payer tasks; each owns a share of the accounts
+    timeout_s: float = 10.0  # per payment: submit until settled at the submitting node
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    at_s: float
+    action: str
+    node: str = ""
+    nodes: tuple[str, ...] = ()
+    groups: tuple[tuple[str, ...], ...] = ()
+    delay_ms: int = 0
+    count: int = 1
+
+    def describe(self) -> str:
+        if self.action == "partition":
+            return "partition " + " | ".join(",".join(g) for g in self.groups)
+        if self.action == "slow":
+            return f"slow {self.node} +{self.delay_ms}ms"
+        if self.action == "equivocate":
+            return f"equivocate x{self.count} via {','.join(self.nodes)}"
+        return f"{self.action} {self.node}".strip()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Expect:
+    violation: bool = False  # the scenario is built to break an invariant: the runner must catch it
+    min_settled: int = 0
+    accepted_settle: bool = False  # every order a node accepted settles by quiescence, client or not
+    max_byzantine_connections: int = 0  # per honest node and Byzantine peer; 0 = not checked
+    no_certificates_during_partition: bool = False
+    partition_grace_s: float = 1.0  # certificates whose votes were already in flight may still land
+    max_rss_growth_mb: float = 200.0
+    quiesce_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    name: str
+    description: str
+    cluster: ClusterPart
+    load: Load
+    roles: Mapping[str, str]
+    steps: tuple[Step, ...]
+    expect: Expect
+    source: Path | None = None
+
+    @property
+    def late_nodes(self) -> set[str]:
+        """Nodes with a ``start`` step: not started with the cluster."""
+        return {s.node for s in self.steps if s.action == "start"}
+
+    @property
+    def equivocations(self) -> int:
+        return sum(s.count for s in self.steps if s.action == "equivocate")
+
+    def end_s(self) -> float:
+        return max([self.load.duration_s, *(s.at_s for s in self.steps)])
+
+
+# -- validation helpers -----------------------------------------------------------------------------------
+def _table(doc: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{key}]: expected a table")
+    return value
+
+
+def _known(table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"unknown key {prefix}.{key} (expected one of {', '.join(sorted(allowed))})")
+
+
+def _int(table: Mapping[str, Any], key: str, prefix: str, default: int, lo: int, hi: int) -> int:
+    value = table.get(key, default)
+    if type(value) is not int:
+        raise ConfigError(f"{prefix}.{key}: expected an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{prefix}.{key}: {value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _num(table: Mapping[str, Any], key: str, prefix: str, default: float, lo: float, hi: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{prefix}.{key}: expected a number, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{prefix}.{key}: {value} is outside [{lo:g}, {hi:g}]")
+    return float(value)
+
+
+def _bool(table: Mapping[str, Any], key: str, prefix: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{prefix}.{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _str(table: Mapping[str, Any], key: str, prefix: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str):
+        raise ConfigError(f"{prefix}.{key}: expected a string, got {value!r}")
+    return value
+
+
+def _node(value: Any, key: str, names: list[str]) -> str:
+    if not isinstance(value, str) or value not in names:
+        raise ConfigError(f"{key}: {value!r} is not a node of this cluster ({names[0]}..{names[-1]})")
+    return value
+
+
+# -- sections ---------------------------------------------------------------------------------------------
+def _cluster(doc: Mapping[str, Any]) -> ClusterPart:
+    t = _table(doc, "cluster")
+    _known(t, "cluster", {"validators", "full_nodes", "accounts", "balance", "defaults"})
+    if "validators" not in t:
+        raise ConfigError("missing key cluster.validators")
+    defaults = t.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError("cluster.defaults: expected tables [cluster.defaults.<section>]")
+    try:
+        check_defaults(defaults)
+    except ConfigError as exc:
+        raise ConfigError(f"cluster.{exc}") from None
+    if "testing" in defaults:
+        raise ConfigError("cluster.defaults.testing: set by the runner; use [roles] for Byzantine nodes")
+    part = ClusterPart(
+        validators=_int(t, "validators", "cluster", 4, 1, MAX_VALIDATORS),
+        full_nodes=_int(t, "full_nodes", "cluster", 0, 0, MAX_FULL_NODES),
+        accounts=_int(t, "accounts", "cluster", 8, 2, 4096),
+        balance=_int(t, "balance", "cluster", 1_000_000_000, 1, 2**62),
+        defaults=defaults,
+    )
+    if part.accounts * part.balance >= 2**64:
+        raise ConfigError("cluster.balance: accounts * balance exceeds 2^64-1")
+    return part
+
+
+def _load(doc: Mapping[str, Any]) -> Load:
+    t = _table(doc, "load")
+    _known(t, "load", {"rate", "duration_s", "kind", "payers", "timeout_s"})
+    kind = _str(t, "kind", "load", "transparent")
+    if kind not in LOAD_KINDS:
+        raise ConfigError(f"load.kind: {kind!r} is not one of {', '.join(LOAD_KINDS)}")
+    return Load(
+        rate=_num(t, "rate", "load", 10.0, 0.0, 1000.0),
+        duration_s=_num(t, "duration_s", "load", 20.0, 0.0, 3600.0),
+        kind=kind,
+        payers=_int(t, "payers", "load", 3, 1, 64),
+        timeout_s=_num(t, "timeout_s", "load", 10.0, 0.1, 600.0),
+    )
+
+
+def _roles(doc: Mapping[str, Any], cluster: ClusterPart) -> dict[str, str]:
+    t = _table(doc, "roles")
+    out: dict[str, str] = {}
+    for name, role in t.items():
+        _node(name, f"roles.{name}", cluster.names)
+        if not isinstance(role, str) or role not in VALIDATOR_ROLES + PEER_ROLES:
+            raise ConfigError(
+                f"roles.{name}: {role!r} is not one of {', '.join(VALIDATOR_ROLES + PEER_ROLES)}"
+            )
+        if role in VALIDATOR_ROLES and not cluster.is_validator(name):
+            raise ConfigError(f"roles.{name}: {role!r} is a validator role and {name} is a full node")
+        out[name] = role
+    return out
+
+
+def _step(i: int, t: Any, cluster: ClusterPart) -> Step:
+    prefix = f"step[{i}]"
+    if not isinstance(t, dict):
+        raise ConfigError(f"{prefix}: expected a table ([[step]])")
+    action = t.get("action")
+    if action not in ACTIONS:
+        raise ConfigError(f"{prefix}.action: {action!r} is not one of {', '.join(ACTIONS)}")
+    keys = _ACTION_KEYS[action]
+    _known(t, prefix, {"at_s", "action", *keys})
+    for key, required in keys.items():
+        if required and key not in t:
+            raise ConfigError(f"missing key {prefix}.{key} (action {action!r} needs it)")
+    if "at_s" not in t:
+        raise ConfigError(f"missing key {prefix}.at_s")
+    names = cluster.names
+    kwargs: dict[str, Any] = {"at_s": _num(t, "at_s", prefix, 0.0, 0.0, 3600.0), "action": action}
+    if "node" in keys:
+        kwargs["node"] = _node(t["node"], f"{prefix}.node", names)
+    if "delay_ms" in keys:
+        kwargs["delay_ms"] = _int(t, "delay_ms", prefix, 0, 0, 60_000)
+    if "count" in keys:
+        kwargs["count"] = _int(t, "count", prefix, 1, 1, 100)
+    if "nodes" in keys:
+        nodes = t["nodes"]
+        if not isinstance(nodes, list) or len(nodes) != 2:
+            raise ConfigError(f"{prefix}.nodes: expected two node names (one per conflicting order)")
+        kwargs["nodes"] = tuple(_node(n, f"{prefix}.nodes", names) for n in nodes)
+    if "groups" in keys:
+        groups = t["groups"]
+        if (
+            not isinstance(groups, list)
+            or len(groups) < 2
+            or not all(isinstance(g, list) and g for g in groups)
+        ):
+            raise ConfigError(f"{prefix}.groups: expected at least two non-empty lists of node names")
+        seen: list[str] = []
+        for g in groups:
+            for n in g:
+                _node(n, f"{prefix}.groups", names)
+                if n in seen:
+                    raise ConfigError(f"{prefix}.groups: {n} is in more than one group")
+                seen.append(n)
+        missing = [n for n in names if n not in seen]
+        if missing:
+            raise ConfigError(f"{prefix}.groups: every node must be in a group; missing {', '.join(missing)}")
+        kwargs["groups"] = tuple(tuple(g) for g in groups)
+    return Step(**kwargs)
+
+
+def _expect(doc: Mapping[str, Any]) -> Expect:
+    t = _table(doc, "expect")
+    _known(
+        t,
+        "expect",
+        {
+            "violation",
+            "min_settled",
+            "accepted_settle",
+            "max_byzantine_connections",
+            "no_certificates_during_partition",
+            "partition_grace_s",
+            "max_rss_growth_mb",
+            "quiesce_timeout_s",
+        },
+    )
+    return Expect(
+        violation=_bool(t, "violation", "expect", False),
+        min_settled=_int(t, "min_settled", "expect", 0, 0, 10_000_000),
+        accepted_settle=_bool(t, "accepted_settle", "expect", False),
+        max_byzantine_connections=_int(t, "max_byzantine_connections", "expect", 0, 0, 1_000_000),
+        no_certificates_during_partition=_bool(t, "no_certificates_during_partition", "expect", False),
+        partition_grace_s=_num(t, "partition_grace_s", "expect", 1.0, 0.0, 60.0),
+        max_rss_growth_mb=_num(t, "max_rss_growth_mb", "expect", 200.0, 1.0, 65536.0),
+        quiesce_timeout_s=_num(t, "quiesce_timeout_s", "expect", 60.0, 1.0, 3600.0),
+    )
+
+
+def _check_timeline(steps: list[Step], cluster: ClusterPart) -> None:
+    """Node state must make sense at every step: kill/pause a running node, restart a killed one."""
+    state = dict.fromkeys(cluster.names, "up")
+    for s in steps:
+        if s.action == "start":
+            state[s.node] = "late"
+    for s in sorted(steps, key=lambda s: s.at_s):
+        where = f"step[{steps.index(s)}]"
+        cur = state.get(s.node, "")
+        need = {
+            "kill": ("up", "paused"),
+            "pause": ("up",),
+            "resume": ("paused",),
+            "restart": ("killed",),
+            "start": ("late",),
+        }
+        if s.action in need and cur not in need[s.action]:
+            raise ConfigError(f"{where}: cannot {s.action} {s.node} at {s.at_s:g}s: it is {cur} then")
+        state[s.node] = {
+            "kill": "killed",
+            "pause": "paused",
+            "resume": "up",
+            "restart": "up",
+            "start": "up",
+        }.get(s.action, cur)
+
+
+def scenario_from_dict(
+    doc: Mapping[str, Any], name: str = "scenario", source: Path | None = None
+) -> Scenario:
+    """Validate a parsed scenario document; :class:`ConfigError` names the first bad key."""
+    for key in doc:
+        if key not in ("scenario", "cluster", "load", "roles", "step", "expect"):
+            raise ConfigError(
+                f"unknown section [{key}] (expected scenario, cluster, load, roles, step, expect)"
+            )
+    head = _table(doc, "scenario")
+    _known(head, "scenario", {"name", "description"})
+    cluster = _cluster(doc)
+    raw_steps = doc.get("step", [])
+    if not isinstance(raw_steps, list):
+        raise ConfigError("step: expected [[step]] tables")
+    steps = [_step(i, t, cluster) for i, t in enumerate(raw_steps)]
+    _check_timeline(steps, cluster)
+    scenario = Scenario(
+        name=_str(head, "name", "scenario", name) or name,
+        description=_str(head, "description", "scenario", ""),
+        cluster=cluster,
+        load=_load(doc),
+        roles=_roles(doc, cluster),
+        steps=tuple(sorted(steps, key=lambda s: s.at_s)),
+        expect=_expect(doc),
+        source=source,
+    )
+    if scenario.equivocations and cluster.accounts < 3:
+        raise ConfigError(
+            "cluster.accounts: equivocate steps need at least 3 accounts (one is the equivocator)"
+        )
+    return scenario
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """Read and validate ``path``. Raises :class:`ConfigError` as ``FILE: key: reason`` (one line)."""
+    path = Path(path)
+    doc = read_toml(path)
+    try:
+        return scenario_from_dict(doc, name=path.stem, source=path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def parse_scenario(text: str, name: str = "scenario") -> Scenario:
+    """Validate scenario TOML given as text (tests)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}") from None
+    return scenario_from_dict(doc, name=name)
