@@ -16,6 +16,7 @@ they hold byte-identical genesis files.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class Genesis:
     chain_id: ChainId
     validators: tuple[ValidatorEntry, ...]
     balances: tuple[tuple[Address, int], ...]
+    shielded_vk: str | None = None  # snarkjs verification_key.json text; None: no shielded pool
 
 
 def chain_id_of(data: bytes) -> ChainId:
@@ -64,7 +66,7 @@ def load_genesis(path: Path) -> Genesis:
         raise ConfigError(f"{path}: no such genesis file") from None
     doc = read_toml(path)
     for key in doc:
-        if key not in ("chain_name", "validators", "accounts"):
+        if key not in ("chain_name", "validators", "accounts", "shielded_verifying_key"):
             raise ConfigError(f"{path}: unknown key {key}")
     name = doc.get("chain_name", "")
     if not isinstance(name, str):
@@ -92,7 +94,18 @@ def load_genesis(path: Path) -> Genesis:
         balances[addr] = bal
     if sum(balances.values()) > U64_MAX:
         raise ConfigError(f"{path}: accounts: total supply exceeds 2^64-1")
+    vk = doc.get("shielded_verifying_key")
+    if vk is not None:
+        from p2pnode.crypto.groth16 import InvalidElementError, MalformedError, VerifyingKey
+
+        try:
+            VerifyingKey.from_json(json.loads(vk))
+        except (TypeError, ValueError, MalformedError, InvalidElementError) as exc:
+            raise ConfigError(
+                f"{path}: shielded_verifying_key: not a valid Groth16 verifying key: {exc}"
+            ) from None
     return Genesis(
+        shielded_vk=vk,
         chain_name=name,
         chain_id=chain_id_of(data),
         validators=tuple(sorted(vals, key=lambda v: v.node_id)),
@@ -101,10 +114,16 @@ def load_genesis(path: Path) -> Genesis:
 
 
 def render_genesis(
-    chain_name: str, validators: list[tuple[str, bytes]], accounts: list[tuple[bytes, int]]
+    chain_name: str,
+    validators: list[tuple[str, bytes]],
+    accounts: list[tuple[bytes, int]],
+    shielded_vk: str | None = None,
 ) -> str:
     """TOML text of a genesis file (the bytes of which define the chain id)."""
     lines = [f'chain_name = "{chain_name}"', ""]
+    if shielded_vk is not None:
+        compact = json.dumps(json.loads(shielded_vk), separators=(",", ":"), sort_keys=True)
+        lines += [f"shielded_verifying_key = {json.dumps(compact)}", ""]
     for name, node_id in validators:
         lines += ["[[validators]]", f'name = "{name}"', f'node_id = "{node_id.hex()}"', ""]
     for address, balance in accounts:

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from p2pnode.core.committee import Committee
 from p2pnode.core.payments import vote_digest
 from p2pnode.crypto import ed25519_verify
-from p2pnode.wire.messages import Certificate, Order, Vote
+from p2pnode.wire.messages import Certificate, Order, ShieldedCertificate, ShieldedOrder, Vote
 from p2pnode.wire.types import Digest, NodeId
 
 
@@ -68,19 +68,23 @@ class VoteBook:
     def count(self, digest: bytes) -> int:
         return len(self._votes.get(Digest(digest), {}))
 
-    def assemble(self, order: Order, digest: Digest) -> Certificate | None:
+    def assemble(
+        self, order: Order | ShieldedOrder, digest: Digest
+    ) -> Certificate | ShieldedCertificate | None:
         """A certificate from the first q votes by validator id, or None without a quorum."""
         book = self._votes.get(digest, {})
         if len(book) < self.committee.quorum:
             return None
-        chosen = sorted(book.items())[: self.committee.quorum]
-        return Certificate(order=order, signatures=tuple(chosen))
+        chosen = tuple(sorted(book.items())[: self.committee.quorum])
+        if isinstance(order, ShieldedOrder):
+            return ShieldedCertificate(order=order, signatures=chosen)
+        return Certificate(order=order, signatures=chosen)
 
     def forget(self, digest: bytes) -> None:
         self._votes.pop(Digest(digest), None)
 
 
-def check_certificate(book: VoteBook, cert: Certificate, digest: bytes) -> str | None:
+def check_certificate(book: VoteBook, cert: Certificate | ShieldedCertificate, digest: bytes) -> str | None:
     """Checks 1–2. Returns None if valid, else the reason."""
     sigs = cert.signatures
     committee = book.committee

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from p2pnode.wire.messages import Certificate, Message, Order
+from p2pnode.wire.messages import Message, Order, ShieldedOrder
 from p2pnode.wire.types import Digest, NodeId
 
 
@@ -29,27 +29,30 @@ class Disconnect:
 class VerifyProofs:
     """Verify these orders' proofs off the event loop, then call ``on_proofs_verified``."""
 
-    orders: tuple[tuple[Digest, Order], ...]
+    orders: tuple[tuple[Digest, Order | ShieldedOrder], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class PersistLock:
-    """Durably record that this validator locked (sender, seq) to ``digest``; then ``on_lock_persisted``."""
+    """Durably record that this validator locked every key to ``digest``; then ``on_lock_persisted``.
 
-    sender: bytes
-    seq: int
+    A key is (sender, seq) for an account, or (note commitment, -1) for a shielded input."""
+
+    keys: tuple[tuple[bytes, int], ...]
     digest: Digest
     order: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class PersistApplied:
-    """Durably record an applied certificate and the accounts it changed."""
+    """Durably record an applied certificate, the accounts and notes it changed, and drop its locks."""
 
-    cert: Certificate
+    key: tuple[bytes, int]  # where the certificate is filed: (sender, seq), or (first input, -1)
     cert_bytes: bytes
     digest: Digest
     accounts: tuple[tuple[bytes, int, int], ...]  # (address, balance, next_seq) after applying
+    notes: tuple[tuple[bytes, bool], ...] = ()  # (commitment, spent) after applying
+    locks: tuple[tuple[bytes, int], ...] = ()  # lock keys released
 
 
 @dataclass(frozen=True, slots=True)

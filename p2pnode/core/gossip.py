@@ -155,7 +155,13 @@ class GossipRouter:
         return self._push(now, mid, data, min(hops + 1, 255), self.params.eager_fanout, covered)
 
     def _push(
-        self, now: float, mid: MsgId, data: bytes, hops: int, fanout: int, covered: frozenset[NodeId] = frozenset()
+        self,
+        now: float,
+        mid: MsgId,
+        data: bytes,
+        hops: int,
+        fanout: int,
+        covered: frozenset[NodeId] = frozenset(),
     ) -> list[Send]:
         self._mcache[mid] = (now, data, hops)
         has = self._has.get(mid, set())

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 
 from p2pnode.crypto import hash256
 from p2pnode.errors import P2PNodeError
-from p2pnode.wire.messages import Transfer, u64
+from p2pnode.wire.messages import SHIELD, UNSHIELD, ShieldedTransfer, Transfer, u64
 from p2pnode.wire.types import U64_MAX, Address, Digest
 
 LEAF = b"p2pnode/account/v1"
 NODE = b"p2pnode/merkle/v1"
 EMPTY_ROOT = hash256(b"p2pnode/empty/v1")
+NOTES = b"p2pnode/notes/v1"
+STATE = b"p2pnode/state/v1"
 
 
 class LedgerError(P2PNodeError):
@@ -64,6 +66,26 @@ class SeqTooHigh(LedgerError):
         self.expected = expected
 
 
+class UnknownNote(LedgerError):
+    """An input note this ledger has not seen created (yet: the certificate is held)."""
+
+    def __init__(self, commitment: bytes) -> None:
+        super().__init__(f"unknown note {commitment.hex()[:16]}")
+        self.commitment = commitment
+
+
+class NoteSpent(LedgerError):
+    def __init__(self, commitment: bytes) -> None:
+        super().__init__(f"note {commitment.hex()[:16]} is already spent")
+        self.commitment = commitment
+
+
+class NoteExists(LedgerError):
+    def __init__(self, commitment: bytes) -> None:
+        super().__init__(f"output note {commitment.hex()[:16]} already exists")
+        self.commitment = commitment
+
+
 class BalanceOverflow(LedgerError):
     def __init__(self, balance: int, amount: int) -> None:
         super().__init__(f"balance overflow: balance {balance} + amount {amount} exceeds 2^64-1")
@@ -87,6 +109,8 @@ class Ledger:
     def __init__(self, balances: dict[bytes, int] | None = None) -> None:
         self.accounts: dict[Address, Account] = {}
         self.applied: dict[tuple[Address, int], Digest] = {}
+        self.notes: dict[bytes, bool] = {}  # shielded note commitment -> spent
+        self._notes_root: bytes | None = None
         self._addrs: list[Address] = []
         self._levels: list[list[bytes]] = []
         self._dirty: set[int] = set()
@@ -161,10 +185,77 @@ class Ledger:
             self._dirty.add(bisect.bisect_left(self._addrs, t.sender))
             self._dirty.add(bisect.bisect_left(self._addrs, t.recipient))
 
+    # -- shielded notes -----------------------------------------------------------------------------
+    def check_shielded(self, tx: ShieldedTransfer) -> None:
+        """State checks of a structurally valid shielded statement; raises the first failure.
+
+        SHIELD debits ``account`` like a transfer of ``public_in`` at ``seq``; inputs must exist and be
+        unspent; outputs must be new; UNSHIELD's credit must fit in u64.
+        """
+        if tx.kind == SHIELD:
+            self.check(
+                Transfer(
+                    chain_id=tx.chain_id,
+                    sender=tx.account,
+                    recipient=tx.account,
+                    amount=tx.public_in,
+                    seq=tx.seq,
+                )
+            )
+        for c in tx.inputs:
+            spent = self.notes.get(c)
+            if spent is None:
+                raise UnknownNote(c)
+            if spent:
+                raise NoteSpent(c)
+        for c in tx.outputs:
+            if c in self.notes:
+                raise NoteExists(c)
+        if tx.kind == UNSHIELD:
+            to = self.accounts.get(tx.account)
+            if to is not None and to.balance + tx.public_out > U64_MAX:
+                raise BalanceOverflow(to.balance, tx.public_out)
+
+    def apply_shielded(self, tx: ShieldedTransfer, digest: Digest) -> list[bytes]:
+        """Apply (after :meth:`check_shielded`, which it calls): returns the accounts touched."""
+        self.check_shielded(tx)
+        touched: list[bytes] = []
+        if tx.kind == SHIELD:
+            acct = self.accounts[tx.account]
+            acct.balance -= tx.public_in
+            acct.next_seq += 1
+            self.applied[(tx.account, tx.seq)] = digest
+            touched.append(tx.account)
+        if tx.kind == UNSHIELD:
+            self._credit(tx.account, tx.public_out)
+            touched.append(tx.account)
+        for c in tx.inputs:
+            self.notes[c] = True
+        for c in tx.outputs:
+            self.notes[c] = False
+        self._notes_root = None
+        for a in touched:
+            if not self._rebuild:
+                self._dirty.add(bisect.bisect_left(self._addrs, Address(a)))
+        return touched
+
+    def _credit(self, addr: bytes, amount: int) -> None:
+        to = self.accounts.get(Address(addr))
+        if to is None:
+            to = self.accounts[Address(addr)] = Account()
+            bisect.insort(self._addrs, Address(addr))
+            self._rebuild = True
+        to.balance += amount
+
     def restore(
-        self, accounts: dict[bytes, tuple[int, int]], applied: dict[tuple[bytes, int], bytes]
+        self,
+        accounts: dict[bytes, tuple[int, int]],
+        applied: dict[tuple[bytes, int], bytes],
+        notes: dict[bytes, bool] | None = None,
     ) -> None:
-        """Replace the state with persisted accounts and applied (sender, seq) -> digest."""
+        """Replace the state with persisted accounts, applied (sender, seq) -> digest and notes."""
+        self.notes = dict(notes or {})
+        self._notes_root = None
         self.accounts = {Address(a): Account(balance=b, next_seq=s) for a, (b, s) in accounts.items()}
         self.applied = {(Address(a), s): Digest(d) for (a, s), d in applied.items()}
         self._addrs = sorted(self.accounts)
@@ -176,6 +267,18 @@ class Ledger:
         return hash256(LEAF, addr, u64(acct.balance), u64(acct.next_seq))
 
     def root(self) -> bytes:
+        """The state root. With shielded notes present it also covers the note set and which notes
+        are spent: ``hash256(STATE, accounts root, notes root)``; without, it is the accounts root."""
+        accounts = self.accounts_root()
+        if not self.notes:
+            return accounts
+        if self._notes_root is None:
+            self._notes_root = hash256(
+                NOTES, *(c + (b"\x01" if spent else b"\x00") for c, spent in sorted(self.notes.items()))
+            )
+        return hash256(STATE, accounts, self._notes_root)
+
+    def accounts_root(self) -> bytes:
         if not self._addrs:
             return EMPTY_ROOT
         if self._rebuild:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from p2pnode.crypto import SpendingKey, address_of, hash256
 from p2pnode.wire import codec
-from p2pnode.wire.messages import Certificate, Order, Transfer
+from p2pnode.wire.messages import Certificate, Order, ShieldedCertificate, Transfer
 from p2pnode.wire.types import Address, Amount, ChainId, Digest, MsgId, Seq
 
 TRANSFER_TAG = b"p2pnode/transfer/v1"
@@ -17,7 +17,8 @@ VOTE_TAG = b"p2pnode/vote/v1"
 HANDSHAKE_TAG = b"p2pnode/handshake/v1"
 MSGID_TAG = b"p2pnode/msgid/v1"
 CERT_MSGID_TAG = b"p2pnode/msgid/certificate/v1"
-_CERT_PREFIX = bytes([0x93, Certificate.TAG])  # msgpack fixarray(3), then the tag
+# msgpack fixarray(3), then the tag: a certificate of either kind
+_CERT_PREFIXES = (bytes([0x93, Certificate.TAG]), bytes([0x93, ShieldedCertificate.TAG]))
 
 
 def transfer_digest(transfer: Transfer) -> Digest:
@@ -45,7 +46,7 @@ def message_id(data: bytes) -> MsgId:
     certificate that fails validation (``GossipRouter.forget``), so a forged copy cannot shadow the
     real one.
     """
-    if data[:2] == _CERT_PREFIX:
+    if data[:2] in _CERT_PREFIXES:
         statement = codec.nested_slice(data, (1, 1))
         if statement is not None:
             return MsgId(hash256(CERT_MSGID_TAG, statement))

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 from p2pnode.core.ledger import Ledger, LedgerError
 from p2pnode.core.payments import transfer_digest, vote_digest
+from p2pnode.core.shielded import lock_keys as shielded_lock_keys
+from p2pnode.core.shielded import static_checks_shielded
 from p2pnode.crypto import NodeKey, address_of, schnorr_verify
 from p2pnode.errors import P2PNodeError
-from p2pnode.wire.messages import Order, Vote
+from p2pnode.wire.messages import SHIELD, Order, ShieldedOrder, Transfer, Vote
 from p2pnode.wire.types import Address, ChainId, Digest, NodeId
 
 BYZANTINE_BEHAVIOURS = ("", "equivocate", "bad_signature", "silent", "forget_locks")
@@ -110,13 +112,36 @@ class Validator:
             raise ConflictingLock(t.sender, t.seq, locked)
         self.ledger.check_funds(t)
 
+    def check_shielded(self, order: ShieldedOrder, digest: Digest) -> None:
+        """The same checks for a shielded order: structure, the shield's account seq, input locks,
+        then the ledger (inputs exist and are unspent, outputs new, the shield's funds)."""
+        static_checks_shielded(order, self.chain_id)
+        tx = order.tx
+        if tx.kind == SHIELD:
+            probe = Transfer(
+                chain_id=tx.chain_id, sender=tx.account, recipient=tx.account, amount=tx.public_in, seq=tx.seq
+            )
+            self.ledger.check_sender(probe)
+            self.ledger.check_seq(probe)
+        if self.byzantine not in ("equivocate", "forget_locks"):
+            for key in shielded_lock_keys(tx):
+                locked = self.locks.get((Address(key[0]), key[1]))
+                if locked is not None and locked != digest:
+                    raise ConflictingLock(key[0], key[1], locked)
+        self.ledger.check_shielded(tx)
+
     def lock(self, order: Order, digest: Digest) -> bool:
         """Record the lock in memory; True if the caller must persist it (it is new)."""
-        key = (order.transfer.sender, order.transfer.seq)
-        if self.locks.get(key) == digest:
-            return False
-        self.locks[key] = digest
-        return True
+        return self.lock_keys(((order.transfer.sender, order.transfer.seq),), digest)
+
+    def lock_keys(self, keys: tuple[tuple[bytes, int], ...], digest: Digest) -> bool:
+        new = False
+        for sender, seq in keys:
+            key = (Address(sender), seq)
+            if self.locks.get(key) != digest:
+                self.locks[key] = digest
+                new = True
+        return new
 
     def vote(self, digest: Digest) -> Vote | None:
         """The vote for a durably locked digest (the same vote every time), or None if not votable."""
@@ -136,6 +161,10 @@ class Validator:
         if digest is not None:
             self.durable.discard(digest)
             self._votes.pop(digest, None)
+
+    def release_keys(self, keys: tuple[tuple[bytes, int], ...]) -> None:
+        for sender, seq in keys:
+            self.release(sender, seq)
 
     def handle_order(self, order: Order) -> Vote:
         """Synchronous path for tests and tools: all checks, proof included, lock treated as durable.

@@ -338,3 +338,27 @@ def groth16_batch_verify(vk: VerifyingKey, items: Sequence[tuple[Proof, Sequence
     pairs.append((bn254.msm(ic_points, ic_used), prep.gamma))
     pairs.append((bn254.msm(c_points, c_scalars), prep.delta))
     return pairing_product_is_one(pairs)
+
+
+def proof_from_bytes(data: bytes) -> Proof:
+    """A proof from its 256-byte wire form: A.x, A.y, B.x.c0, B.x.c1, B.y.c0, B.y.c1, C.x, C.y, each a
+    32-byte big-endian integer (Fp2 in snarkjs's [c0, c1] order). Raises like :meth:`Proof.from_json`."""
+    if len(data) != 256:
+        raise MalformedError(f"a proof is 256 bytes, got {len(data)}")
+    v = [str(int.from_bytes(data[i : i + 32], "big")) for i in range(0, 256, 32)]
+    return Proof.from_json(
+        {
+            "pi_a": [v[0], v[1], "1"],
+            "pi_b": [[v[2], v[3]], [v[4], v[5]], ["1", "0"]],
+            "pi_c": [v[6], v[7], "1"],
+            "protocol": "groth16",
+            "curve": "bn128",
+        }
+    )
+
+
+def proof_to_bytes(obj: Any) -> bytes:
+    """The 256-byte wire form of a snarkjs proof JSON (affine coordinates, z == 1)."""
+    a, b, c = obj["pi_a"], obj["pi_b"], obj["pi_c"]
+    values = [a[0], a[1], b[0][0], b[0][1], b[1][0], b[1][1], c[0], c[1]]
+    return b"".join(int(x).to_bytes(32, "big") for x in values)

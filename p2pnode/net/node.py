@@ -40,7 +40,8 @@ from p2pnode.core.effects import (
     VerifyProofs,
 )
 from p2pnode.core.gossip import GossipParams
-from p2pnode.core.node import CoreParams, NodeCore
+from p2pnode.core.node import CoreParams, NodeCore, statement_digest
+from p2pnode.core.shielded import public_signals
 from p2pnode.core.validator import BYZANTINE_BEHAVIOURS
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import DecodeError, HandshakeError, LocalError, P2PNodeError, RemoteError
@@ -54,18 +55,23 @@ from p2pnode.wire.messages import (
     ErrorReply,
     FaultControl,
     GetAccount,
+    GetNotes,
     GetPeers,
     Hello,
     Message,
+    NotesReply,
+    Order,
     Peers,
     Ping,
     Pong,
     Refuse,
     SettledReply,
+    ShieldedOrder,
     StatusReply,
     StatusRequest,
     SubmitOrder,
     SubmitReply,
+    SubmitShielded,
     WaitSettled,
 )
 from p2pnode.wire.types import Address, Amount, Digest, NodeId, Seq
@@ -150,6 +156,7 @@ class Node:
             params=params,
             rng=self.rng,
             byzantine=byzantine if byzantine in BYZANTINE_BEHAVIOURS else "",
+            shielded=genesis.shielded_vk is not None,
         )
         self.role = "validator" if self.core.validator is not None else "full"
         self.log: Any = logs.get_logger(node=self.name, node_id=short(self.node_id))
@@ -165,7 +172,7 @@ class Node:
         self._write_send, self._write_recv = trio.open_memory_channel[tuple[Any, trio.Event]](
             cfg.limits.pending_orders
         )
-        self.verifier = ProofVerifier(cfg.verify.workers)
+        self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
         self.ready = trio.Event()
         self.started_at = 0.0
         self.counters = {"frames_rejected": 0, "handshakes_refused": 0, "send_dropped": 0, "clients": 0}
@@ -180,7 +187,7 @@ class Node:
         snap = (
             await trio.to_thread.run_sync(self.store.load) if self.cfg.verify.workers else self.store.load()
         )
-        self.core.restore(snap.accounts, snap.certs, snap.locks)
+        self.core.restore(snap.accounts, snap.certs, snap.locks, snap.notes)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -291,10 +298,13 @@ class Node:
                     items.append(self._verify_recv.receive_nowait())
                 except trio.WouldBlock:
                     break
-            work = [(order.sender_key, digest, order.proof) for digest, order in items]
+            work = [verify_item(digest, order) for digest, order in items]
             results, duration_us = await self.verifier.verify(work)
             per = duration_us // max(1, len(items))
-            out = [(digest, ok, per, len(items)) for (digest, _), ok in zip(items, results, strict=True)]
+            out = [
+                (digest, order, ok, per, len(items))
+                for (digest, order), ok in zip(items, results, strict=True)
+            ]
             await self.perform(self.core.on_proofs_verified(trio.current_time(), out))
 
     async def _ticker(self) -> None:
@@ -575,26 +585,34 @@ class Node:
                 balance=Amount(acct.balance if acct else 0),
                 next_seq=Seq(acct.next_seq if acct else 0),
             )
-        if isinstance(msg, SubmitOrder):
-            return await self._submit(msg)
+        if isinstance(msg, (SubmitOrder, SubmitShielded)):
+            return await self._submit(msg.order)
+        if isinstance(msg, GetNotes):
+            return self._notes(msg)
         if isinstance(msg, WaitSettled):
             return await self._wait_settled(msg)
         if isinstance(msg, FaultControl):
             return self._fault_control(msg)
         return ErrorReply(reason=f"{type(msg).__name__} is not a client request")
 
-    async def _submit(self, msg: SubmitOrder) -> Message:
-        from p2pnode.core.payments import transfer_digest
-
-        digest = transfer_digest(msg.order.transfer)
+    async def _submit(self, order: Order | ShieldedOrder) -> Message:
+        digest = statement_digest(order)
         waiter = _Outcome()
         self._outcomes.setdefault(digest, []).append(waiter)
-        await self.perform(self.core.on_submit(trio.current_time(), msg.order))
+        await self.perform(self.core.on_submit(trio.current_time(), order))
         with trio.move_on_after(self.cfg.limits.request_timeout_s):
             await waiter.event.wait()
         if not waiter.event.is_set():
             return SubmitReply(digest=digest, accepted=False, error="timed out waiting for verification")
         return SubmitReply(digest=digest, accepted=waiter.accepted, error=waiter.error)
+
+    def _notes(self, msg: GetNotes) -> Message:
+        """Outputs of applied shielded certificates (what wallets scan for their memos)."""
+        outputs = self.core.outputs
+        end = min(len(outputs), msg.start + min(msg.limit, 4096))
+        notes = self.core.ledger.notes
+        page = tuple((c, memo, bool(notes.get(c))) for c, memo in outputs[msg.start : end])
+        return NotesReply(notes=page, next=end, total=len(outputs))
 
     async def _wait_settled(self, msg: WaitSettled) -> Message:
         digest = Digest(msg.digest)
@@ -652,6 +670,14 @@ async def refuse_quietly(conn: FramedStream, reason: str) -> None:
             await conn.send(Refuse(reason=reason[:256]))
         except PEER_ERRORS:
             pass  # it is gone already; the reason is in our log
+
+
+def verify_item(digest: Digest, order: Order | ShieldedOrder) -> tuple[Any, ...]:
+    """What a verification worker needs for one order (see ``p2pnode.net.verifier.Item``)."""
+    if isinstance(order, Order):
+        return ("t", order.sender_key, digest, order.proof)
+    account = (order.account_key, digest, order.account_proof) if order.account_key else None
+    return ("z", public_signals(order.tx), order.proof, account)
 
 
 def data_frame(data: bytes) -> bytes:

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS accounts (
 CREATE TABLE IF NOT EXISTS certificates (
     n INTEGER PRIMARY KEY AUTOINCREMENT, sender BLOB NOT NULL, seq INTEGER NOT NULL,
     digest BLOB NOT NULL UNIQUE, cert BLOB NOT NULL, UNIQUE (sender, seq));
+CREATE TABLE IF NOT EXISTS notes (commitment BLOB PRIMARY KEY, spent INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS locks (
     sender BLOB NOT NULL, seq INTEGER NOT NULL, digest BLOB NOT NULL, ord BLOB NOT NULL,
     PRIMARY KEY (sender, seq));
@@ -44,6 +45,7 @@ class Snapshot:
     accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # address -> (balance, next_seq)
     certs: list[bytes] = field(default_factory=list)  # in the order they were applied
     locks: list[tuple[bytes, int, bytes]] = field(default_factory=list)  # (sender, seq, digest)
+    notes: dict[bytes, bool] = field(default_factory=dict)  # commitment -> spent
 
 
 class Store(Protocol):
@@ -78,6 +80,7 @@ class SqliteStore:
         snap.locks = [
             (bytes(s), q, bytes(d)) for s, q, d in self._db.execute("SELECT sender, seq, digest FROM locks")
         ]
+        snap.notes = {bytes(c): bool(sp) for c, sp in self._db.execute("SELECT commitment, spent FROM notes")}
         return snap
 
     def commit(self, writes: Sequence[Write]) -> None:
@@ -86,21 +89,23 @@ class SqliteStore:
         try:
             for w in writes:
                 if isinstance(w, PersistLock):
-                    db.execute(
+                    db.executemany(
                         "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?)",
-                        (w.sender, w.seq, w.digest, w.order),
+                        [(k, q, w.digest, w.order) for k, q in w.keys],
                     )
                 else:
-                    t = w.cert.order.transfer
                     db.execute(
                         "INSERT OR IGNORE INTO certificates (sender, seq, digest, cert) VALUES (?, ?, ?, ?)",
-                        (t.sender, t.seq, w.digest, w.cert_bytes),
+                        (w.key[0], w.key[1], w.digest, w.cert_bytes),
                     )
                     db.executemany(
                         "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?)",
                         [(a, b.to_bytes(8, "big"), s) for a, b, s in w.accounts],
                     )
-                    db.execute("DELETE FROM locks WHERE sender = ? AND seq = ?", (t.sender, t.seq))
+                    db.executemany(
+                        "INSERT OR REPLACE INTO notes VALUES (?, ?)", [(c, int(sp)) for c, sp in w.notes]
+                    )
+                    db.executemany("DELETE FROM locks WHERE sender = ? AND seq = ?", list(w.locks))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -118,19 +123,21 @@ class MemoryStore:
         self.commits = 0
 
     def load(self) -> Snapshot:
-        return Snapshot(dict(self.snapshot.accounts), list(self.snapshot.certs), list(self.snapshot.locks))
+        snap = self.snapshot
+        return Snapshot(dict(snap.accounts), list(snap.certs), list(snap.locks), dict(snap.notes))
 
     def commit(self, writes: Sequence[Write]) -> None:
         self.commits += 1
         for w in writes:
             if isinstance(w, PersistLock):
-                self.snapshot.locks.append((w.sender, w.seq, w.digest))
+                self.snapshot.locks.extend((k, q, w.digest) for k, q in w.keys)
             else:
-                t = w.cert.order.transfer
                 self.snapshot.certs.append(w.cert_bytes)
                 for a, b, s in w.accounts:
                     self.snapshot.accounts[a] = (b, s)
-                self.snapshot.locks = [x for x in self.snapshot.locks if (x[0], x[1]) != (t.sender, t.seq)]
+                self.snapshot.notes.update(w.notes)
+                released = set(w.locks)
+                self.snapshot.locks = [x for x in self.snapshot.locks if (x[0], x[1]) not in released]
 
     def close(self) -> None:
         pass

@@ -303,6 +303,16 @@ class CertBatch(Message):
     certs: tuple[bytes, ...]
 
 
+@message(17, _list(B32, 1 << 16), _bool)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShieldedHave(Message):
+    """Anti-entropy for shielded certificates: the digests of every one the sender applied; the
+    receiver answers with a CertBatch of those it has beyond them (``reply`` asks for ours back)."""
+
+    digests: tuple[bytes, ...]
+    reply: bool
+
+
 # == payments =========================================================================================
 @message(20, B32, B20, B20, U64, U64)
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -342,6 +352,54 @@ class Certificate(Message):
     """An order with a quorum of (validator, signature) pairs, sorted by validator id."""
 
     order: Order
+    signatures: tuple[tuple[bytes, bytes], ...]
+
+
+# == shielded payments ================================================================================
+SHIELD, SHIELDED_TRANSFER, UNSHIELD = 0, 1, 2
+
+
+@message(24, B32, U8, _list(B32, 2), _list(B32, 2), U64, U64, B20, U64, _list(_bytes(maximum=256), 2))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShieldedTransfer(Message):
+    """The statement of a shielded payment (kind SHIELD, SHIELDED_TRANSFER or UNSHIELD).
+
+    ``inputs`` are the commitments of the notes spent (public: which note is spent is visible, its
+    value and owner are not); ``outputs`` the new notes' commitments (32-byte big-endian field
+    elements), each with an encrypted memo for its recipient. ``public_in`` enters the pool from
+    the transparent ``account`` (SHIELD, which also consumes that account's ``seq``);
+    ``public_out`` leaves it to ``account`` (UNSHIELD). Unused fields are zero.
+    """
+
+    chain_id: ChainId
+    kind: int
+    inputs: tuple[bytes, ...]
+    outputs: tuple[bytes, ...]
+    public_in: Amount
+    public_out: Amount
+    account: Address
+    seq: Seq
+    memos: tuple[bytes, ...]
+
+
+@message(25, _nested(ShieldedTransfer), _bytes(256), _bytes(maximum=64), _bytes(maximum=96))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShieldedOrder(Message):
+    """A shielded statement with its Groth16 proof (A || B || C uncompressed, 256 bytes) and, for
+    SHIELD, the account's BN254 key and a Schnorr proof over the statement digest (else empty)."""
+
+    tx: ShieldedTransfer
+    proof: bytes
+    account_key: bytes
+    account_proof: bytes
+
+
+@message(26, _nested(ShieldedOrder), _list(_tuple(B32, B64), 256))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShieldedCertificate(Message):
+    """A shielded order with a quorum of (validator, signature) pairs, sorted by validator id."""
+
+    order: ShieldedOrder
     signatures: tuple[tuple[bytes, bytes], ...]
 
 
@@ -404,6 +462,31 @@ class SettledReply(Message):
     settled: bool
     root: bytes
     applied: int
+
+
+@message(50, _nested(ShieldedOrder))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitShielded(Message):
+    order: ShieldedOrder
+
+
+@message(51, U32, U32)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetNotes(Message):
+    """Outputs of applied shielded certificates, in this node's apply order, from ``start``."""
+
+    start: int
+    limit: int
+
+
+@message(52, _list(_tuple(B32, _bytes(maximum=256), _bool), 4096), U32, U32)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotesReply(Message):
+    """(commitment, memo, spent) per output; ``next`` is the index to ask for next; ``total`` outputs."""
+
+    notes: tuple[tuple[bytes, bytes, bool], ...]
+    next: int
+    total: int
 
 
 @message(48, _str(512))

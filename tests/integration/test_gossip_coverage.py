@@ -11,6 +11,7 @@ import statistics
 import structlog
 import trio
 
+from p2pnode.core.node import proof_key
 from p2pnode.core.payments import make_order, transfer_digest
 from p2pnode.crypto import address_of
 from p2pnode.wire.messages import SubmitOrder
@@ -28,7 +29,8 @@ async def test_one_message_reaches_all_100_nodes(autojump_clock: trio.abc.Clock)
             digest = transfer_digest(order.transfer)
             reply = await c.call(17, SubmitOrder(order=order))
             assert reply.accepted  # type: ignore[attr-defined]
-            while sum(1 for n in c.nodes if n.core.proofs.get(digest)) < N:
+            pkey = proof_key(digest, order)
+            while sum(1 for n in c.nodes if n.core.proofs.get(pkey)) < N:
                 await trio.sleep(0.05)
             await trio.sleep(2)  # let in-flight copies land (virtual time) before counting
             copies = [n.core.router.stats.received - b for n, b in zip(c.nodes, before, strict=True)]

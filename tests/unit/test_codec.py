@@ -27,6 +27,7 @@ from p2pnode.wire.messages import (
     ErrorReply,
     FaultControl,
     GetAccount,
+    GetNotes,
     GetPeers,
     Gossip,
     Hello,
@@ -34,16 +35,22 @@ from p2pnode.wire.messages import (
     IHave,
     IWant,
     Message,
+    NotesReply,
     Order,
     Peers,
     Ping,
     Pong,
     Refuse,
     SettledReply,
+    ShieldedCertificate,
+    ShieldedHave,
+    ShieldedOrder,
+    ShieldedTransfer,
     StatusReply,
     StatusRequest,
     SubmitOrder,
     SubmitReply,
+    SubmitShielded,
     SyncHeads,
     SyncSummary,
     Transfer,
@@ -77,7 +84,27 @@ CERTIFICATE = Certificate(
 
 # One deterministic instance per message type. Values reach the edges of their ranges where cheap
 # (u64 max, empty lists, empty strings, non-ASCII text) so that their encodings are pinned too.
+SHIELDED_TX = ShieldedTransfer(
+    chain_id=ChainId(b(32, 0xC4)),
+    kind=1,
+    inputs=(b(32, 0x11),),
+    outputs=(b(32, 0x21), b(32, 0x22)),
+    public_in=Amount(0),
+    public_out=Amount(0),
+    account=Address(bytes(20)),
+    seq=Seq(0),
+    memos=(b(120, 0x31), b(120, 0x32)),
+)
+SHIELDED_ORDER = ShieldedOrder(tx=SHIELDED_TX, proof=b(256, 0x41), account_key=b"", account_proof=b"")
+
 EXAMPLES: list[Message] = [
+    SHIELDED_TX,
+    SHIELDED_ORDER,
+    ShieldedCertificate(order=SHIELDED_ORDER, signatures=((b(32, 0x01), b(64, 0x02)),)),
+    ShieldedHave(digests=(b(32, 0x51),), reply=True),
+    SubmitShielded(order=SHIELDED_ORDER),
+    GetNotes(start=3, limit=100),
+    NotesReply(notes=((b(32, 0x61), b(100, 0x62), True),), next=4, total=9),
     Hello(
         version=1,
         chain_id=ChainId(b(32, 0x01)),
