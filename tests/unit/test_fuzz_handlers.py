@@ -107,7 +107,9 @@ def drive(core: NodeCore, effects: list[Any], budget: int = 64) -> None:
         budget -= 1
         e = effects.pop(0)
         if isinstance(e, VerifyProofs):
-            results = [(d, o, schnorr_verify(o.sender_key, d, o.proof), 1, len(e.orders)) for d, o in e.orders]
+            results = [
+                (d, o, schnorr_verify(o.sender_key, d, o.proof), 1, len(e.orders)) for d, o in e.orders
+            ]
             effects += core.on_proofs_verified(1.0, results)
         elif isinstance(e, PersistLock):
             effects += core.on_lock_persisted(1.0, Digest(e.digest))

@@ -1,0 +1,71 @@
+"""Settlement time of ``p2pnode pay`` on a local 4-validator cluster, as a user sees it.
+
+Starts a cluster, runs ``p2pnode pay --json`` COUNT times in sequence (each a fresh process, the
+payer rotating over accounts and nodes), and reports the median and 99th percentile of the
+settlement time that ``pay`` itself reports (submit until applied at the node it talks to). Repeats
+RUNS times on fresh clusters and prints each run and the median over runs.
+
+    python scripts/measure_pay.py [--count 60] [--runs 3] [--validators 4] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from p2pnode.cli.cluster import Cluster
+from p2pnode.tools.latency import percentile
+
+
+def one_run(count: int, validators: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="p2pnode-pay-") as tmp:
+        cluster = Cluster(Path(tmp))
+        try:
+            cluster.up(validators=validators, accounts=8)
+            addrs = list(cluster.addresses().values())
+            accounts = cluster.accounts()
+            times: list[float] = []
+            for i in range(count):
+                host, port = addrs[i % len(addrs)]
+                src = accounts[i % len(accounts)]
+                dst = accounts[(i + 1) % len(accounts)]
+                out = subprocess.run(
+                    [sys.executable, "-m", "p2pnode", "pay", "--node", f"{host}:{port}", "--from", str(src),
+                     "--to", str(dst), "--amount", "1", "--json"],
+                    capture_output=True, text=True, check=True,
+                )
+                doc = json.loads(out.stdout)
+                if not doc.get("settled"):
+                    raise SystemExit(f"payment {i} did not settle: {doc}")
+                times.append(float(doc["settlement_ms"]))
+        finally:
+            cluster.down()
+    times.sort()
+    return {"p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99), "max_ms": times[-1]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=60)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--validators", type=int, default=4)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    runs = [one_run(args.count, args.validators) for _ in range(args.runs)]
+    summary = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    if args.json:
+        print(json.dumps({"runs": runs, "median": summary}))
+    else:
+        for i, r in enumerate(runs):
+            print(f"run {i + 1}: p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms")
+        print(f"median of {len(runs)} runs: p50 {summary['p50_ms']:.1f} ms  p99 {summary['p99_ms']:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
