@@ -26,8 +26,9 @@ def _add_ts_ns(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mutable
     return event_dict
 
 
-def configure(*, file: Path | None, fmt: str = "auto", level: str = "info", **context: Any) -> None:
-    """Route structlog to ``file`` (or stderr), JSON lines or console, with ``context`` on every line.
+def configure(*, file: Path | None, fmt: str = "auto", level: str = "info") -> None:
+    """Route structlog to ``file`` (or stderr), JSON lines or console. Context (``node``, ``node_id``)
+    is bound on each node's logger, not globally, so that many nodes can share one process in tests.
 
     Resource handling: the file is opened once, line-buffered, and left open for the process's life.
     """
@@ -46,7 +47,6 @@ def configure(*, file: Path | None, fmt: str = "auto", level: str = "info", **co
     )
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             _add_ts_ns,
             structlog.processors.format_exc_info,
@@ -56,8 +56,6 @@ def configure(*, file: Path | None, fmt: str = "auto", level: str = "info", **co
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(**context)
 
 
 def get_logger(**initial: Any) -> Any:

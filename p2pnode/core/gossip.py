@@ -141,6 +141,16 @@ class GossipRouter:
         self.stats.published += 1
         return self._push(now, mid, data, 1, self.params.origin_fanout)
 
+    def announce(self, now: float, data: bytes) -> None:
+        """Originate a payload lazily: its id goes to peers at the next heartbeat, and only peers that
+        lack it pull it. For payloads most peers derive themselves (a certificate every node can
+        assemble from the votes it saw), this replaces a round of full copies by a 32-byte id."""
+        mid = message_id(data)
+        if mid not in self._seen:
+            self._mark_seen(now, mid)
+        self.stats.published += 1
+        self._push(now, mid, data, 1, 0)
+
     def forward(
         self, now: float, mid: MsgId, data: bytes, hops: int, source: NodeId | None = None
     ) -> list[Send]:

@@ -554,7 +554,7 @@ class NodeCore:
         data = cert.encode()
         out: list[Effect] = [Emit("certificate_formed", {"tx": digest.hex(), "votes": len(cert.signatures)})]
         self.router.receive(now, None, data)
-        out += self.router.publish(now, data)
+        self.router.announce(now, data)  # peers that saw the votes hold this id already
         out += self._apply_or_hold(now, None, cert, data, digest)
         return out
 
