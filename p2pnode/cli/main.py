@@ -127,8 +127,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_pay)
 
+    from p2pnode.cli.shielded import add_shielded_args
     from p2pnode.cli.zk import add_zk_args
 
+    add_shielded_args(sub)
     add_zk_args(sub)
 
     command = _first_command(argv)

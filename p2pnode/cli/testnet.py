@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import socket
+import sys
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, fields
@@ -55,6 +56,7 @@ class ClusterSpec:
     host: str = "127.0.0.1"
     base_port: int = 0
     chain_name: str = ""
+    shielded: bool = True  # carry the shielded pool's verifying key in the genesis
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first parameter out of range."""
@@ -173,7 +175,8 @@ def read_testnet(directory: Path) -> Testnet:
 
 # -- cluster definition files ------------------------------------------------------------------------
 _SPEC_TYPES: dict[str, type] = {
-    f.name: (str if f.name in ("host", "chain_name") else int) for f in fields(ClusterSpec)
+    f.name: (str if f.name in ("host", "chain_name") else bool if f.name == "shielded" else int)
+    for f in fields(ClusterSpec)
 }
 # Sections of a node config that a cluster may set for every node. [node] is per node by nature.
 _DEFAULTABLE = tuple(f.name for f in fields(NodeConfig) if f.name not in ("node", "source"))
@@ -200,6 +203,8 @@ def load_cluster_definition(path: Path) -> tuple[dict[str, Any], dict[str, dict[
             raise ConfigError(f"{path}: unknown key cluster.{key}")
         if want is int and (type(value) is not int):
             raise ConfigError(f"{path}: cluster.{key}: expected an integer, got {value!r}")
+        if want is bool and not isinstance(value, bool):
+            raise ConfigError(f"{path}: cluster.{key}: expected true or false, got {value!r}")
         if want is str and not isinstance(value, str):
             raise ConfigError(f"{path}: cluster.{key}: expected a string, got {value!r}")
         params[key] = value
@@ -346,8 +351,14 @@ def write_testnet(
         account_files.append(rel)
         funded.append((address, spec.balance))
 
+    vk: str | None = None
+    if spec.shielded:
+        from p2pnode.zk.setup import ensure_circuit_keys
+
+        zk_dir = ensure_circuit_keys(log=lambda line: print(line, file=sys.stderr, flush=True))
+        vk = (zk_dir / "verification_key.json").read_text(encoding="utf-8")
     genesis_text = render_genesis(
-        chain_name, [(f"node-{i}", keys[i].public) for i in range(spec.validators)], funded
+        chain_name, [(f"node-{i}", keys[i].public) for i in range(spec.validators)], funded, shielded_vk=vk
     )
     (out / GENESIS_FILE).write_text(genesis_text, encoding="utf-8")
     chain_id = chain_id_of(genesis_text.encode("utf-8"))
@@ -429,6 +440,11 @@ def add_spec_args(parser: argparse.ArgumentParser, *, validators: bool = True) -
         "--base-port", type=int, metavar="P", help="node i listens on P+i; 0 picks free ports (default 0)"
     )
     parser.add_argument("--chain-name", metavar="NAME", help="chain name (default local-<validators>)")
+    parser.add_argument(
+        "--no-shielded",
+        action="store_true",
+        help="no shielded pool: the genesis carries no verifying key (needs no Node.js toolchain)",
+    )
 
 
 def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -440,6 +456,7 @@ def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "host": args.host,
         "base_port": args.base_port,
         "chain_name": args.chain_name,
+        "shielded": False if getattr(args, "no_shielded", False) else None,
     }
 
 

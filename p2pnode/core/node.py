@@ -194,7 +194,7 @@ class NodeCore:
 
     def status(self) -> dict[str, Any]:
         return {
-            "applied": self.ledger.applied_count(),
+            "applied": len(self.settled),
             "root": self.ledger.root().hex(),
             "accounts": len(self.ledger.accounts),
             "held_certificates": len(self.held_certs),
@@ -768,7 +768,7 @@ class NodeCore:
                     "seq": key[1],
                     "amount": amount,
                     "root": root.hex(),
-                    "applied": self.ledger.applied_count() + len(self.shielded_certs),
+                    "applied": len(self.settled),
                 },
             ),
             PersistApplied(key, data, digest, accounts, notes, locks),

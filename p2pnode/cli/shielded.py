@@ -1,0 +1,287 @@
+"""Wallet commands for the shielded pool: ``shield``, ``zpay``, ``unshield``, ``notes``.
+
+Each command derives the wallet's shielded keys from an account file (see :mod:`p2pnode.zk.notes`),
+proves with one long-lived Node.js helper (:class:`p2pnode.zk.prover.Prover`) and the circuit keys of
+the local development setup (:func:`p2pnode.zk.setup.ensure_circuit_keys`), submits the order to a
+node and returns once that node has applied its certificate.
+
+A recipient is a 64-byte shielded address (128 hex digits), or an account file whose shielded
+address is used. Which notes a wallet owns is found by scanning every shielded output the node has
+applied and opening the memos addressed to it (``p2pnode notes``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from p2pnode.cli.wallet import PaymentRefused, chain_id_of_node, connect, load_account, parse_recipient
+from p2pnode.core.shielded import shielded_digest
+from p2pnode.errors import LocalError
+from p2pnode.net.client import Client
+from p2pnode.wire.messages import (
+    AccountReply,
+    GetAccount,
+    GetNotes,
+    NotesReply,
+    SettledReply,
+    ShieldedOrder,
+    SubmitReply,
+    SubmitShielded,
+    WaitSettled,
+)
+from p2pnode.wire.types import Address
+from p2pnode.zk.notes import Note, ShieldedKeys, build_shield, build_transfer, build_unshield, scan
+from p2pnode.zk.prover import Prover
+from p2pnode.zk.setup import ensure_circuit_keys
+
+
+def open_prover() -> Prover:
+    return Prover.from_dir(ensure_circuit_keys())
+
+
+def shielded_address(text: str, prover: Prover) -> bytes:
+    """A 128-hex-digit shielded address, or an account file (its derived address)."""
+    candidate = text.removeprefix("0x")
+    if len(candidate) == 128:
+        try:
+            return bytes.fromhex(candidate)
+        except ValueError:
+            pass
+    path = Path(text)
+    if path.exists():
+        return ShieldedKeys.from_spending_key(load_account(path).to_bytes(), prover).address
+    raise LocalError(f"--to: {text!r} is neither a 128-hex-digit shielded address nor an account file")
+
+
+async def fetch_outputs(client: Client) -> list[tuple[bytes, bytes, bool]]:
+    """Every (commitment, memo, spent) the node has applied, in its order."""
+    out: list[tuple[bytes, bytes, bool]] = []
+    start = 0
+    while True:
+        reply = await client.call(GetNotes(start=start, limit=4096))
+        assert isinstance(reply, NotesReply)
+        out.extend(reply.notes)
+        if reply.next >= reply.total or not reply.notes:
+            return out
+        start = reply.next
+
+
+async def my_notes(client: Client, prover: Prover, keys: ShieldedKeys) -> list[tuple[Note, bool]]:
+    outputs = await fetch_outputs(client)
+    spent = {c: s for c, _, s in outputs}
+    found = await trio.to_thread.run_sync(scan, prover, keys, [(c, m) for c, m, _ in outputs])
+    return [(n, spent.get(n.commitment_bytes, False)) for n in found]
+
+
+def choose(notes: list[tuple[Note, bool]], amount: int) -> list[Note]:
+    """At most two unspent notes covering ``amount`` (largest first), or an error saying what there is."""
+    unspent = sorted((n for n, s in notes if not s), key=lambda n: n.value, reverse=True)
+    if not unspent:
+        raise LocalError("no unspent notes for this key (shield funds first)")
+    picked = unspent[:2]
+    if sum(n.value for n in picked) < amount:
+        raise LocalError(
+            f"insufficient notes: the two largest unspent notes hold {sum(n.value for n in picked)}, "
+            f"amount {amount}"
+        )
+    if picked[0].value >= amount:
+        return picked[:1]
+    return picked
+
+
+async def submit_and_wait(client: Client, order: ShieldedOrder, timeout: float) -> tuple[bytes, float]:
+    digest = shielded_digest(order.tx)
+    start = time.perf_counter()
+    with trio.fail_after(timeout):
+        reply = await client.call(SubmitShielded(order=order))
+        assert isinstance(reply, SubmitReply)
+        if not reply.accepted:
+            raise PaymentRefused(reply.error)
+        while True:
+            settled = await client.call(WaitSettled(digest=digest, wait_ms=1000))
+            assert isinstance(settled, SettledReply)
+            if settled.settled:
+                return digest, time.perf_counter() - start
+
+
+def _report(
+    args: argparse.Namespace, what: str, digest: bytes, seconds: float, prove_s: float, **extra: Any
+) -> None:
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "settled": True,
+                    "tx": digest.hex(),
+                    "settlement_ms": round(seconds * 1000, 3),
+                    "prove_ms": round(prove_s * 1000, 1),
+                    **extra,
+                }
+            )
+        )
+    else:
+        more = "".join(f"; {k.replace('_', ' ')} {v}" for k, v in extra.items())
+        print(
+            f"{what}: settled tx {digest.hex()} in {seconds * 1000:.1f} ms "
+            f"(proof {prove_s * 1000:.0f} ms){more}"
+        )
+
+
+def cmd_shield(args: argparse.Namespace) -> int:
+    key = load_account(Path(args.from_))
+
+    async def go() -> int:
+        with open_prover() as prover:
+            keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
+            to = shielded_address(args.to, prover) if args.to else keys.address
+            async with await connect(args.node) as client:
+                chain_id = await chain_id_of_node(client)
+                acct = await client.call(GetAccount(address=Address(key.address)))
+                assert isinstance(acct, AccountReply)
+                t0 = time.perf_counter()
+                order = await trio.to_thread.run_sync(
+                    build_shield, prover, keys, key, chain_id, acct.next_seq, args.amount, to
+                )
+                prove_s = time.perf_counter() - t0
+                digest, seconds = await submit_and_wait(client, order, args.timeout)
+                after = await client.call(GetAccount(address=Address(key.address)))
+                assert isinstance(after, AccountReply)
+        _report(args, "shield", digest, seconds, prove_s, transparent_balance=after.balance)
+        return 0
+
+    return _run(go, args)
+
+
+def cmd_zpay(args: argparse.Namespace) -> int:
+    key = load_account(Path(args.from_))
+
+    async def go() -> int:
+        with open_prover() as prover:
+            keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
+            to = shielded_address(args.to, prover)
+            async with await connect(args.node) as client:
+                chain_id = await chain_id_of_node(client)
+                inputs = choose(await my_notes(client, prover, keys), args.amount)
+                t0 = time.perf_counter()
+                order = await trio.to_thread.run_sync(
+                    build_transfer, prover, keys, chain_id, inputs, [(to, args.amount)]
+                )
+                prove_s = time.perf_counter() - t0
+                digest, seconds = await submit_and_wait(client, order, args.timeout)
+        _report(args, "zpay", digest, seconds, prove_s)
+        return 0
+
+    return _run(go, args)
+
+
+def cmd_unshield(args: argparse.Namespace) -> int:
+    key = load_account(Path(args.from_))
+    to = parse_recipient(args.to)
+
+    async def go() -> int:
+        with open_prover() as prover:
+            keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
+            async with await connect(args.node) as client:
+                chain_id = await chain_id_of_node(client)
+                inputs = choose(await my_notes(client, prover, keys), args.amount)
+                t0 = time.perf_counter()
+                order = await trio.to_thread.run_sync(
+                    build_unshield, prover, keys, chain_id, inputs, to, args.amount
+                )
+                prove_s = time.perf_counter() - t0
+                digest, seconds = await submit_and_wait(client, order, args.timeout)
+                after = await client.call(GetAccount(address=Address(to)))
+                assert isinstance(after, AccountReply)
+        _report(args, "unshield", digest, seconds, prove_s, recipient_balance=after.balance)
+        return 0
+
+    return _run(go, args)
+
+
+def cmd_notes(args: argparse.Namespace) -> int:
+    key = load_account(Path(args.key))
+
+    async def go() -> int:
+        with open_prover() as prover:
+            keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
+            async with await connect(args.node) as client:
+                notes = await my_notes(client, prover, keys)
+        unspent = sum(n.value for n, s in notes if not s)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "address": keys.address.hex(),
+                        "notes": [
+                            {"commitment": n.commitment_bytes.hex(), "value": n.value, "spent": s}
+                            for n, s in notes
+                        ],
+                        "unspent_total": unspent,
+                    }
+                )
+            )
+        else:
+            print(f"shielded address {keys.address.hex()}")
+            for n, s in notes:
+                print(
+                    f"  note {n.commitment_bytes.hex()[:16]}  value {n.value:>12}  "
+                    f"{'spent' if s else 'unspent'}"
+                )
+            print(f"  {len(notes)} notes, unspent total {unspent}")
+        return 0
+
+    return _run(go, args)
+
+
+def _run(go: Any, args: argparse.Namespace) -> int:
+    try:
+        result: int = trio.run(go)
+    except PaymentRefused as exc:
+        print(json.dumps({"settled": False, "error": str(exc)}) if args.json else f"refused: {exc}")
+        return 1
+    except trio.TooSlowError:
+        print(f"p2pnode: error: not settled within {args.timeout:g}s")
+        return 1
+    return result
+
+
+def add_shielded_args(sub: Any) -> None:
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--node", required=True, metavar="HOST:PORT", help="node to submit to")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument(
+            "--timeout", type=float, default=60.0, help="seconds to wait for settlement (default 60)"
+        )
+
+    p = sub.add_parser("shield", help="move funds from a transparent account into a shielded note")
+    common(p)
+    p.add_argument("--from", dest="from_", required=True, metavar="ACCOUNTFILE", help="paying account file")
+    p.add_argument("--amount", type=int, required=True, help="amount to shield")
+    p.add_argument("--to", metavar="ZADDR_OR_ACCOUNTFILE", help="note owner (default: the payer's own)")
+    p.set_defaults(handler=cmd_shield)
+
+    p = sub.add_parser("zpay", help="pay from your shielded notes to a shielded address")
+    common(p)
+    p.add_argument("--from", dest="from_", required=True, metavar="ACCOUNTFILE", help="wallet's account file")
+    p.add_argument("--to", required=True, metavar="ZADDR_OR_ACCOUNTFILE", help="recipient")
+    p.add_argument("--amount", type=int, required=True, help="amount to pay")
+    p.set_defaults(handler=cmd_zpay)
+
+    p = sub.add_parser("unshield", help="pay from your shielded notes to a transparent account")
+    common(p)
+    p.add_argument("--from", dest="from_", required=True, metavar="ACCOUNTFILE", help="wallet's account file")
+    p.add_argument("--to", required=True, metavar="ADDR_OR_ACCOUNTFILE", help="transparent recipient")
+    p.add_argument("--amount", type=int, required=True, help="amount to unshield")
+    p.set_defaults(handler=cmd_unshield)
+
+    p = sub.add_parser("notes", help="list the shielded notes a key can open")
+    p.add_argument("--node", required=True, metavar="HOST:PORT", help="node to scan")
+    p.add_argument("--key", required=True, metavar="ACCOUNTFILE", help="wallet's account file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_notes)
