@@ -9,11 +9,15 @@ in raw bytes. Verification functions never raise on malformed input; constructor
 * :mod:`.schnorr`: spending keys, addresses and Schnorr proofs for transparent transfers.
 * :mod:`.pairing`: the BN254 optimal ate pairing and G2 (fast path; py_ecc is the test oracle).
 * :mod:`.groth16`: snarkjs Groth16 verifying keys, proofs and (batch) verification.
+* :mod:`.memo`: encrypted memos for shielded notes (X25519 + ChaCha20-Poly1305).
 """
 
 from p2pnode.crypto.bn254 import CURVE_ORDER, FIELD_MODULUS, g1_decode, g1_encode
 from p2pnode.crypto.ed25519 import NodeKey, ed25519_verify
 from p2pnode.crypto.hashing import hash256
+from p2pnode.crypto.memo import memo_public_key
+from p2pnode.crypto.memo import open_ as memo_open
+from p2pnode.crypto.memo import seal as memo_seal
 from p2pnode.crypto.schnorr import SpendingKey, address_of, schnorr_batch_verify, schnorr_verify
 
 __all__ = [
@@ -26,6 +30,9 @@ __all__ = [
     "g1_decode",
     "g1_encode",
     "hash256",
+    "memo_open",
+    "memo_public_key",
+    "memo_seal",
     "schnorr_batch_verify",
     "schnorr_verify",
 ]
