@@ -58,6 +58,7 @@ class PeersSection:
     handshake_timeout_s: float = 5.0
     send_queue: int = 4096
     exchange_interval_s: float = 2.0
+    ban_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +123,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "peers.handshake_timeout_s": (0.05, 600),
     "peers.send_queue": (16, 1_000_000),
     "peers.exchange_interval_s": (0.05, 3600),
+    "peers.ban_s": (0.0, 86_400),
     "limits.max_frame": (1024, 64 << 20),
     "limits.pending_orders": (16, 10_000_000),
     "limits.held_certificates": (16, 10_000_000),

@@ -62,7 +62,8 @@ def main() -> int:
         print(json.dumps({"runs": runs, "median": summary}))
     else:
         for i, r in enumerate(runs):
-            print(f"run {i + 1}: p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms")
+            p50, p99, top = r["p50_ms"], r["p99_ms"], r["max_ms"]
+            print(f"run {i + 1}: p50 {p50:.1f} ms  p99 {p99:.1f} ms  max {top:.1f} ms")
         print(f"median of {len(runs)} runs: p50 {summary['p50_ms']:.1f} ms  p99 {summary['p99_ms']:.1f} ms")
     return 0
 

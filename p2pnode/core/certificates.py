@@ -65,6 +65,10 @@ class VoteBook:
         book[vote.validator] = vote.signature
         return True
 
+    def signatures(self, digest: bytes) -> list[tuple[bytes, bytes]]:
+        """The verified (validator, signature) pairs held for ``digest``."""
+        return list(self._votes.get(Digest(digest), {}).items())
+
     def count(self, digest: bytes) -> int:
         return len(self._votes.get(Digest(digest), {}))
 

@@ -156,6 +156,7 @@ class NodeCore:
         self.held_shielded_orders: OrderedDict[Digest, None] = OrderedDict()
         self.penalties: dict[NodeId, int] = {}
         self._next_sync = 0.0
+        self._first_seen: dict[Digest, float] = {}  # pending orders: when this node first held them
 
     # == lifecycle ==================================================================================
     def restore(
@@ -293,7 +294,31 @@ class NodeCore:
             self._next_sync = now + self.params.sync_interval
             peer = self.rng.choice(self.router.peers)
             out.append(Send(peer, SyncSummary(root=self.ledger.root(), applied=self.ledger.applied_count())))
+            out += self._repush_pending(now, peer)
         return out
+
+    def _repush_pending(self, now: float, peer: NodeId) -> list[Effect]:
+        """Anti-entropy for payments in flight: orders still without a certificate after a sync
+        period, and the votes we hold for them, go again to one peer. Certificates repair themselves
+        (SyncHeads), but votes gathered on two sides of a healed partition would otherwise never meet.
+        Receivers drop what they have seen by id; bounded per tick."""
+        out: list[Effect] = []
+        stale_before = now - self.params.sync_interval
+        for digest, (order, since) in list(self._pending_since(now).items())[: self.params.sync_batch // 4]:
+            if since > stale_before or digest in self.certified or digest in self.settled:
+                continue
+            out.append(Send(peer, Gossip(data=order.encode(), hops=1)))
+            for validator, signature in self.votes.signatures(digest):
+                vote = Vote(digest=digest, validator=NodeId(validator), signature=signature)
+                out.append(Send(peer, Gossip(data=vote.encode(), hops=1)))
+        return out
+
+    def _pending_since(self, now: float) -> dict[Digest, tuple[AnyOrder, float]]:
+        for digest in self.orders:
+            self._first_seen.setdefault(digest, now)
+        for digest in [d for d in self._first_seen if d not in self.orders]:
+            del self._first_seen[digest]
+        return {d: (o, self._first_seen[d]) for d, o in self.orders.items()}
 
     # == orders =====================================================================================
     def _admit(self, order: AnyOrder) -> str | None:
@@ -353,6 +378,8 @@ class NodeCore:
             out.append(OrderOutcome(digest, False, reason))
             return out
         if digest in self.settled or digest in self.orders:
+            if digest in self.orders and digest not in self.certified:
+                out += self.router.publish(now, self.orders[digest].encode())  # a client retry: push again
             out.append(OrderOutcome(digest, True))
             return out
         data = order.encode()

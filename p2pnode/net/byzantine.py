@@ -68,7 +68,7 @@ def _broadcast(node: Node, data: bytes) -> None:
 
 
 def _seen_orders(node: Node) -> list[Order]:
-    orders = list(node.core.orders.values())
+    orders = [o for o in list(node.core.orders.values()) if isinstance(o, Order)]  # transparent only
     if len(orders) < 8:
         for raw in list(node.core.certs.values())[-32:]:
             try:

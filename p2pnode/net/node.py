@@ -178,6 +178,7 @@ class Node:
         self.counters = {"frames_rejected": 0, "handshakes_refused": 0, "send_dropped": 0, "clients": 0}
         self._nursery: trio.Nursery | None = None
         self.blocked: set[bytes] = set()  # test-only fault injection: peers we drop all traffic with
+        self.banned: dict[bytes, float] = {}  # peers disconnected for misbehaving -> refused until
         self.link_delay = 0.0  # test-only: added to every send, in seconds
         for b in cfg.node.bootstrap:
             self.known.setdefault(b, None)
@@ -248,9 +249,12 @@ class Node:
                     w.accepted, w.error = e.accepted, e.error
                     w.event.set()
             elif isinstance(e, Disconnect):
+                self.banned[e.peer] = trio.current_time() + self.cfg.peers.ban_s
                 peer = self.peers.get(e.peer)
                 if peer is not None:
-                    self.log.warning("peer_penalized", peer=short(e.peer), reason=e.reason)
+                    self.log.warning(
+                        "peer_penalized", peer=short(e.peer), reason=e.reason, ban_s=self.cfg.peers.ban_s
+                    )
                     peer.scope.cancel()
 
     def _send(self, node_id: NodeId, msg: Message) -> None:
@@ -379,6 +383,15 @@ class Node:
         self.known[addr] = hello.node_id
         await self._run_peer(conn, hello, "out", addr)
 
+    def _is_banned(self, nid: bytes) -> bool:
+        until = self.banned.get(nid)
+        if until is None:
+            return False
+        if until <= trio.current_time():
+            del self.banned[nid]
+            return False
+        return True
+
     def _note_failure(self, addr: str) -> None:
         p = self.cfg.peers
         _, delay = self._backoff.get(addr, (0.0, p.dial_backoff_min_ms / 1000))
@@ -387,7 +400,9 @@ class Node:
 
     async def _run_peer(self, conn: FramedStream, hello: PeerHello, direction: str, addr: str) -> None:
         nid = hello.node_id
-        if nid in self.blocked:
+        if nid in self.blocked or self._is_banned(nid):
+            if nid not in self.blocked:
+                await refuse_quietly(conn, "banned for misbehaviour; try again later")
             await conn.aclose()
             return
         existing = self.peers.get(nid)
@@ -526,6 +541,7 @@ class Node:
                     and nid not in connected
                     and nid != self.node_id
                     and nid not in self.blocked
+                    and not (nid is not None and self._is_banned(nid))
                     and a != f"{self.host}:{self.port}"
                     and self._backoff.get(a, (0.0, 0.0))[0] <= now
                 ]

@@ -641,6 +641,20 @@ async def _collect(
             for p in run.payments
             if p.kind == "equivocation"
         ],
+        "payments": [
+            {
+                "tx": p.tx,
+                "account": p.account,
+                "seq": p.seq,
+                "node": p.node,
+                "kind": p.kind,
+                "submitted_s": p.submitted_s,
+                "outcome": p.outcome,
+                "accepted": p.accepted,
+                "seconds": p.seconds,
+            }
+            for p in run.payments
+        ],
         "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:10]),
         "quiescence": {"converged": converged, "seconds": round(quiesce_s, 2), "nodes": honest_up},
         "nodes": {

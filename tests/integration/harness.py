@@ -116,13 +116,17 @@ def node_config(i: int, bootstrap: list[str], **sections: dict[str, Any]) -> Nod
     return config_from_dict(data, Path("."))
 
 
-def make_genesis(validator_keys: list[NodeKey], accounts: list[SpendingKey]) -> Genesis:
+def make_genesis(
+    validator_keys: list[NodeKey], accounts: list[SpendingKey], shielded_vk: str | None = None
+) -> Genesis:
     text = render_genesis(
         "test",
         [(f"v{i}", k.public) for i, k in enumerate(validator_keys)],
         [(address_of(a.public), BALANCE) for a in accounts],
+        shielded_vk=shielded_vk,
     )
     return Genesis(
+        shielded_vk=shielded_vk,
         chain_name="test",
         chain_id=chain_id_of(text.encode()),
         validators=tuple(
@@ -135,6 +139,17 @@ def make_genesis(validator_keys: list[NodeKey], accounts: list[SpendingKey]) -> 
     )
 
 
+def planned(
+    validators: int, full_nodes: int, accounts: int, *, seed: int = 1, shielded_vk: str | None = None
+) -> tuple[ChainId, list[SpendingKey]]:
+    """The chain id and account keys :func:`mem_cluster` will use with the same arguments, for orders
+    built before the cluster runs."""
+    rng = random.Random(seed)
+    keys = [NodeKey.from_seed(rng.randbytes(32)) for _ in range(validators + full_nodes)]
+    accts = [SpendingKey.from_bytes((rng.getrandbits(200) + 1).to_bytes(32, "big")) for _ in range(accounts)]
+    return make_genesis(keys[:validators], accts, shielded_vk).chain_id, accts
+
+
 @asynccontextmanager
 async def mem_cluster(
     validators: int,
@@ -145,6 +160,7 @@ async def mem_cluster(
     byzantine: dict[int, str] | None = None,
     bootstrap_all: bool = False,
     absent_validators: int = 0,
+    shielded_vk: str | None = None,
     **sections: dict[str, Any],
 ) -> AsyncIterator[MemCluster]:
     """Start validators + full nodes on one MemoryNetwork; node i>0 bootstraps from node 0.
@@ -155,7 +171,8 @@ async def mem_cluster(
     keys = [NodeKey.from_seed(rng.randbytes(32)) for _ in range(validators + full_nodes)]
     absent = [NodeKey.from_seed(rng.randbytes(32)) for _ in range(absent_validators)]
     accts = [SpendingKey.from_bytes((rng.getrandbits(200) + 1).to_bytes(32, "big")) for _ in range(accounts)]
-    cluster = MemCluster(MemoryNetwork(), make_genesis(keys[:validators] + absent, accts), keys, accts)
+    genesis = make_genesis(keys[:validators] + absent, accts, shielded_vk)
+    cluster = MemCluster(MemoryNetwork(), genesis, keys, accts)
     async with trio.open_nursery() as nursery:
         cluster.nursery = nursery
         total = validators + full_nodes
