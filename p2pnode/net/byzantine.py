@@ -41,6 +41,9 @@ REPLAY_RATE = 100  # messages per second
 FLOOD_RATE = 500  # messages per second
 MALFORMED_RATE = 20  # connections per second
 _TICK_S = 0.05
+# Misbehaviour starts this long after the node is up, so that the cluster forms (and is seen ready)
+# before honest peers ban the offender.
+START_DELAY_S = 5.0
 
 
 async def run_peer_behaviour(node: Node, role: str) -> None:
@@ -54,6 +57,7 @@ async def run_peer_behaviour(node: Node, role: str) -> None:
     if role not in behaviours:
         raise ValueError(f"unknown peer behaviour {role!r}")
     rng = random.Random(os.urandom(8))
+    await trio.sleep(START_DELAY_S)
     node.log.warning("byzantine_behaviour_started", role=role)
     await behaviours[role](node, rng)
 
