@@ -21,6 +21,16 @@ Procedure
 5. After the last payment, wait until every node reports the same state root (``StatusRequest`` →
    ``info["root"]``), then read each node's CPU time again.
 
+Shielded load (``--shielded``)
+------------------------------
+Every payment is a SHIELD order: ``--amount`` moves from a funded account's transparent balance into a
+new note owned by that account's own shielded address. A SHIELD consumes the account's next seq, so the
+per-account ordering above applies unchanged; it needs no earlier notes, so every order can be built
+before the clock starts. The orders are proved with one prover helper (:mod:`p2pnode.zk.prover`, a
+few hundred milliseconds per proof, in a worker thread), hence the small default count (64). The first
+proof is checked against the verifying key in the cluster's genesis before any other is built, so a
+cluster made with other circuit keys (or with ``--no-shielded``) fails at once with exit status 2.
+
 Crypto cost model
 -----------------
 Per payment and per node, the cryptographic work the protocol cannot avoid is::
@@ -30,9 +40,12 @@ Per payment and per node, the cryptographic work the protocol cannot avoid is::
 
 with V the number of validators: every node verifies each vote it receives, and votes gossip to every
 node. The certificate check adds nothing (its signatures are the votes already verified and cached).
-Batch proof verification makes the real cost lower, so the model is an upper bound on crypto work and the
-overhead ratio a lower bound. Each primitive is timed in this process, in the same run, after the timed
-phase: the median of :data:`CRYPTO_RUNS` calls.
+For a SHIELD order the proof verification is one Groth16 verification (``groth16_verify``) plus the
+Schnorr proof of the paying account's key. Batch proof verification makes the real cost lower, so the
+model is an upper bound on crypto work and the overhead ratio a lower bound. Each primitive is timed in
+this process, in the same run, after the timed phase: the median of :data:`CRYPTO_RUNS` calls
+(:data:`GROTH16_RUNS` for Groth16, on proofs built for this run; the batch figure is the median time of
+``groth16_batch_verify`` over :data:`GROTH16_BATCH` of them, divided by that number).
 
 Overhead ratio = mean over nodes of (node CPU seconds / settled payments) divided by the mean over the
 same nodes of their crypto work per payment. 1.0 would mean the nodes do nothing but the cryptography.
@@ -53,12 +66,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import trio
 
+from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import NodeKey, SpendingKey, ed25519_verify, hash256, schnorr_verify
 from p2pnode.errors import LocalError, RemoteError
 from p2pnode.tools.latency import Report, Stats, analyze, render_stages
@@ -68,10 +82,12 @@ from p2pnode.wire.messages import (
     Message,
     Order,
     SettledReply,
+    ShieldedOrder,
     StatusReply,
     StatusRequest,
     SubmitOrder,
     SubmitReply,
+    SubmitShielded,
     Transfer,
     WaitSettled,
 )
@@ -87,6 +103,7 @@ __all__ = [
     "cpu_per_payment",
     "crypto_per_payment",
     "load_cluster",
+    "measure_groth16",
     "overhead_ratios",
     "parse_proc_stat",
     "run_bench",
@@ -95,7 +112,11 @@ __all__ = [
 
 JSON_VERSION = 1
 CRYPTO_RUNS = 200
+GROTH16_RUNS = 10
+GROTH16_BATCH = 8
 DEFAULT_WINDOW = 64
+DEFAULT_COUNT = 1000
+DEFAULT_SHIELDED_COUNT = 64
 _WAIT_SLICE_MS = 5_000  # one WaitSettled request; repeated until the payment's deadline
 
 
@@ -231,6 +252,24 @@ def cpu_per_payment(
 
 
 @dataclass(frozen=True, kw_only=True)
+class Groth16Cost:
+    """Seconds of one Groth16 verification (median of ``runs``) and per proof in a batch of ``batch``."""
+
+    verify: float
+    batch_per_proof: float
+    batch: int
+    runs: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "groth16_verify_ms": round(self.verify * 1e3, 3),
+            "groth16_batch": self.batch,
+            "groth16_batch_per_proof_ms": round(self.batch_per_proof * 1e3, 3),
+            "groth16_runs": self.runs,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class CryptoCost:
     """Median seconds of one call of each primitive, measured in this process."""
 
@@ -238,19 +277,29 @@ class CryptoCost:
     ed25519_sign: float
     ed25519_verify: float
     runs: int
+    groth16: Groth16Cost | None = None  # measured for shielded runs only
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "schnorr_verify_us": round(self.schnorr_verify * 1e6, 3),
             "ed25519_sign_us": round(self.ed25519_sign * 1e6, 3),
             "ed25519_verify_us": round(self.ed25519_verify * 1e6, 3),
             "runs": self.runs,
         }
+        if self.groth16 is not None:
+            doc |= self.groth16.to_json()
+        return doc
 
 
-def crypto_per_payment(cost: CryptoCost, role: str, validators: int) -> float:
-    """Seconds of unavoidable crypto per payment at one node (model in the module docstring)."""
+def crypto_per_payment(cost: CryptoCost, role: str, validators: int, *, shielded: bool = False) -> float:
+    """Seconds of unavoidable crypto per payment at one node (model in the module docstring).
+
+    Raises ``ValueError`` for a shielded payment when ``cost`` has no Groth16 figure."""
     work = cost.schnorr_verify + validators * cost.ed25519_verify
+    if shielded:
+        if cost.groth16 is None:
+            raise ValueError("no Groth16 cost measured")
+        work += cost.groth16.verify
     if role == "validator":
         work += cost.ed25519_sign
     return work
@@ -285,6 +334,37 @@ def _median_seconds(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(samples) / 1e9
 
 
+def measure_groth16(
+    vk_json: str, orders: Sequence[ShieldedOrder], runs: int = GROTH16_RUNS, batch: int = GROTH16_BATCH
+) -> Groth16Cost:
+    """Time ``groth16_verify`` on the first of ``orders`` (median of ``runs``) and ``groth16_batch_verify``
+    on ``batch`` of them (cycling if there are fewer; median of ``max(3, runs // 3)`` calls, per proof),
+    against ``vk_json`` (snarkjs ``verification_key.json`` text), the same way a node verifies.
+
+    Error handling: :class:`LocalError` if there is no order or a proof does not verify (the key is not
+    the one the orders were proved for).
+    """
+    from p2pnode.crypto.groth16 import VerifyingKey, groth16_batch_verify, groth16_verify, proof_from_bytes
+    from p2pnode.zk.notes import public_inputs
+
+    if not orders:
+        raise LocalError("no shielded order to time the verification on")
+    vk = VerifyingKey.from_json(json.loads(vk_json))
+    items = [
+        (proof_from_bytes(o.proof), public_inputs(o.tx))
+        for o in (orders[i % len(orders)] for i in range(batch))
+    ]
+    proof, public = items[0]
+    if not groth16_verify(vk, proof, public) or not groth16_batch_verify(vk, items):
+        raise LocalError("a shielded proof built for this run does not verify under the genesis key")
+    return Groth16Cost(
+        verify=_median_seconds(lambda: groth16_verify(vk, proof, public), runs),
+        batch_per_proof=_median_seconds(lambda: groth16_batch_verify(vk, items), max(3, runs // 3)) / batch,
+        batch=batch,
+        runs=runs,
+    )
+
+
 def measure_crypto(runs: int = CRYPTO_RUNS) -> CryptoCost:
     """Time each primitive of the model on fresh keys and a 32-byte digest, like a vote's."""
     skey = SpendingKey.generate()
@@ -314,12 +394,15 @@ class Conn(Protocol):
 Connect = Callable[[str, int], Awaitable[Conn]]
 MakeOrder = Callable[[SpendingKey, bytes, bytes, int, int], Order]
 TransferDigest = Callable[[Transfer], bytes]
+# (account key, chain id, amount, seq) -> a SHIELD order; blocking (it proves), run in a worker thread.
+MakeShielded = Callable[[SpendingKey, bytes, int, int], ShieldedOrder]
 
 
 @dataclass(frozen=True, kw_only=True)
 class BenchOptions:
-    count: int = 1000
+    count: int = DEFAULT_COUNT
     amount: int = 1
+    shielded: bool = False  # SHIELD orders instead of transparent transfers
     rate: float | None = None
     window: int = DEFAULT_WINDOW
     timeout: float = 30.0  # seconds a payment may take to settle; also the convergence wait
@@ -330,8 +413,13 @@ class _Planned:
     account: int
     seq: int
     node: int
-    order: Order
+    order: Order | ShieldedOrder
     digest: bytes
+
+    def request(self) -> Message:
+        if isinstance(self.order, ShieldedOrder):
+            return SubmitShielded(order=self.order)
+        return SubmitOrder(order=self.order)
 
 
 @dataclass(kw_only=True)
@@ -420,8 +508,10 @@ async def run_bench(
     transfer_digest: TransferDigest,
     cpu_reader: Callable[[int], float | None] = read_proc_cpu,
     progress: Callable[[int, int], None] = _progress,
+    make_shielded: MakeShielded | None = None,
 ) -> BenchResult:
-    """Plan, build, run and settle ``opts.count`` payments (see the module docstring).
+    """Plan, build, run and settle ``opts.count`` payments (see the module docstring). With
+    ``opts.shielded`` the orders come from ``make_shielded`` (required then), called in a worker thread.
 
     Error handling: :class:`LocalError` for setup problems found before the timed phase (unreachable node,
     underfunded account, no chain id). During the timed phase a payment that is refused, times out or
@@ -430,7 +520,9 @@ async def run_bench(
     """
     pools = [_Pool(n.host, n.port, connect) for n in cluster.nodes]
     try:
-        return await _run(cluster, opts, pools, make_order, transfer_digest, cpu_reader, progress)
+        return await _run(
+            cluster, opts, pools, make_order, transfer_digest, cpu_reader, progress, make_shielded
+        )
     finally:
         with trio.CancelScope(shield=True):
             for pool in pools:
@@ -445,8 +537,9 @@ async def _run(
     transfer_digest: TransferDigest,
     cpu_reader: Callable[[int], float | None],
     progress: Callable[[int, int], None],
+    make_shielded: MakeShielded | None,
 ) -> BenchResult:
-    plan = await _plan(cluster, opts, pools, make_order, transfer_digest, progress)
+    plan = await _plan(cluster, opts, pools, make_order, transfer_digest, progress, make_shielded)
     result = BenchResult(planned=len(plan), digests=[p.digest.hex() for p in plan])
     lanes: dict[int, list[_Planned]] = {}
     for p in plan:
@@ -497,7 +590,7 @@ async def _run(
                 ):
                     raise RemoteError(f"seq {prev.seq} did not settle at {cluster.nodes[p.node].name}")
                 t0 = trio.current_time()
-                reply = await pool.call(SubmitOrder(order=p.order))
+                reply = await pool.call(p.request())
                 if not isinstance(reply, SubmitReply):
                     raise RemoteError(f"expected SubmitReply, got {type(reply).__name__}")
                 if not reply.accepted:
@@ -549,8 +642,11 @@ async def _plan(
     make_order: MakeOrder,
     transfer_digest: TransferDigest,
     progress: Callable[[int, int], None],
+    make_shielded: MakeShielded | None = None,
 ) -> list[_Planned]:
     """Read accounts, check funds, and build every order (the slow part, done before the clock starts)."""
+    if opts.shielded and make_shielded is None:
+        raise LocalError("shielded load needs a shielded order builder")
     try:
         chain_id = cluster.chain_id
         if chain_id is None:
@@ -586,11 +682,18 @@ async def _plan(
                 cluster.accounts[(i + 1) % k].address if k > 1 else hash256(b"p2pnode/bench/sink")[:20]
             )
             seq = next_seq[i] + r
-            order = make_order(keys[i], chain_id, recipient, opts.amount, seq)
             node = len(plan) % len(cluster.nodes)
-            plan.append(
-                _Planned(account=i, seq=seq, node=node, order=order, digest=transfer_digest(order.transfer))
-            )
+            if make_shielded is not None and opts.shielded:
+                shielded = await trio.to_thread.run_sync(make_shielded, keys[i], chain_id, opts.amount, seq)
+                planned = _Planned(
+                    account=i, seq=seq, node=node, order=shielded, digest=shielded_digest(shielded.tx)
+                )
+            else:
+                order = make_order(keys[i], chain_id, recipient, opts.amount, seq)
+                planned = _Planned(
+                    account=i, seq=seq, node=node, order=order, digest=transfer_digest(order.transfer)
+                )
+            plan.append(planned)
             progress(len(plan), total)
     return plan
 
@@ -626,7 +729,10 @@ def build_document(
 ) -> dict[str, Any]:
     """The ``--json`` document (and the source of the text table)."""
     cpu = cpu_per_payment(result.cpu_before, result.cpu_after, result.settled)
-    crypto_node = {n.name: crypto_per_payment(crypto, n.role, cluster.validators) for n in cluster.nodes}
+    crypto_node = {
+        n.name: crypto_per_payment(crypto, n.role, cluster.validators, shielded=opts.shielded)
+        for n in cluster.nodes
+    }
     per_node_ratio, overall = overhead_ratios(cpu, crypto_node)
     nodes = []
     for n in cluster.nodes:
@@ -648,6 +754,7 @@ def build_document(
     return {
         "version": JSON_VERSION,
         "mode": {"rate": opts.rate, "window": None if opts.rate is not None else opts.window},
+        "kind": "shielded" if opts.shielded else "transparent",
         "count": result.planned,
         "amount": opts.amount,
         "accounts": len(cluster.accounts),
@@ -674,8 +781,9 @@ def render_document(doc: Mapping[str, Any], logs: Report | None) -> str:
         f"open loop, {doc['mode']['rate']:g}/s" if doc["mode"]["rate"] else f"window {doc['mode']['window']}"
     )
     lat = doc["client_latency"]
+    what = "shielded payments (SHIELD orders)" if doc.get("kind") == "shielded" else "payments"
     out = [
-        f"{doc['settled']}/{doc['count']} payments settled from {doc['accounts']} accounts ({mode}) "
+        f"{doc['settled']}/{doc['count']} {what} settled from {doc['accounts']} accounts ({mode}) "
         f"in {_f(doc['duration_s'])} s: {_f(doc['settled_per_s'], '.1f')} payments/s",
     ]
     if doc["schedule_lag_ms"] is not None:
@@ -697,6 +805,14 @@ def render_document(doc: Mapping[str, Any], logs: Report | None) -> str:
         f"crypto per primitive (median of {c['runs']}): schnorr_verify {c['schnorr_verify_us']:.1f} us, "
         f"ed25519 sign {c['ed25519_sign_us']:.1f} us, ed25519 verify {c['ed25519_verify_us']:.1f} us; "
         f"{c['validators']} validators",
+    ]
+    if "groth16_verify_ms" in c:
+        out.append(
+            f"groth16 verification of this run's proofs: {c['groth16_verify_ms']:.1f} ms alone "
+            f"(median of {c['groth16_runs']}), {c['groth16_batch_per_proof_ms']:.1f} ms per proof in a "
+            f"batch of {c['groth16_batch']}; crypto/pay counts one unbatched verification"
+        )
+    out += [
         f"{'node':<14}{'role':<11}{'cpu s':>9}{'cpu/pay ms':>12}{'crypto/pay ms':>15}{'overhead':>10}  root",
     ]
     for n in doc["nodes"]:
@@ -731,11 +847,19 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
     load.add_argument(
         "--window", type=int, help=f"closed loop: at most W payments in flight (default {DEFAULT_WINDOW})"
     )
-    parser.add_argument("--count", type=int, default=1000, help="payments to make (default 1000)")
+    parser.add_argument(
+        "--count",
+        type=int,
+        help=f"payments to make (default {DEFAULT_COUNT}; {DEFAULT_SHIELDED_COUNT} with --shielded)",
+    )
     parser.add_argument("--amount", type=int, default=1, help="amount of each payment (default 1)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds a payment may take (default 30)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("--shielded", action="store_true", help="shielded payments (not supported yet)")
+    parser.add_argument(
+        "--shielded",
+        action="store_true",
+        help="SHIELD orders with Groth16 proofs (account -> own note) instead of transparent transfers",
+    )
 
 
 def _load_payments() -> tuple[MakeOrder, TransferDigest]:
@@ -764,34 +888,98 @@ def _log_report(cluster: Cluster, digests: Sequence[str]) -> Report | None:
     return analyze({str(p): lines(p) for p in files}, txs=digests)
 
 
+class _ShieldedBuilder:
+    """SHIELD orders for :func:`run_bench`: one prover, each account's shielded keys derived once, the
+    first proof checked against the genesis key. Called from one worker thread at a time.
+
+    Resource handling: owns the prover helper process; :meth:`close` ends it.
+    """
+
+    def __init__(self, vk_json: str) -> None:
+        from p2pnode.cli.shielded import open_prover
+
+        self.vk_json = vk_json
+        self.prover = open_prover()
+        self.keys: dict[bytes, Any] = {}
+        self.built: list[ShieldedOrder] = []
+
+    def __call__(self, key: SpendingKey, chain_id: bytes, amount: int, seq: int) -> ShieldedOrder:
+        from p2pnode.zk.notes import ShieldedKeys, build_shield
+
+        keys = self.keys.get(key.address)
+        if keys is None:
+            keys = self.keys[key.address] = ShieldedKeys.from_spending_key(key.to_bytes(), self.prover)
+        order = build_shield(self.prover, keys, key, chain_id, seq, amount)
+        if not self.built:
+            try:
+                measure_groth16(self.vk_json, [order], runs=1, batch=1)
+            except LocalError:
+                raise LocalError(
+                    "the proofs made with the local circuit keys (build/zk) do not verify under the "
+                    "cluster's genesis key; create the cluster again"
+                ) from None
+        self.built.append(order)
+        return order
+
+    def close(self) -> None:
+        self.prover.close()
+
+
+def _genesis_vk(cluster: Cluster) -> str:
+    from p2pnode.genesis import load_genesis
+
+    path = cluster.dir / "genesis.toml"
+    try:
+        vk = load_genesis(path).shielded_vk
+    except (OSError, ValueError) as exc:
+        raise LocalError(f"{path}: {exc}") from None
+    if vk is None:
+        raise LocalError(f"{path}: this cluster has no shielded pool (it was made with --no-shielded)")
+    return vk
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark; 0 if everything settled and the roots agree, 1 if not, 2 on setup errors."""
-    if args.shielded:
-        print("p2pnode bench: --shielded is not supported yet", file=sys.stderr)
-        return 2
+    count = args.count
+    if count is None:
+        count = DEFAULT_SHIELDED_COUNT if args.shielded else DEFAULT_COUNT
     bad_rate = args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0)
-    if args.count <= 0 or args.amount <= 0 or bad_rate or (args.window is not None and args.window <= 0):
+    if count <= 0 or args.amount <= 0 or bad_rate or (args.window is not None and args.window <= 0):
         print("p2pnode bench: --count, --amount, --rate and --window must be positive", file=sys.stderr)
         return 2
     opts = BenchOptions(
-        count=args.count,
+        count=count,
         amount=args.amount,
         rate=args.rate,
         window=args.window if args.window is not None else DEFAULT_WINDOW,
         timeout=args.timeout,
+        shielded=args.shielded,
     )
+    builder: _ShieldedBuilder | None = None
     try:
         cluster = load_cluster(args.dir)
         make_order, transfer_digest = _load_payments()
+        if opts.shielded:
+            builder = _ShieldedBuilder(_genesis_vk(cluster))
         result = trio.run(
             lambda: run_bench(
-                cluster, opts, connect=_connect, make_order=make_order, transfer_digest=transfer_digest
+                cluster,
+                opts,
+                connect=_connect,
+                make_order=make_order,
+                transfer_digest=transfer_digest,
+                make_shielded=builder,
             )
         )
+        crypto = measure_crypto()
+        if builder is not None:
+            crypto = replace(crypto, groth16=measure_groth16(builder.vk_json, builder.built))
     except LocalError as exc:
         print(f"p2pnode bench: {exc}", file=sys.stderr)
         return 2
-    crypto = measure_crypto()
+    finally:
+        if builder is not None:
+            builder.close()
     logs = _log_report(cluster, result.digests)
     doc = build_document(cluster, opts, result, crypto, logs)
     if args.json:

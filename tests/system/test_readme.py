@@ -54,6 +54,15 @@ def test_make_demo(tmp_path: Path) -> None:
     assert "latency figure written to" in out
     roots = re.findall(r"root ([0-9a-f]{16})  gossip", out)
     assert len(roots) == 4 and len(set(roots)) == 1, roots
+    # The shielded section: every step proved and settled, the recipient found its notes, and the
+    # roots above (which cover the notes) were read after it.
+    for step in ("shield", "zpay", "unshield"):
+        assert re.search(rf"^  {step} .* proof +\d+ ms, settlement +[0-9.]+ ms$", out, re.M), step
+    assert re.search(r"^    note [0-9a-f]{16}  value +1200  spent$", out, re.M), out[-4000:]
+    assert re.search(r"^    note [0-9a-f]{16}  value +700  unspent$", out, re.M), out[-4000:]
+    assert "2 notes, unspent total 700" in out
+    assert out.index("unspent total 700") < out.index("all 4 nodes agree")
+    assert re.findall(r"applied (\d+) +notes (\d+)  root", out) == [("43", "4")] * 4, out[-4000:]
     (cluster_dir,) = tmp_path.glob("p2pnode-demo-*")
     assert (cluster_dir / "latency.png").stat().st_size > 0
     assert not (cluster_dir / "pids.json").exists()

@@ -16,22 +16,28 @@ import pytest
 import trio
 import trio.testing
 
+from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import SpendingKey, hash256
 from p2pnode.tools import bench, latency
 from p2pnode.tools.latency import Report, analyze, percentile
 from p2pnode.wire.messages import (
+    SHIELD,
     AccountReply,
     GetAccount,
     Message,
     Order,
     SettledReply,
+    ShieldedOrder,
+    ShieldedTransfer,
     StatusReply,
     StatusRequest,
     SubmitOrder,
     SubmitReply,
+    SubmitShielded,
     Transfer,
     WaitSettled,
 )
+from p2pnode.wire.types import Address, Amount, ChainId, Seq
 
 BASE = 1_700_000_000_000_000_000
 TX_A, TX_B, TX_C = "aa" * 32, "bb" * 32, "cc" * 32
@@ -489,6 +495,7 @@ class FakeCluster:
         self.submitted: list[tuple[str, int]] = []
         self.nursery: trio.Nursery | None = None
         self.connections = 0
+        self.shielded = 0
 
     def event(self, digest: bytes) -> trio.Event:
         return self.settled.setdefault(digest, trio.Event())
@@ -515,9 +522,22 @@ class FakeConn:
             return StatusReply(info={"root": b"\x01" * 32, "chain_id": CHAIN.hex()})
         if isinstance(request, GetAccount):
             return AccountReply(address=request.address, balance=10**6, next_seq=0)
-        if isinstance(request, SubmitOrder):
-            t = request.order.transfer
-            digest = stub_digest(t)
+        if isinstance(request, (SubmitOrder, SubmitShielded)):
+            digest: bytes
+            if isinstance(request, SubmitShielded):
+                tx = request.order.tx
+                t = Transfer(
+                    chain_id=tx.chain_id,
+                    sender=tx.account,
+                    recipient=tx.account,
+                    amount=Amount(1),
+                    seq=tx.seq,
+                )
+                digest = shielded_digest(tx)
+                c.shielded += 1
+            else:
+                t = request.order.transfer
+                digest = stub_digest(t)
             if t.seq != c.next_seq.get(t.sender, 0) or t.seq == c.refuse_seq:
                 return SubmitReply(digest=digest, accepted=False, error=f"seq {t.seq} is not next")
             c.submitted.append((self.name, t.seq))
@@ -635,11 +655,64 @@ async def test_bench_records_refusals_and_stops_that_account(
 FAKE_COST = bench.CryptoCost(schnorr_verify=700e-6, ed25519_sign=20e-6, ed25519_verify=50e-6, runs=1)
 
 
-def test_bench_rejects_shielded_and_bad_args(capsys: pytest.CaptureFixture[str]) -> None:
+def stub_make_shielded(key: SpendingKey, chain_id: bytes, amount: int, seq: int) -> ShieldedOrder:
+    tx = ShieldedTransfer(
+        chain_id=ChainId(chain_id),
+        kind=SHIELD,
+        inputs=(),
+        outputs=(bytes(31) + b"\x01",),
+        public_in=Amount(amount),
+        public_out=Amount(0),
+        account=Address(key.address),
+        seq=Seq(seq),
+        memos=(b"",),
+    )
+    return ShieldedOrder(tx=tx, proof=bytes(256), account_key=key.public, account_proof=bytes(96))
+
+
+async def test_bench_shielded_against_fake_nodes(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    cluster = make_cluster(tmp_path, accounts=3, nodes=2)
+    fake = FakeCluster()
+    opts = bench.BenchOptions(count=7, window=4, shielded=True)
+    async with trio.open_nursery() as n:
+        fake.nursery = n
+        result = await bench.run_bench(
+            cluster,
+            opts,
+            connect=fake.connect,
+            make_order=stub_make_order,
+            transfer_digest=stub_digest,
+            cpu_reader=lambda pid: 1.0,
+            progress=lambda done, total: None,
+            make_shielded=stub_make_shielded,
+        )
+    # Every order went as SubmitShielded, each account's seqs in order (the fake refuses anything else).
+    assert (result.planned, result.settled, result.failures, fake.shielded) == (7, 7, [], 7)
+    groth = bench.Groth16Cost(verify=30e-3, batch_per_proof=12e-3, batch=8, runs=10)
+    cost = bench.CryptoCost(
+        schnorr_verify=700e-6, ed25519_sign=20e-6, ed25519_verify=50e-6, runs=1, groth16=groth
+    )
+    assert bench.crypto_per_payment(cost, "full", 4, shielded=True) == pytest.approx(30.9e-3)
+    doc = bench.build_document(cluster, opts, result, cost, None)
+    assert doc["kind"] == "shielded" and doc["crypto"]["groth16_batch_per_proof_ms"] == 12.0
+    text = bench.render_document(doc, None)
+    assert "7/7 shielded payments (SHIELD orders) settled" in text
+    assert "30.0 ms alone" in text and "12.0 ms per proof in a batch of 8" in text
+
+
+def test_bench_shielded_needs_a_builder_and_a_cluster(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     bench.add_bench_args(parser)
     assert bench.cmd_bench(parser.parse_args(["--dir", "x", "--shielded"])) == 2
-    assert "not supported yet" in capsys.readouterr().err
+    assert "cluster.json" in capsys.readouterr().err
+    assert parser.parse_args(["--dir", "x"]).count is None  # 1000, or 64 with --shielded
+
+
+def test_bench_rejects_bad_args(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    bench.add_bench_args(parser)
     assert bench.cmd_bench(parser.parse_args(["--dir", "x", "--rate", "0"])) == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["--dir", "x", "--rate", "5", "--window", "3"])
