@@ -722,7 +722,7 @@ def render_report(report: Report) -> str:
 
     head = (
         f"{'node':<14}{'role':<10}{'orders':>7}{'applied':>8}{'recv p50':>10}{'verif p50':>10}"
-        f"{'appl p50':>10}{'appl p99':>10}{'verify us p50':>14}{'p99':>9}{'batch':>7}"
+        f"{'appl p50':>10}{'appl p99':>10}{'verify us p50':>14}{'p99':>12}{'batch':>7}"
     )
     out += [head, "-" * len(head)]
     for n in report.per_node:
@@ -730,7 +730,7 @@ def render_report(report: Report) -> str:
         out.append(
             f"{n.node:<14}{(n.role or '-'):<10}{n.orders:>7}{n.applied:>8}{_fmt(n.received.p50, 10)}"
             f"{_fmt(n.verified.p50, 10)}{_fmt(n.applied_ms.p50, 10)}{_fmt(n.applied_ms.p99, 10)}"
-            f"{_fmt(n.verify_us.p50, 14)}{_fmt(n.verify_us.p99)}{batch:>7}"
+            f"{_fmt(n.verify_us.p50, 14)}{_fmt(n.verify_us.p99, 12)}{batch:>7}"
         )
 
     out += ["", "hop counts (messages received after h hops; 0 = from a client or the node that made it)"]
