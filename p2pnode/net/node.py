@@ -16,10 +16,13 @@ and never the node; ``LocalError`` (our configuration) stops the node with its m
 from __future__ import annotations
 
 import os
+import queue
 import random
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,22 +278,32 @@ class Node:
         await done.wait()
 
     async def _writer(self) -> None:
-        """Group commit: everything queued while a commit runs goes into the next one."""
-        while True:
-            first = await self._write_recv.receive()
-            batch = [first]
+        """Group commit: everything queued while a commit runs goes into the next one.
+
+        With worker processes (a real node) commits run on one long-lived thread that owns the
+        SQLite connection and wakes the loop when a commit is durable; starting a thread per commit
+        cost more CPU than the commit. In-process tests commit inline (deterministic).
+        """
+        thread: StoreThread | None = StoreThread(self.store) if self.cfg.verify.workers else None
+        try:
             while True:
-                try:
-                    batch.append(self._write_recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            writes = [w for w, _ in batch]
-            if self.cfg.verify.workers:
-                await trio.to_thread.run_sync(self.store.commit, writes)
-            else:
-                self.store.commit(writes)
-            for _, done in batch:
-                done.set()
+                first = await self._write_recv.receive()
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(self._write_recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                writes = [w for w, _ in batch]
+                if thread is not None:
+                    await thread.commit(writes)
+                else:
+                    self.store.commit(writes)
+                for _, done in batch:
+                    done.set()
+        finally:
+            if thread is not None:
+                thread.stop()
 
     async def _verifier(self) -> None:
         batch_max = self.cfg.verify.batch_max
@@ -677,6 +690,55 @@ class Node:
         info.update(self.core.status())
         info["counters"] = dict(self.counters)
         return info
+
+
+class StoreThread:
+    """One thread that runs every commit of a store, in order.
+
+    Resource handling: ``stop`` ends the thread after the commit in progress. Error handling: a
+    failed commit re-raises in the awaiting task (a LocalError: our disk or database), which stops
+    the node rather than acknowledging what is not durable.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._jobs: queue.SimpleQueue[tuple[list[Any], Callable[[BaseException | None], None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._loop, name="p2pnode-store", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            writes, reply = job
+            try:
+                self._store.commit(writes)
+            except BaseException as exc:  # handed to the awaiting task, which re-raises it
+                reply(exc)
+            else:
+                reply(None)
+
+    async def commit(self, writes: list[Any]) -> None:
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        failure: list[BaseException] = []
+
+        def reply(exc: BaseException | None) -> None:
+            if exc is not None:
+                failure.append(exc)
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass  # the node stopped while committing; nobody waits for the result
+
+        self._jobs.put((writes, reply))
+        with trio.CancelScope(shield=True):  # an acknowledged write must not be abandoned half-way
+            await done.wait()
+        if failure:
+            raise LocalError(f"store commit failed: {failure[0]}") from failure[0]
+
+    def stop(self) -> None:
+        self._jobs.put(None)
 
 
 async def refuse_quietly(conn: FramedStream, reason: str) -> None:
