@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from p2pnode.core.admission import admit, client_state_checks
 from p2pnode.core.certificates import VoteBook, check_certificate
 from p2pnode.core.committee import Committee
 from p2pnode.core.effects import (
@@ -33,22 +34,20 @@ from p2pnode.core.effects import (
     Effect,
     Emit,
     OrderOutcome,
-    PersistApplied,
     PersistLock,
     Send,
-    Settled,
     VerifyProofs,
 )
 from p2pnode.core.gossip import GossipParams, GossipRouter
 from p2pnode.core.ledger import Ledger, LedgerError, SeqTooHigh, SeqTooLow, UnknownNote
-from p2pnode.core.payments import transfer_digest
-from p2pnode.core.shielded import ShieldedError, shielded_digest, static_checks_shielded, store_key
+from p2pnode.core.payments import AnyCert, AnyOrder, proof_key, statement_digest
+from p2pnode.core.settlement import Settlement
+from p2pnode.core.shielded import ShieldedError, static_checks_shielded
 from p2pnode.core.shielded import lock_keys as shielded_lock_keys
 from p2pnode.core.validator import OrderError, Validator, static_checks
-from p2pnode.crypto import NodeKey, hash256
+from p2pnode.crypto import NodeKey
 from p2pnode.errors import DecodeError
 from p2pnode.wire.messages import (
-    SHIELD,
     CertBatch,
     Certificate,
     CertRequest,
@@ -60,7 +59,6 @@ from p2pnode.wire.messages import (
     ShieldedCertificate,
     ShieldedHave,
     ShieldedOrder,
-    ShieldedTransfer,
     SyncHeads,
     SyncSummary,
     Vote,
@@ -69,23 +67,8 @@ from p2pnode.wire.messages import (
 from p2pnode.wire.types import Address, ChainId, Digest, MsgId, NodeId
 
 PENALTY_LIMIT = 20  # invalid messages from one peer before it is disconnected
-PROOF_KEY_TAG = b"p2pnode/proof-key/v1"
 
-AnyOrder = Order | ShieldedOrder
-AnyCert = Certificate | ShieldedCertificate
 REFUSALS = (OrderError, LedgerError, ShieldedError)
-
-
-def proof_key(digest: Digest, order: AnyOrder) -> bytes:
-    """Names one (statement, proof) pair, for caching verification results."""
-    if isinstance(order, Order):
-        return hash256(PROOF_KEY_TAG, digest, order.proof)
-    return hash256(PROOF_KEY_TAG, digest, order.proof, order.account_proof)
-
-
-def statement_digest(order: AnyOrder) -> Digest:
-    """The name of a payment of either kind: a hash of its statement, never of its proof."""
-    return transfer_digest(order.transfer) if isinstance(order, Order) else shielded_digest(order.tx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +117,9 @@ class NodeCore:
         self.rng = rng or random.Random()
         self.committee = Committee.of(validators)
         self.ledger = Ledger(balances)
+        self.settlement = Settlement(
+            self.ledger, held_limit=params.held_certificates, sync_batch=params.sync_batch
+        )
         self.validator = (
             Validator(key, chain_id, self.ledger, byzantine) if self.node_id in self.committee else None
         )
@@ -145,13 +131,12 @@ class NodeCore:
         self.proofs: OrderedDict[bytes, bool] = OrderedDict()
         self.verifying: dict[bytes, list[_Ctx]] = {}
         self.certified: OrderedDict[Digest, None] = OrderedDict()  # valid certificate seen
-        self.settled: set[Digest] = set()
-        self.certs: dict[tuple[Address, int], bytes] = {}  # applied certificates, for sync
-        self.held_certs: dict[tuple[Address, int], tuple[AnyCert, bytes, Digest]] = {}
-        self.held_shielded: OrderedDict[Digest, tuple[AnyCert, bytes, Digest]] = OrderedDict()
-        self.shielded_certs: dict[Digest, bytes] = {}  # applied shielded certificates, for sync
-        self.outputs: list[tuple[bytes, bytes]] = []  # (commitment, memo) in apply order, for wallets
-        self.spent_by: dict[bytes, Digest] = {}  # input commitment -> the statement that spent it
+        # Views of the settlement's containers (the same objects), for status, tests and tools.
+        self.settled = self.settlement.settled
+        self.certs = self.settlement.certs
+        self.held_certs = self.settlement.held_certs
+        self.shielded_certs = self.settlement.shielded_certs
+        self.outputs = self.settlement.outputs
         self.held_orders: dict[tuple[Address, int], Digest] = {}
         self.held_shielded_orders: OrderedDict[Digest, None] = OrderedDict()
         self.penalties: dict[NodeId, int] = {}
@@ -167,27 +152,7 @@ class NodeCore:
         notes: dict[bytes, bool] | None = None,
     ) -> None:
         """Load persisted state: accounts, applied certificates, notes, and (validators) durable locks."""
-        applied: dict[tuple[bytes, int], bytes] = {}
-        for raw in certs:
-            cert = decode(raw)
-            if isinstance(cert, ShieldedCertificate):
-                tx = cert.order.tx
-                digest = shielded_digest(tx)
-                self._note_shielded(tx, digest, raw)
-                if tx.kind == 0:  # SHIELD consumed the account's seq
-                    applied[(tx.account, tx.seq)] = digest
-            else:
-                t = cert.order.transfer
-                digest = transfer_digest(t)
-                applied[(t.sender, t.seq)] = digest
-                self.certs[(t.sender, t.seq)] = raw
-            self.settled.add(digest)
-        if accounts or applied or notes:
-            merged: dict[bytes, tuple[int, int]] = {
-                a: (acct.balance, acct.next_seq) for a, acct in self.ledger.accounts.items()
-            }
-            merged.update(accounts)  # persisted accounts overlay genesis
-            self.ledger.restore(merged, applied, notes)
+        self.settlement.restore(accounts, certs, notes)
         if self.validator is not None and self.validator.byzantine != "forget_locks":
             for sender, seq, lock_digest in locks:
                 self.validator.locks[(Address(sender), seq)] = Digest(lock_digest)
@@ -235,9 +200,9 @@ class NodeCore:
                 return out_sync
             return []
         if isinstance(msg, ShieldedHave):
-            return self._on_shielded_have(peer, msg)
+            return self.settlement.shielded_have_reply(peer, msg)
         if isinstance(msg, SyncHeads):
-            return self._on_heads(peer, msg)
+            return self.settlement.heads_reply(peer, msg)
         if isinstance(msg, CertRequest):
             found = [self.certs[(Address(a), s)] for a, s in msg.items if (Address(a), s) in self.certs]
             return [Send(peer, CertBatch(certs=tuple(found)))] if found else []
@@ -321,27 +286,6 @@ class NodeCore:
         return {d: (o, self._first_seen[d]) for d, o in self.orders.items()}
 
     # == orders =====================================================================================
-    def _admit(self, order: AnyOrder) -> str | None:
-        """Cheap checks before a proof is verified. Raises a refusal; returns a reason to ignore the
-        order without penalty (it is settled already), or None to go on."""
-        if isinstance(order, Order):
-            t = order.transfer
-            static_checks(order, self.chain_id)
-            self.ledger.check_sender(t)
-            return "already settled" if t.seq < self.ledger.next_seq(t.sender) else None
-        if not self.shielded:
-            raise ShieldedError("shielded payments are not enabled on this chain")
-        static_checks_shielded(order, self.chain_id)
-        tx = order.tx
-        if tx.kind == SHIELD:
-            if tx.account not in self.ledger.accounts:
-                raise ShieldedError(f"unknown account {tx.account.hex()}")
-            if tx.seq < self.ledger.next_seq(tx.account):
-                return "already settled"
-        if any(self.ledger.notes.get(c) for c in tx.inputs):
-            return "input already spent"
-        return None
-
     def on_submit(self, now: float, order: AnyOrder) -> list[Effect]:
         """A client handed us an order. Ends, now or after verification, with one OrderOutcome."""
         digest = statement_digest(order)
@@ -365,10 +309,10 @@ class NodeCore:
         out: list[Effect] = [Emit("order_submitted", fields)]
         try:
             if digest not in self.settled:
-                stale = self._admit(order)
+                stale = admit(order, self.chain_id, self.ledger, self.shielded)
                 if stale is not None:
                     raise OrderError(stale if isinstance(order, ShieldedOrder) else "seq too low")
-                self._client_state_checks(order)
+                client_state_checks(order, self.ledger)
         except REFUSALS as exc:
             reason = str(exc)
             if isinstance(exc, OrderError) and reason == "seq too low":
@@ -386,18 +330,6 @@ class NodeCore:
         mid, new = self.router.receive(now, None, data)
         return out + self._on_order(now, _Ctx("submit", None, mid if new else None, data, 0, order))
 
-    def _client_state_checks(self, order: AnyOrder) -> None:
-        """What a client should hear about now rather than wait for: overspends, spent notes."""
-        if isinstance(order, Order):
-            t = order.transfer
-            if t.seq == self.ledger.next_seq(t.sender):
-                self.ledger.check_funds(t)
-            return
-        try:
-            self.ledger.check_shielded(order.tx)
-        except (SeqTooHigh, UnknownNote):
-            pass  # its predecessors may still be on their way: accept and hold
-
     def _on_order(self, now: float, ctx: _Ctx) -> list[Effect]:
         order = ctx.msg
         assert isinstance(order, (Order, ShieldedOrder))
@@ -406,7 +338,7 @@ class NodeCore:
             Emit("order_received", {"tx": digest.hex(), "hops": ctx.hops, "peer": short(ctx.peer)})
         ]
         try:
-            stale = self._admit(order)
+            stale = admit(order, self.chain_id, self.ledger, self.shielded)
         except REFUSALS as exc:
             return out + self._reject(ctx.peer, "order", str(exc), digest)
         if stale is not None:
@@ -600,7 +532,7 @@ class NodeCore:
         out: list[Effect] = [
             Emit("certificate_received", {"tx": digest.hex(), "hops": hops, "peer": short(peer)})
         ]
-        conflict = self._conflicting(order, digest)
+        conflict = self.settlement.conflicting(order, digest)
         if conflict is not None:
             out.append(Emit("certificate_conflict", {"tx": digest.hex(), "applied": conflict.hex()}))
             return out + self._reject_cert(peer, mid, "conflicts with an applied certificate", digest)
@@ -630,24 +562,6 @@ class NodeCore:
             return out
         return out + self._certificate_valid(now, peer, mid, data, hops, cert, digest)
 
-    def _conflicting(self, order: AnyOrder, digest: Digest) -> Digest | None:
-        """The digest of an applied certificate that this one contradicts (same (sender, seq), or a
-        shared input note), if any: evidence of more than f Byzantine validators."""
-        if isinstance(order, Order):
-            t = order.transfer
-            existing = self.ledger.applied.get((t.sender, t.seq))
-            return existing if existing is not None and existing != digest else None
-        tx = order.tx
-        if tx.kind == SHIELD:
-            existing = self.ledger.applied.get((tx.account, tx.seq))
-            if existing is not None and existing != digest:
-                return existing
-        for c in tx.inputs:
-            spender = self.spent_by.get(c)
-            if spender is not None and spender != digest:
-                return spender
-        return None
-
     def _certificate_valid(
         self,
         now: float,
@@ -670,167 +584,23 @@ class NodeCore:
     def _apply_or_hold(
         self, now: float, peer: NodeId | None, cert: AnyCert, data: bytes, digest: Digest
     ) -> list[Effect]:
-        out: list[Effect] = []
-        work: list[tuple[AnyCert, bytes, Digest]] = [(cert, data, digest)]
-        while work:
-            cert, data, digest = work.pop()
-            if isinstance(cert, ShieldedCertificate):
-                out += self._apply_or_hold_shielded(cert, data, digest, work)
-                continue
-            t = cert.order.transfer
-            try:
-                self.ledger.check(t)
-            except SeqTooLow:
-                continue
-            except LedgerError as exc:
-                key = (t.sender, t.seq)
-                if key not in self.held_certs and len(self.held_certs) < self.params.held_certificates:
-                    self.held_certs[key] = (cert, data, digest)
-                    out.append(Emit("certificate_held", {"tx": digest.hex(), "reason": str(exc)}))
-                if isinstance(exc, SeqTooHigh) and peer is not None:
-                    start = self.ledger.next_seq(t.sender)
-                    items = tuple(
-                        (t.sender, s) for s in range(start, min(t.seq, start + self.params.sync_batch))
-                    )
-                    out.append(Send(peer, CertRequest(items=items)))
-                continue
-            self.ledger.apply(t, digest)
-            self.certs[(t.sender, t.seq)] = data
-            locks: tuple[tuple[bytes, int], ...] = ((t.sender, t.seq),)
-            out += self._applied(
-                digest, data, (t.sender, t.seq), (t.sender, t.recipient), (), locks, t.amount
-            )
-            out += self._unblocked((t.sender, t.recipient), work)
-        return out
-
-    def _apply_or_hold_shielded(
-        self,
-        cert: ShieldedCertificate,
-        data: bytes,
-        digest: Digest,
-        work: list[tuple[AnyCert, bytes, Digest]],
-    ) -> list[Effect]:
-        tx = cert.order.tx
-        try:
-            self.ledger.check_shielded(tx)
-        except SeqTooLow:
-            return []
-        except (SeqTooHigh, UnknownNote, LedgerError) as exc:
-            if digest not in self.held_shielded and len(self.held_shielded) < self.params.held_certificates:
-                self.held_shielded[digest] = (cert, data, digest)
-                return [Emit("certificate_held", {"tx": digest.hex(), "reason": str(exc)})]
-            return []
-        touched = self.ledger.apply_shielded(tx, digest)
-        self._note_shielded(tx, digest, data)
-        if tx.kind == SHIELD:
-            self.certs[(tx.account, tx.seq)] = data
-        notes = tuple((c, True) for c in tx.inputs) + tuple((c, False) for c in tx.outputs)
-        out = self._applied(
-            digest,
-            data,
-            store_key(tx),
-            tuple(touched),
-            notes,
-            shielded_lock_keys(tx),
-            tx.public_in + tx.public_out,
-        )
-        out += self._unblocked(tuple(touched), work)
-        # New notes may be the inputs that held certificates and orders were waiting for.
-        for held_digest in list(self.held_shielded):
-            work.append(self.held_shielded.pop(held_digest))
-        for held_order in list(self.held_shielded_orders):
-            del self.held_shielded_orders[held_order]
-            waiting = self.orders.get(held_order)
-            if waiting is not None:
-                out += self._try_vote(waiting, held_order)
-        return out
-
-    def _note_shielded(self, tx: ShieldedTransfer, digest: Digest, raw: bytes) -> None:
-        self.shielded_certs[digest] = raw
-        for c in tx.inputs:
-            self.spent_by[c] = digest
-        self.outputs.extend(zip(tx.outputs, tx.memos, strict=True))
-
-    def _unblocked(self, addrs: tuple[bytes, ...], work: list[tuple[AnyCert, bytes, Digest]]) -> list[Effect]:
-        """After an apply: the accounts' next seqs and pending debits may now go ahead."""
-        out: list[Effect] = []
-        for addr in addrs:
-            nxt: tuple[Address, int] = (Address(addr), self.ledger.next_seq(addr))
-            held = self.held_certs.pop(nxt, None)
-            if held is not None:
-                work.append(held)
-            held_order = self.held_orders.pop(nxt, None)
+        result = self.settlement.apply_or_hold(peer, cert, data, digest)
+        out = result.effects
+        for applied, locks in result.applied:
+            self.orders.pop(applied, None)
+            self.votes.forget(applied)
+            if self.validator is not None:
+                self.validator.release_keys(locks)
+        # Orders a validator deferred may now be votable: the next seq of a touched account, and
+        # (after new notes) shielded orders waiting for their inputs.
+        for key in result.unblocked:
+            held_order = self.held_orders.pop(key, None)
             if held_order is not None and held_order in self.orders:
                 out += self._try_vote(self.orders[held_order], held_order)
-        return out
-
-    def _applied(
-        self,
-        digest: Digest,
-        data: bytes,
-        key: tuple[bytes, int],
-        touched: tuple[bytes, ...],
-        notes: tuple[tuple[bytes, bool], ...],
-        locks: tuple[tuple[bytes, int], ...],
-        amount: int,
-    ) -> list[Effect]:
-        self.settled.add(digest)
-        self.orders.pop(digest, None)
-        self.votes.forget(digest)
-        if self.validator is not None:
-            self.validator.release_keys(locks)
-        accounts = tuple(
-            (a, self.ledger.accounts[Address(a)].balance, self.ledger.accounts[Address(a)].next_seq)
-            for a in dict.fromkeys(touched)
-        )
-        root = self.ledger.root()
-        # The log line first (it describes the in-memory state that status already reports), then
-        # durability, then the acknowledgement to waiting clients.
-        return [
-            Emit(
-                "certificate_applied",
-                {
-                    "tx": digest.hex(),
-                    "sender": key[0].hex() if key[1] >= 0 else "shielded",
-                    "seq": key[1],
-                    "amount": amount,
-                    "root": root.hex(),
-                    "applied": len(self.settled),
-                },
-            ),
-            PersistApplied(key, data, digest, accounts, notes, locks),
-            Settled(digest),
-        ]
-
-    def _on_shielded_have(self, peer: NodeId, msg: ShieldedHave) -> list[Effect]:
-        theirs = set(msg.digests)
-        missing = [raw for d, raw in self.shielded_certs.items() if d not in theirs][: self.params.sync_batch]
-        out: list[Effect] = []
-        if missing:
-            out.append(Send(peer, CertBatch(certs=tuple(missing))))
-        if msg.reply and not theirs <= set(self.shielded_certs):
-            out.append(Send(peer, ShieldedHave(digests=tuple(self.shielded_certs), reply=False)))
-        return out
-
-    # == anti-entropy ===============================================================================
-    def _on_heads(self, peer: NodeId, msg: SyncHeads) -> list[Effect]:
-        theirs = {Address(a): s for a, s in msg.heads}
-        mine = self.ledger.heads()
-        found: list[bytes] = []
-        budget = self.params.sync_batch
-        for addr, my_next in mine:
-            their_next = theirs.get(Address(addr), 0)
-            s = their_next
-            while s < my_next and len(found) < budget:
-                raw = self.certs.get((Address(addr), s))
-                if raw is not None:
-                    found.append(raw)
-                s += 1
-            if len(found) >= budget:
-                break
-        out: list[Effect] = []
-        if found:
-            out.append(Send(peer, CertBatch(certs=tuple(found))))
-        if msg.reply and any(s > self.ledger.next_seq(a) for a, s in theirs.items()):
-            out.append(Send(peer, SyncHeads(heads=tuple(mine), reply=False)))
+        if result.notes_changed:
+            for held in list(self.held_shielded_orders):
+                del self.held_shielded_orders[held]
+                waiting = self.orders.get(held)
+                if waiting is not None:
+                    out += self._try_vote(waiting, held)
         return out

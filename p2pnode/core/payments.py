@@ -7,15 +7,17 @@ one purpose cannot be replayed for another.
 
 from __future__ import annotations
 
+from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import SpendingKey, address_of, hash256
 from p2pnode.wire import codec
-from p2pnode.wire.messages import Certificate, Order, ShieldedCertificate, Transfer
+from p2pnode.wire.messages import Certificate, Order, ShieldedCertificate, ShieldedOrder, Transfer
 from p2pnode.wire.types import Address, Amount, ChainId, Digest, MsgId, Seq
 
 TRANSFER_TAG = b"p2pnode/transfer/v1"
 VOTE_TAG = b"p2pnode/vote/v1"
 HANDSHAKE_TAG = b"p2pnode/handshake/v1"
 MSGID_TAG = b"p2pnode/msgid/v1"
+PROOF_KEY_TAG = b"p2pnode/proof-key/v1"
 CERT_MSGID_TAG = b"p2pnode/msgid/certificate/v1"
 # msgpack fixarray(3), then the tag: a certificate of either kind
 _CERT_PREFIXES = (bytes([0x93, Certificate.TAG]), bytes([0x93, ShieldedCertificate.TAG]))
@@ -51,6 +53,22 @@ def message_id(data: bytes) -> MsgId:
         if statement is not None:
             return MsgId(hash256(CERT_MSGID_TAG, statement))
     return MsgId(hash256(MSGID_TAG, data))
+
+
+AnyOrder = Order | ShieldedOrder
+AnyCert = Certificate | ShieldedCertificate
+
+
+def proof_key(digest: Digest, order: AnyOrder) -> bytes:
+    """Names one (statement, proof) pair, for caching verification results."""
+    if isinstance(order, Order):
+        return hash256(PROOF_KEY_TAG, digest, order.proof)
+    return hash256(PROOF_KEY_TAG, digest, order.proof, order.account_proof)
+
+
+def statement_digest(order: AnyOrder) -> Digest:
+    """The name of a payment of either kind: a hash of its statement, never of its proof."""
+    return transfer_digest(order.transfer) if isinstance(order, Order) else shielded_digest(order.tx)
 
 
 def make_order(key: SpendingKey, chain_id: bytes, recipient: bytes, amount: int, seq: int) -> Order:

@@ -7,6 +7,7 @@ in raw bytes. Verification functions never raise on malformed input; constructor
 * :mod:`.ed25519`: node keys and validator vote signatures.
 * :mod:`.bn254`: fast G1 arithmetic on BN254 (alt_bn128) and the 64-byte point encoding.
 * :mod:`.schnorr`: spending keys, addresses and Schnorr proofs for transparent transfers.
+* :mod:`.bn254_fields`: the BN254 extension-field tower (Fp2, Fp6, Fp12) and its Frobenius maps.
 * :mod:`.pairing`: the BN254 optimal ate pairing and G2 (fast path; py_ecc is the test oracle).
 * :mod:`.groth16`: snarkjs Groth16 verifying keys, proofs and (batch) verification.
 * :mod:`.memo`: encrypted memos for shielded notes (X25519 + ChaCha20-Poly1305).

@@ -3,15 +3,11 @@
 This is the fast path for Groth16 verification (:mod:`.groth16`); py_ecc stays the reference and the tests
 check this module against it. Like :mod:`.bn254`, elements are bare ints and tuples of ints, never objects.
 
-Tower and twist (the same as py_ecc's, so that results compare equal after a change of basis):
-
-* ``Fp2 = Fp[u]/(u^2 + 1)``, an element ``(a0, a1)`` is ``a0 + a1*u``;
-* ``Fp6 = Fp2[v]/(v^3 - xi)`` with ``xi = 9 + u``;
-* ``Fp12 = Fp6[w]/(w^2 - v)``, so ``w^6 = xi``. An Fp12 element is a flat tuple of 12 ints
-  ``(g0, g1, g2, h0, h1, h2)`` of Fp2 pairs, meaning ``(g0 + g1*v + g2*v^2) + (h0 + h1*v + h2*v^2)*w``;
-* G2 lives on the D-type sextic twist ``y^2 = x^3 + 3/xi`` over Fp2. Affine G2 points are
-  ``((x0, x1), (y0, y1))``; ``None`` is the identity. Jacobian points are flat 6-tuples
-  ``(X0, X1, Y0, Y1, Z0, Z1)`` with ``Z == 0`` the identity.
+Tower and twist (the same as py_ecc's, so that results compare equal after a change of basis): the
+extension fields ``Fp2``, ``Fp6`` and ``Fp12`` and their Frobenius maps are in :mod:`.bn254_fields`, which
+documents the tower and the flat layout of an Fp12 element. G2 lives on the D-type sextic twist
+``y^2 = x^3 + 3/xi`` over Fp2 (``xi = 9 + u``). Affine G2 points are ``((x0, x1), (y0, y1))``; ``None`` is
+the identity. Jacobian points are flat 6-tuples ``(X0, X1, Y0, Y1, Z0, Z1)`` with ``Z == 0`` the identity.
 
 The pairing is ``e(P, Q) = f_{6x+2,Q}(P) * l_{T,psi(Q)}(P) * l_{T',-psi^2(Q)}(P)`` raised to
 ``(p^12 - 1)/r``, with the BN parameter ``x = 4965661367192848881``. How the time is spent:
@@ -45,6 +41,21 @@ import functools
 from collections.abc import Sequence
 
 from p2pnode.crypto.bn254 import CURVE_ORDER, FIELD_MODULUS, G1Point
+from p2pnode.crypto.bn254_fields import (
+    FP12_ONE,
+    FROBENIUS_GAMMA1,
+    Fp2,
+    Fp12,
+    f2inv,
+    f2mul,
+    fp12_conjugate,
+    fp12_frobenius,
+    fp12_inv,
+    fp12_mul,
+    fp12_pow,
+    fp12_sqr,
+)
+from p2pnode.crypto.bn254_fields import W_POWER as _W_POWER  # noqa: F401  (tests read pairing._W_POWER)
 
 __all__ = [
     "BN_X",
@@ -78,8 +89,6 @@ _R = CURVE_ORDER
 BN_X = 4965661367192848881
 _ATE_LOOP = 6 * BN_X + 2
 
-Fp2 = tuple[int, int]
-Fp12 = tuple[int, int, int, int, int, int, int, int, int, int, int, int]
 G2Point = tuple[Fp2, Fp2]
 _G2Jac = tuple[int, int, int, int, int, int]
 
@@ -94,143 +103,15 @@ G2_GENERATOR: G2Point = (
     ),
 )
 
-FP12_ONE: Fp12 = (1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+# Twist constant b' = 3/xi. psi on the twist multiplies conj(x) by xi^((p-1)/3) = gamma[1][2] and conj(y)
+# by xi^((p-1)/2) = gamma[1][3] (the Frobenius constants of :mod:`.bn254_fields`).
+_TWIST_B: Fp2 = f2mul(3, 0, *f2inv(9, 1))
+_PSI_X = FROBENIUS_GAMMA1[2]
+_PSI_Y = FROBENIUS_GAMMA1[3]
 
 
 # --------------------------------------------------------------------------------------------------------
-# Fp2
-
-
-def _f2mul(a0: int, a1: int, b0: int, b1: int) -> Fp2:
-    p = _P
-    return ((a0 * b0 - a1 * b1) % p, (a0 * b1 + a1 * b0) % p)
-
-
-def _f2inv(a0: int, a1: int) -> Fp2:
-    p = _P
-    n = pow((a0 * a0 + a1 * a1) % p, -1, p)
-    return (a0 * n % p, -a1 * n % p)
-
-
-def _f2pow(a: Fp2, e: int) -> Fp2:
-    out = (1, 0)
-    for bit in bin(e)[2:]:
-        out = _f2mul(out[0], out[1], out[0], out[1])
-        if bit == "1":
-            out = _f2mul(out[0], out[1], a[0], a[1])
-    return out
-
-
-# Twist constant b' = 3/xi and the Frobenius constants gamma[n][k] = xi^(k*(p^n - 1)/6) for the w^k
-# coefficient of an Fp12 element. psi on the twist multiplies conj(x) by xi^((p-1)/3) = gamma[1][2] and
-# conj(y) by xi^((p-1)/2) = gamma[1][3].
-_TWIST_B: Fp2 = _f2mul(3, 0, *_f2inv(9, 1))
-_G1K = [_f2pow((9, 1), k * (_P - 1) // 6) for k in range(6)]
-_G2K = [_f2mul(g[0], g[1], g[0], -g[1] % _P) for g in _G1K]  # gamma1 * gamma1^p
-_PSI_X = _G1K[2]
-_PSI_Y = _G1K[3]
-# Positions of the w^k coefficient in the flat layout (g0, g1, g2, h0, h1, h2): g_j is w^(2j), h_j w^(2j+1).
-_W_POWER = (0, 2, 4, 1, 3, 5)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Fp6 (six ints; products reduced once per coefficient)
-
-
-def _f6mul(
-    a0: int, a1: int, a2: int, a3: int, a4: int, a5: int, b0: int, b1: int, b2: int, b3: int, b4: int, b5: int
-) -> tuple[int, int, int, int, int, int]:
-    # (A0 + A1 v + A2 v^2)(B0 + B1 v + B2 v^2) with Ai = (a_{2i}, a_{2i+1}).
-    p = _P
-    s0 = a2 * b4 - a3 * b5 + a4 * b2 - a5 * b3  # A1B2 + A2B1, real part
-    s1 = a2 * b5 + a3 * b4 + a4 * b3 + a5 * b2
-    t0 = a4 * b4 - a5 * b5  # A2B2
-    t1 = a4 * b5 + a5 * b4
-    return (
-        (a0 * b0 - a1 * b1 + 9 * s0 - s1) % p,
-        (a0 * b1 + a1 * b0 + s0 + 9 * s1) % p,
-        (a0 * b2 - a1 * b3 + a2 * b0 - a3 * b1 + 9 * t0 - t1) % p,
-        (a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0 + t0 + 9 * t1) % p,
-        (a0 * b4 - a1 * b5 + a2 * b2 - a3 * b3 + a4 * b0 - a5 * b1) % p,
-        (a0 * b5 + a1 * b4 + a2 * b3 + a3 * b2 + a4 * b1 + a5 * b0) % p,
-    )
-
-
-def _f6inv(a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> tuple[int, int, int, int, int, int]:
-    p = _P
-    # t0 = A0^2 - xi A1 A2, t1 = xi A2^2 - A0 A1, t2 = A1^2 - A0 A2
-    u0, u1 = _f2mul(a2, a3, a4, a5)
-    t0 = ((a0 * a0 - a1 * a1 - 9 * u0 + u1) % p, (2 * a0 * a1 - u0 - 9 * u1) % p)
-    u0, u1 = _f2mul(a4, a5, a4, a5)
-    v0, v1 = _f2mul(a0, a1, a2, a3)
-    t1 = ((9 * u0 - u1 - v0) % p, (u0 + 9 * u1 - v1) % p)
-    v0, v1 = _f2mul(a0, a1, a4, a5)
-    t2 = ((a2 * a2 - a3 * a3 - v0) % p, (2 * a2 * a3 - v1) % p)
-    # norm = A0 t0 + xi (A2 t1 + A1 t2)
-    s0 = a4 * t1[0] - a5 * t1[1] + a2 * t2[0] - a3 * t2[1]
-    s1 = a4 * t1[1] + a5 * t1[0] + a2 * t2[1] + a3 * t2[0]
-    n0 = (a0 * t0[0] - a1 * t0[1] + 9 * s0 - s1) % p
-    n1 = (a0 * t0[1] + a1 * t0[0] + s0 + 9 * s1) % p
-    i0, i1 = _f2inv(n0, n1)
-    return (*_f2mul(t0[0], t0[1], i0, i1), *_f2mul(t1[0], t1[1], i0, i1), *_f2mul(t2[0], t2[1], i0, i1))
-
-
-# --------------------------------------------------------------------------------------------------------
-# Fp12
-
-
-def fp12_mul(a: Fp12, b: Fp12) -> Fp12:
-    """``a * b`` (Karatsuba over Fp6: three Fp6 products)."""
-    p = _P
-    g0, g1, g2, g3, g4, g5, h0, h1, h2, h3, h4, h5 = a
-    k0, k1, k2, k3, k4, k5, m0, m1, m2, m3, m4, m5 = b
-    t0, t1, t2, t3, t4, t5 = _f6mul(g0, g1, g2, g3, g4, g5, k0, k1, k2, k3, k4, k5)
-    s0, s1, s2, s3, s4, s5 = _f6mul(h0, h1, h2, h3, h4, h5, m0, m1, m2, m3, m4, m5)
-    u0, u1, u2, u3, u4, u5 = _f6mul(
-        g0 + h0, g1 + h1, g2 + h2, g3 + h3, g4 + h4, g5 + h5,
-        k0 + m0, k1 + m1, k2 + m2, k3 + m3, k4 + m4, k5 + m5,
-    )  # fmt: skip
-    # c0 = t + s*v, where s*v = (xi*S2, S0, S1); c1 = u - t - s
-    return (
-        (t0 + 9 * s4 - s5) % p,
-        (t1 + s4 + 9 * s5) % p,
-        (t2 + s0) % p,
-        (t3 + s1) % p,
-        (t4 + s2) % p,
-        (t5 + s3) % p,
-        (u0 - t0 - s0) % p,
-        (u1 - t1 - s1) % p,
-        (u2 - t2 - s2) % p,
-        (u3 - t3 - s3) % p,
-        (u4 - t4 - s4) % p,
-        (u5 - t5 - s5) % p,
-    )
-
-
-def fp12_sqr(a: Fp12) -> Fp12:
-    """``a^2`` by the complex method: ``(g + h w)^2 = (g+h)(g+hv) - gh - ghv + 2gh w``."""
-    p = _P
-    g0, g1, g2, g3, g4, g5, h0, h1, h2, h3, h4, h5 = a
-    t0, t1, t2, t3, t4, t5 = _f6mul(g0, g1, g2, g3, g4, g5, h0, h1, h2, h3, h4, h5)
-    # h*v = (xi*H2, H0, H1)
-    s0, s1, s2, s3, s4, s5 = _f6mul(
-        g0 + h0, g1 + h1, g2 + h2, g3 + h3, g4 + h4, g5 + h5,
-        g0 + 9 * h4 - h5, g1 + h4 + 9 * h5, g2 + h0, g3 + h1, g4 + h2, g5 + h3,
-    )  # fmt: skip
-    return (
-        (s0 - t0 - 9 * t4 + t5) % p,
-        (s1 - t1 - t4 - 9 * t5) % p,
-        (s2 - t2 - t0) % p,
-        (s3 - t3 - t1) % p,
-        (s4 - t4 - t2) % p,
-        (s5 - t5 - t3) % p,
-        2 * t0 % p,
-        2 * t1 % p,
-        2 * t2 % p,
-        2 * t3 % p,
-        2 * t4 % p,
-        2 * t5 % p,
-    )
+# Sparse and cyclotomic Fp12 products, final exponentiation
 
 
 def _mul_by_line(f: Fp12, b0: int, b1: int, c0: int, c1: int) -> Fp12:
@@ -259,65 +140,6 @@ def _mul_by_line(f: Fp12, b0: int, b1: int, c0: int, c1: int) -> Fp12:
         (h4 + g2 * c0 - g3 * c1 + g4 * b0 - g5 * b1) % p,
         (h5 + g2 * c1 + g3 * c0 + g4 * b1 + g5 * b0) % p,
     )
-
-
-def fp12_conjugate(a: Fp12) -> Fp12:
-    """``a^(p^6)``; the inverse of ``a`` when ``a`` is in the cyclotomic subgroup."""
-    p = _P
-    return (*a[:6], *((-c) % p for c in a[6:]))  # type: ignore[return-value]
-
-
-def fp12_inv(a: Fp12) -> Fp12:
-    """``1/a`` for ``a != 0``: ``(g - h w) / (g^2 - h^2 v)``."""
-    p = _P
-    g = a[:6]
-    h = a[6:]
-    gg = _f6mul(*g, *g)
-    hh = _f6mul(*h, *h)
-    # g^2 - h^2 v, with h^2 v = (xi*HH2, HH0, HH1)
-    d = (
-        (gg[0] - 9 * hh[4] + hh[5]) % p,
-        (gg[1] - hh[4] - 9 * hh[5]) % p,
-        (gg[2] - hh[0]) % p,
-        (gg[3] - hh[1]) % p,
-        (gg[4] - hh[2]) % p,
-        (gg[5] - hh[3]) % p,
-    )
-    di = _f6inv(*d)
-    return (*_f6mul(*g, *di), *((-c) % p for c in _f6mul(*h, *di)))  # type: ignore[return-value]
-
-
-def _frobenius_with(a: Fp12, gammas: Sequence[Fp2], conj: bool) -> Fp12:
-    p = _P
-    out: list[int] = []
-    for pos in range(6):
-        c0, c1 = a[2 * pos], a[2 * pos + 1]
-        if conj:
-            c1 = -c1
-        g0, g1 = gammas[_W_POWER[pos]]
-        out += ((c0 * g0 - c1 * g1) % p, (c0 * g1 + c1 * g0) % p)
-    return tuple(out)  # type: ignore[return-value]
-
-
-def fp12_frobenius(a: Fp12, power: int = 1) -> Fp12:
-    """``a^(p^power)`` for ``power`` in {1, 2, 3}."""
-    if power == 1:
-        return _frobenius_with(a, _G1K, True)
-    if power == 2:
-        return _frobenius_with(a, _G2K, False)
-    if power == 3:
-        return _frobenius_with(_frobenius_with(a, _G2K, False), _G1K, True)
-    raise ValueError("Frobenius power must be 1, 2 or 3")
-
-
-def fp12_pow(a: Fp12, e: int) -> Fp12:
-    """``a^e`` for ``e >= 0`` by plain square-and-multiply (tests and one-off constants)."""
-    out = FP12_ONE
-    for bit in bin(e)[2:]:
-        out = fp12_sqr(out)
-        if bit == "1":
-            out = fp12_mul(out, a)
-    return out
 
 
 def _cyclotomic_sqr(a: Fp12) -> Fp12:
@@ -441,9 +263,9 @@ def g2_is_on_curve(q: G2Point) -> bool:
     (x0, x1), (y0, y1) = q
     if not (0 <= x0 < p and 0 <= x1 < p and 0 <= y0 < p and 0 <= y1 < p):
         return False
-    xx = _f2mul(x0, x1, x0, x1)
-    xxx = _f2mul(xx[0], xx[1], x0, x1)
-    yy = _f2mul(y0, y1, y0, y1)
+    xx = f2mul(x0, x1, x0, x1)
+    xxx = f2mul(xx[0], xx[1], x0, x1)
+    yy = f2mul(y0, y1, y0, y1)
     return (yy[0] - xxx[0] - _TWIST_B[0]) % p == 0 and (yy[1] - xxx[1] - _TWIST_B[1]) % p == 0
 
 
@@ -454,16 +276,16 @@ def _g2_jdouble(pt: _G2Jac) -> _G2Jac:
     x0, x1, y0, y1, z0, z1 = pt
     if (z0 == 0 and z1 == 0) or (y0 == 0 and y1 == 0):
         return _G2_INF
-    a0, a1 = _f2mul(x0, x1, x0, x1)
-    b0, b1 = _f2mul(y0, y1, y0, y1)
-    c0, c1 = _f2mul(b0, b1, b0, b1)
-    s0, s1 = _f2mul(x0 + b0, x1 + b1, x0 + b0, x1 + b1)
+    a0, a1 = f2mul(x0, x1, x0, x1)
+    b0, b1 = f2mul(y0, y1, y0, y1)
+    c0, c1 = f2mul(b0, b1, b0, b1)
+    s0, s1 = f2mul(x0 + b0, x1 + b1, x0 + b0, x1 + b1)
     d0, d1 = 2 * (s0 - a0 - c0), 2 * (s1 - a1 - c1)
     e0, e1 = 3 * a0, 3 * a1
-    f0, f1 = _f2mul(e0, e1, e0, e1)
+    f0, f1 = f2mul(e0, e1, e0, e1)
     x30, x31 = (f0 - 2 * d0) % _P, (f1 - 2 * d1) % _P
-    m0, m1 = _f2mul(e0, e1, d0 - x30, d1 - x31)
-    z30, z31 = _f2mul(2 * y0, 2 * y1, z0, z1)
+    m0, m1 = f2mul(e0, e1, d0 - x30, d1 - x31)
+    z30, z31 = f2mul(2 * y0, 2 * y1, z0, z1)
     return (x30, x31, (m0 - 8 * c0) % _P, (m1 - 8 * c1) % _P, z30, z31)
 
 
@@ -475,24 +297,24 @@ def _g2_jadd(pt: _G2Jac, qt: _G2Jac) -> _G2Jac:
     if z2a == 0 and z2b == 0:
         return pt
     p = _P
-    z1z1 = _f2mul(z1a, z1b, z1a, z1b)
-    z2z2 = _f2mul(z2a, z2b, z2a, z2b)
-    u1 = _f2mul(x1a, x1b, *z2z2)
-    u2 = _f2mul(x2a, x2b, *z1z1)
-    s1 = _f2mul(y1a, y1b, *_f2mul(z2a, z2b, *z2z2))
-    s2 = _f2mul(y2a, y2b, *_f2mul(z1a, z1b, *z1z1))
+    z1z1 = f2mul(z1a, z1b, z1a, z1b)
+    z2z2 = f2mul(z2a, z2b, z2a, z2b)
+    u1 = f2mul(x1a, x1b, *z2z2)
+    u2 = f2mul(x2a, x2b, *z1z1)
+    s1 = f2mul(y1a, y1b, *f2mul(z2a, z2b, *z2z2))
+    s2 = f2mul(y2a, y2b, *f2mul(z1a, z1b, *z1z1))
     h = ((u2[0] - u1[0]) % p, (u2[1] - u1[1]) % p)
     rr = ((s2[0] - s1[0]) % p, (s2[1] - s1[1]) % p)
     if h == (0, 0):
         return _g2_jdouble(pt) if rr == (0, 0) else _G2_INF
-    hh = _f2mul(*h, *h)
-    hhh = _f2mul(*h, *hh)
-    v = _f2mul(*u1, *hh)
-    r2 = _f2mul(*rr, *rr)
+    hh = f2mul(*h, *h)
+    hhh = f2mul(*h, *hh)
+    v = f2mul(*u1, *hh)
+    r2 = f2mul(*rr, *rr)
     x3 = ((r2[0] - hhh[0] - 2 * v[0]) % p, (r2[1] - hhh[1] - 2 * v[1]) % p)
-    m = _f2mul(*rr, v[0] - x3[0], v[1] - x3[1])
-    n = _f2mul(*s1, *hhh)
-    z3 = _f2mul(*_f2mul(z1a, z1b, z2a, z2b), *h)
+    m = f2mul(*rr, v[0] - x3[0], v[1] - x3[1])
+    n = f2mul(*s1, *hhh)
+    z3 = f2mul(*f2mul(z1a, z1b, z2a, z2b), *h)
     return (x3[0], x3[1], (m[0] - n[0]) % p, (m[1] - n[1]) % p, z3[0], z3[1])
 
 
@@ -509,8 +331,8 @@ def _g2_jmul(pt: _G2Jac, k: int) -> _G2Jac:
 def _g2_jpsi(pt: _G2Jac) -> _G2Jac:
     p = _P
     x0, x1, y0, y1, z0, z1 = pt
-    x = _f2mul(x0, -x1, *_PSI_X)
-    y = _f2mul(y0, -y1, *_PSI_Y)
+    x = f2mul(x0, -x1, *_PSI_X)
+    y = f2mul(y0, -y1, *_PSI_Y)
     return (x[0], x[1], y[0], y[1], z0, -z1 % p)
 
 
@@ -519,13 +341,13 @@ def _g2_jeq(a: _G2Jac, b: _G2Jac) -> bool:
     b_inf = b[4] == 0 and b[5] == 0
     if a_inf or b_inf:
         return a_inf and b_inf
-    az2 = _f2mul(a[4], a[5], a[4], a[5])
-    bz2 = _f2mul(b[4], b[5], b[4], b[5])
-    if _f2mul(a[0], a[1], *bz2) != _f2mul(b[0], b[1], *az2):
+    az2 = f2mul(a[4], a[5], a[4], a[5])
+    bz2 = f2mul(b[4], b[5], b[4], b[5])
+    if f2mul(a[0], a[1], *bz2) != f2mul(b[0], b[1], *az2):
         return False
-    az3 = _f2mul(*az2, a[4], a[5])
-    bz3 = _f2mul(*bz2, b[4], b[5])
-    return _f2mul(a[2], a[3], *bz3) == _f2mul(b[2], b[3], *az3)
+    az3 = f2mul(*az2, a[4], a[5])
+    bz3 = f2mul(*bz2, b[4], b[5])
+    return f2mul(a[2], a[3], *bz3) == f2mul(b[2], b[3], *az3)
 
 
 def _g2_to_jac(q: G2Point | None) -> _G2Jac:
@@ -538,10 +360,10 @@ def _g2_to_affine(pt: _G2Jac) -> G2Point | None:
     x0, x1, y0, y1, z0, z1 = pt
     if z0 == 0 and z1 == 0:
         return None
-    zi = _f2inv(z0, z1)
-    zi2 = _f2mul(*zi, *zi)
-    zi3 = _f2mul(*zi2, *zi)
-    return (_f2mul(x0, x1, *zi2), _f2mul(y0, y1, *zi3))
+    zi = f2inv(z0, z1)
+    zi2 = f2mul(*zi, *zi)
+    zi3 = f2mul(*zi2, *zi)
+    return (f2mul(x0, x1, *zi2), f2mul(y0, y1, *zi3))
 
 
 def g2_add(a: G2Point | None, b: G2Point | None) -> G2Point | None:
@@ -566,7 +388,7 @@ def g2_mul(q: G2Point | None, k: int) -> G2Point | None:
 def g2_psi(q: G2Point) -> G2Point:
     """The untwist-Frobenius-twist endomorphism; on G2 it is multiplication by ``p``."""
     (x0, x1), (y0, y1) = q
-    return (_f2mul(x0, -x1 % _P, *_PSI_X), _f2mul(y0, -y1 % _P, *_PSI_Y))
+    return (f2mul(x0, -x1 % _P, *_PSI_X), f2mul(y0, -y1 % _P, *_PSI_Y))
 
 
 def g2_in_subgroup(q: G2Point) -> bool:
@@ -616,25 +438,25 @@ def _line_coefficients(q: G2Point) -> tuple[_Line, ...]:
         d0, d1 = (ax0 - tx0) % p, (ax1 - tx1) % p
         if d0 == 0 and d1 == 0:
             raise ValueError("degenerate Miller loop step (point not in G2)")
-        i0, i1 = _f2inv(d0, d1)
-        l0, l1 = _f2mul((ay0 - ty0) % p, (ay1 - ty1) % p, i0, i1)
+        i0, i1 = f2inv(d0, d1)
+        l0, l1 = f2mul((ay0 - ty0) % p, (ay1 - ty1) % p, i0, i1)
         out.append((l0, l1, (l0 * tx0 - l1 * tx1 - ty0) % p, (l0 * tx1 + l1 * tx0 - ty1) % p))
-        s0, s1 = _f2mul(l0, l1, l0, l1)
+        s0, s1 = f2mul(l0, l1, l0, l1)
         x0, x1 = (s0 - tx0 - ax0) % p, (s1 - tx1 - ax1) % p
-        m0, m1 = _f2mul(l0, l1, tx0 - x0, tx1 - x1)
+        m0, m1 = f2mul(l0, l1, tx0 - x0, tx1 - x1)
         tx0, tx1, ty0, ty1 = x0, x1, (m0 - ty0) % p, (m1 - ty1) % p
 
     for digit in _LOOP_NAF[1:]:
         # Doubling: lambda = 3 xT^2 / (2 yT).
         if ty0 == 0 and ty1 == 0:
             raise ValueError("degenerate Miller loop step (point not in G2)")
-        i0, i1 = _f2inv(2 * ty0 % p, 2 * ty1 % p)
-        s0, s1 = _f2mul(tx0, tx1, tx0, tx1)
-        l0, l1 = _f2mul(3 * s0, 3 * s1, i0, i1)
+        i0, i1 = f2inv(2 * ty0 % p, 2 * ty1 % p)
+        s0, s1 = f2mul(tx0, tx1, tx0, tx1)
+        l0, l1 = f2mul(3 * s0, 3 * s1, i0, i1)
         out.append((l0, l1, (l0 * tx0 - l1 * tx1 - ty0) % p, (l0 * tx1 + l1 * tx0 - ty1) % p))
-        s0, s1 = _f2mul(l0, l1, l0, l1)
+        s0, s1 = f2mul(l0, l1, l0, l1)
         x0, x1 = (s0 - 2 * tx0) % p, (s1 - 2 * tx1) % p
-        m0, m1 = _f2mul(l0, l1, tx0 - x0, tx1 - x1)
+        m0, m1 = f2mul(l0, l1, tx0 - x0, tx1 - x1)
         tx0, tx1, ty0, ty1 = x0, x1, (m0 - ty0) % p, (m1 - ty1) % p
         if digit == 1:
             add_step(qx0, qx1, qy0, qy1)

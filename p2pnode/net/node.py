@@ -43,7 +43,8 @@ from p2pnode.core.effects import (
     VerifyProofs,
 )
 from p2pnode.core.gossip import GossipParams
-from p2pnode.core.node import CoreParams, NodeCore, statement_digest
+from p2pnode.core.node import CoreParams, NodeCore
+from p2pnode.core.payments import statement_digest
 from p2pnode.core.shielded import public_signals
 from p2pnode.core.validator import BYZANTINE_BEHAVIOURS
 from p2pnode.crypto import NodeKey

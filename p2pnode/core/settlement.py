@@ -1,0 +1,254 @@
+"""Applied state: the ledger, the certificates applied to it, those held back, and what sync and
+wallets read from them.
+
+``Settlement.apply_or_hold`` is the one place a certificate changes the ledger. A certificate that
+cannot apply yet (earlier seqs or credits missing, input notes not yet created) is held, bounded;
+every apply retries what it may have unblocked. The caller (``NodeCore``) learns what was applied
+and which (account, seq) keys may now go ahead, and does the protocol bookkeeping (locks, votes,
+pending orders) itself.
+
+Anti-entropy answers live here too, because they read only applied certificates:
+``SyncHeads`` → the certificates a peer lacks per account; ``ShieldedHave`` → the shielded
+certificates it lacks.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from p2pnode.core.effects import Effect, Emit, PersistApplied, Send, Settled
+from p2pnode.core.ledger import Ledger, LedgerError, SeqTooHigh, SeqTooLow
+from p2pnode.core.payments import AnyCert, AnyOrder, transfer_digest
+from p2pnode.core.shielded import lock_keys as shielded_lock_keys
+from p2pnode.core.shielded import shielded_digest, store_key
+from p2pnode.wire.messages import (
+    SHIELD,
+    CertBatch,
+    CertRequest,
+    Order,
+    ShieldedCertificate,
+    ShieldedHave,
+    ShieldedTransfer,
+    SyncHeads,
+    decode,
+)
+from p2pnode.wire.types import Address, Digest, NodeId
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one ``apply_or_hold`` did, for the caller's bookkeeping."""
+
+    effects: list[Effect] = field(default_factory=list)
+    applied: list[tuple[Digest, tuple[tuple[bytes, int], ...]]] = field(default_factory=list)  # + lock keys
+    unblocked: list[tuple[Address, int]] = field(default_factory=list)  # (account, its next seq)
+    notes_changed: bool = False
+
+
+class Settlement:
+    """Invariants: ``settled`` holds exactly the digests applied to ``ledger``; held certificates are
+    valid ones (checked by the caller) that do not apply yet; every container is bounded."""
+
+    def __init__(self, ledger: Ledger, *, held_limit: int, sync_batch: int) -> None:
+        self.ledger = ledger
+        self.held_limit = held_limit
+        self.sync_batch = sync_batch
+        self.settled: set[Digest] = set()
+        self.certs: dict[tuple[Address, int], bytes] = {}  # applied, by (account, seq): for sync
+        self.held_certs: dict[tuple[Address, int], tuple[AnyCert, bytes, Digest]] = {}
+        self.held_shielded: OrderedDict[Digest, tuple[AnyCert, bytes, Digest]] = OrderedDict()
+        self.shielded_certs: dict[Digest, bytes] = {}  # applied shielded certificates: for sync
+        self.outputs: list[tuple[bytes, bytes]] = []  # (commitment, memo) in apply order: for wallets
+        self.spent_by: dict[bytes, Digest] = {}  # input commitment -> the statement that spent it
+
+    # -- restore -------------------------------------------------------------------------------------
+    def restore(
+        self, accounts: dict[bytes, tuple[int, int]], certs: Iterable[bytes], notes: dict[bytes, bool] | None
+    ) -> None:
+        applied: dict[tuple[bytes, int], bytes] = {}
+        for raw in certs:
+            cert = decode(raw)
+            if isinstance(cert, ShieldedCertificate):
+                tx = cert.order.tx
+                digest = shielded_digest(tx)
+                self._note_shielded(tx, digest, raw)
+                if tx.kind == SHIELD:  # a shield consumed the account's seq
+                    applied[(tx.account, tx.seq)] = digest
+                    self.certs[(tx.account, tx.seq)] = raw
+            else:
+                t = cert.order.transfer
+                digest = transfer_digest(t)
+                applied[(t.sender, t.seq)] = digest
+                self.certs[(t.sender, t.seq)] = raw
+            self.settled.add(digest)
+        if accounts or applied or notes:
+            merged: dict[bytes, tuple[int, int]] = {
+                a: (acct.balance, acct.next_seq) for a, acct in self.ledger.accounts.items()
+            }
+            merged.update(accounts)  # persisted accounts overlay genesis
+            self.ledger.restore(merged, applied, notes)
+
+    # -- checks --------------------------------------------------------------------------------------
+    def conflicting(self, order: AnyOrder, digest: Digest) -> Digest | None:
+        """The digest of an applied certificate that this one contradicts (same (sender, seq), or a
+        shared input note), if any: evidence of more than f Byzantine validators."""
+        if isinstance(order, Order):
+            t = order.transfer
+            existing = self.ledger.applied.get((t.sender, t.seq))
+            return existing if existing is not None and existing != digest else None
+        tx = order.tx
+        if tx.kind == SHIELD:
+            existing = self.ledger.applied.get((tx.account, tx.seq))
+            if existing is not None and existing != digest:
+                return existing
+        for c in tx.inputs:
+            spender = self.spent_by.get(c)
+            if spender is not None and spender != digest:
+                return spender
+        return None
+
+    # -- application ---------------------------------------------------------------------------------
+    def apply_or_hold(self, peer: NodeId | None, cert: AnyCert, data: bytes, digest: Digest) -> Outcome:
+        """Apply ``cert`` (already checked) and everything it unblocks, or hold it."""
+        out = Outcome()
+        work: list[tuple[AnyCert, bytes, Digest]] = [(cert, data, digest)]
+        while work:
+            cert, data, digest = work.pop()
+            if isinstance(cert, ShieldedCertificate):
+                self._shielded(cert, data, digest, work, out)
+                continue
+            t = cert.order.transfer
+            try:
+                self.ledger.check(t)
+            except SeqTooLow:
+                continue
+            except LedgerError as exc:
+                key = (t.sender, t.seq)
+                if key not in self.held_certs and len(self.held_certs) < self.held_limit:
+                    self.held_certs[key] = (cert, data, digest)
+                    out.effects.append(Emit("certificate_held", {"tx": digest.hex(), "reason": str(exc)}))
+                if isinstance(exc, SeqTooHigh) and peer is not None:
+                    start = self.ledger.next_seq(t.sender)
+                    items = tuple((t.sender, s) for s in range(start, min(t.seq, start + self.sync_batch)))
+                    out.effects.append(Send(peer, CertRequest(items=items)))
+                continue
+            self.ledger.apply(t, digest)
+            self.certs[(t.sender, t.seq)] = data
+            key = (t.sender, t.seq)
+            self._applied(out, digest, data, key, (t.sender, t.recipient), (), (key,), t.amount)
+            self._unblocked((t.sender, t.recipient), work, out)
+        return out
+
+    def _shielded(
+        self,
+        cert: ShieldedCertificate,
+        data: bytes,
+        digest: Digest,
+        work: list[tuple[AnyCert, bytes, Digest]],
+        out: Outcome,
+    ) -> None:
+        tx = cert.order.tx
+        try:
+            self.ledger.check_shielded(tx)
+        except SeqTooLow:
+            return
+        except LedgerError as exc:  # SeqTooHigh, UnknownNote, funds: wait for what is missing
+            if digest not in self.held_shielded and len(self.held_shielded) < self.held_limit:
+                self.held_shielded[digest] = (cert, data, digest)
+                out.effects.append(Emit("certificate_held", {"tx": digest.hex(), "reason": str(exc)}))
+            return
+        touched = self.ledger.apply_shielded(tx, digest)
+        self._note_shielded(tx, digest, data)
+        if tx.kind == SHIELD:
+            self.certs[(tx.account, tx.seq)] = data
+        notes = tuple((c, True) for c in tx.inputs) + tuple((c, False) for c in tx.outputs)
+        amount = tx.public_in + tx.public_out
+        self._applied(out, digest, data, store_key(tx), tuple(touched), notes, shielded_lock_keys(tx), amount)
+        self._unblocked(tuple(touched), work, out)
+        out.notes_changed = True
+        # New notes may be the inputs that held certificates were waiting for.
+        for held_digest in list(self.held_shielded):
+            work.append(self.held_shielded.pop(held_digest))
+
+    def _note_shielded(self, tx: ShieldedTransfer, digest: Digest, raw: bytes) -> None:
+        self.shielded_certs[digest] = raw
+        for c in tx.inputs:
+            self.spent_by[c] = digest
+        self.outputs.extend(zip(tx.outputs, tx.memos, strict=True))
+
+    def _unblocked(
+        self, addrs: tuple[bytes, ...], work: list[tuple[AnyCert, bytes, Digest]], out: Outcome
+    ) -> None:
+        """After an apply: the accounts' next seqs and pending debits may now go ahead."""
+        for addr in addrs:
+            nxt = (Address(addr), self.ledger.next_seq(addr))
+            held = self.held_certs.pop(nxt, None)
+            if held is not None:
+                work.append(held)
+            out.unblocked.append(nxt)
+
+    def _applied(
+        self,
+        out: Outcome,
+        digest: Digest,
+        data: bytes,
+        key: tuple[bytes, int],
+        touched: tuple[bytes, ...],
+        notes: tuple[tuple[bytes, bool], ...],
+        locks: tuple[tuple[bytes, int], ...],
+        amount: int,
+    ) -> None:
+        self.settled.add(digest)
+        accounts = tuple(
+            (a, self.ledger.accounts[Address(a)].balance, self.ledger.accounts[Address(a)].next_seq)
+            for a in dict.fromkeys(touched)
+        )
+        # The log line first (it describes the in-memory state that status already reports), then
+        # durability, then the acknowledgement to waiting clients.
+        fields = {
+            "tx": digest.hex(),
+            "sender": key[0].hex() if key[1] >= 0 else "shielded",
+            "seq": key[1],
+            "amount": amount,
+            "root": self.ledger.root().hex(),
+            "applied": len(self.settled),
+        }
+        out.effects += [
+            Emit("certificate_applied", fields),
+            PersistApplied(key, data, digest, accounts, notes, locks),
+            Settled(digest),
+        ]
+        out.applied.append((digest, locks))
+
+    # -- anti-entropy answers ------------------------------------------------------------------------
+    def heads_reply(self, peer: NodeId, msg: SyncHeads) -> list[Effect]:
+        theirs = {Address(a): s for a, s in msg.heads}
+        mine = self.ledger.heads()
+        found: list[bytes] = []
+        for addr, my_next in mine:
+            s = theirs.get(Address(addr), 0)
+            while s < my_next and len(found) < self.sync_batch:
+                raw = self.certs.get((Address(addr), s))
+                if raw is not None:
+                    found.append(raw)
+                s += 1
+            if len(found) >= self.sync_batch:
+                break
+        out: list[Effect] = []
+        if found:
+            out.append(Send(peer, CertBatch(certs=tuple(found))))
+        if msg.reply and any(s > self.ledger.next_seq(a) for a, s in theirs.items()):
+            out.append(Send(peer, SyncHeads(heads=tuple(mine), reply=False)))
+        return out
+
+    def shielded_have_reply(self, peer: NodeId, msg: ShieldedHave) -> list[Effect]:
+        theirs = set(msg.digests)
+        missing = [raw for d, raw in self.shielded_certs.items() if d not in theirs][: self.sync_batch]
+        out: list[Effect] = []
+        if missing:
+            out.append(Send(peer, CertBatch(certs=tuple(missing))))
+        if msg.reply and not theirs <= set(self.shielded_certs):
+            out.append(Send(peer, ShieldedHave(digests=tuple(self.shielded_certs), reply=False)))
+        return out
