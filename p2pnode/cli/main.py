@@ -27,7 +27,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     # Load once here so that a broken config fails as one line before the driver is imported.
     load_config(args.config)
-    from p2pnode.net.node import main_run
+    from p2pnode.net.main import main_run
 
     return main_run(args.config)
 

@@ -16,21 +16,14 @@ and never the node; ``LocalError`` (our configuration) stops the node with its m
 from __future__ import annotations
 
 import os
-import queue
 import random
-import signal
-import sys
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import trio
 
 from p2pnode import logs
-from p2pnode.config import NodeConfig, load_config, parse_hostport
+from p2pnode.config import NodeConfig, parse_hostport
 from p2pnode.core.effects import (
     Disconnect,
     Effect,
@@ -44,43 +37,32 @@ from p2pnode.core.effects import (
 )
 from p2pnode.core.gossip import GossipParams
 from p2pnode.core.node import CoreParams, NodeCore
-from p2pnode.core.payments import statement_digest
 from p2pnode.core.shielded import public_signals
 from p2pnode.core.validator import BYZANTINE_BEHAVIOURS
 from p2pnode.crypto import NodeKey
-from p2pnode.errors import DecodeError, HandshakeError, LocalError, P2PNodeError, RemoteError
-from p2pnode.genesis import Genesis, load_genesis
+from p2pnode.errors import DecodeError, HandshakeError
+from p2pnode.genesis import Genesis
+from p2pnode.net.clients import PEER_ERRORS, ClientService
 from p2pnode.net.conn import FramedStream, PeerHello, handshake
 from p2pnode.net.transport import TcpTransport, Transport
 from p2pnode.net.verifier import ProofVerifier
-from p2pnode.store import SqliteStore, Store
+from p2pnode.store import Store
+from p2pnode.store.thread import StoreThread
 from p2pnode.wire.messages import (
-    AccountReply,
     ErrorReply,
     FaultControl,
-    GetAccount,
-    GetNotes,
     GetPeers,
     Hello,
     Message,
-    NotesReply,
     Order,
     Peers,
     Ping,
     Pong,
     Refuse,
-    SettledReply,
     ShieldedOrder,
     StatusReply,
-    StatusRequest,
-    SubmitOrder,
-    SubmitReply,
-    SubmitShielded,
-    WaitSettled,
 )
-from p2pnode.wire.types import Address, Amount, Digest, NodeId, Seq
-
-PEER_ERRORS = (RemoteError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+from p2pnode.wire.types import Digest, NodeId
 
 
 def short(node_id: bytes) -> str:
@@ -99,13 +81,6 @@ class PeerConn:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     last_rx: float = 0.0
     dropped: int = 0
-
-
-@dataclass
-class _Outcome:
-    event: trio.Event = field(default_factory=trio.Event)
-    accepted: bool = False
-    error: str = ""
 
 
 class Node:
@@ -168,8 +143,7 @@ class Node:
         self.known: dict[str, NodeId | None] = {}  # dialable "host:port" -> node id once known
         self._backoff: dict[str, tuple[float, float]] = {}  # addr -> (next attempt, current delay)
         self._dialing: set[str] = set()
-        self._outcomes: dict[Digest, list[_Outcome]] = {}
-        self._settled: dict[Digest, trio.Event] = {}
+        self.clients = ClientService(self)
         self._verify_send, self._verify_recv = trio.open_memory_channel[tuple[Digest, Any]](
             cfg.limits.pending_orders
         )
@@ -245,13 +219,9 @@ class Node:
             elif isinstance(e, PersistApplied):
                 await self._persist(e)
             elif isinstance(e, Settled):
-                ev = self._settled.pop(e.digest, None)
-                if ev is not None:
-                    ev.set()
+                self.clients.on_settled(e.digest)
             elif isinstance(e, OrderOutcome):
-                for w in self._outcomes.pop(e.digest, []):
-                    w.accepted, w.error = e.accepted, e.error
-                    w.event.set()
+                self.clients.on_outcome(e)
             elif isinstance(e, Disconnect):
                 self.banned[e.peer] = trio.current_time() + self.cfg.peers.ban_s
                 peer = self.peers.get(e.peer)
@@ -339,7 +309,7 @@ class Node:
                 first = await conn.receive()
             if not isinstance(first, Hello):
                 self.counters["clients"] += 1
-                await self._serve_client(conn, first)
+                await self.clients.serve(conn, first)
                 return
             with trio.fail_after(self.cfg.peers.handshake_timeout_s):
                 hello = await handshake(
@@ -579,85 +549,7 @@ class Node:
                 for nid in current:
                     self._send(nid, Peers(peers=self._peer_list(exclude=nid)))
 
-    # == clients ====================================================================================
-    async def _serve_client(self, conn: FramedStream, first: Message) -> None:
-        msg: Message | None = first
-        try:
-            while msg is not None:
-                reply = await self._client_request(msg)
-                await conn.send(reply)
-                try:
-                    msg = await conn.receive()
-                except DecodeError:
-                    raise
-                except RemoteError:
-                    msg = None  # the client closed the connection
-        except DecodeError as exc:
-            self.counters["frames_rejected"] += 1
-            self.log.warning("message_rejected", kind="client", reason=str(exc), peer="client")
-            with trio.move_on_after(1):
-                try:
-                    await conn.send(ErrorReply(reason=f"malformed request: {exc}"[:512]))
-                except PEER_ERRORS:
-                    pass  # it is gone already; the reason is in our log
-        except PEER_ERRORS:
-            pass  # the client went away; nothing it asked for is lost
-        finally:
-            await conn.aclose()
-
-    async def _client_request(self, msg: Message) -> Message:
-        if isinstance(msg, StatusRequest):
-            return StatusReply(info=self.status())
-        if isinstance(msg, GetAccount):
-            acct = self.core.ledger.account(msg.address)
-            return AccountReply(
-                address=Address(msg.address),
-                balance=Amount(acct.balance if acct else 0),
-                next_seq=Seq(acct.next_seq if acct else 0),
-            )
-        if isinstance(msg, (SubmitOrder, SubmitShielded)):
-            return await self._submit(msg.order)
-        if isinstance(msg, GetNotes):
-            return self._notes(msg)
-        if isinstance(msg, WaitSettled):
-            return await self._wait_settled(msg)
-        if isinstance(msg, FaultControl):
-            return self._fault_control(msg)
-        return ErrorReply(reason=f"{type(msg).__name__} is not a client request")
-
-    async def _submit(self, order: Order | ShieldedOrder) -> Message:
-        digest = statement_digest(order)
-        waiter = _Outcome()
-        self._outcomes.setdefault(digest, []).append(waiter)
-        await self.perform(self.core.on_submit(trio.current_time(), order))
-        with trio.move_on_after(self.cfg.limits.request_timeout_s):
-            await waiter.event.wait()
-        if not waiter.event.is_set():
-            return SubmitReply(digest=digest, accepted=False, error="timed out waiting for verification")
-        return SubmitReply(digest=digest, accepted=waiter.accepted, error=waiter.error)
-
-    def _notes(self, msg: GetNotes) -> Message:
-        """Outputs of applied shielded certificates (what wallets scan for their memos)."""
-        outputs = self.core.outputs
-        end = min(len(outputs), msg.start + min(msg.limit, 4096))
-        notes = self.core.ledger.notes
-        page = tuple((c, memo, bool(notes.get(c))) for c, memo in outputs[msg.start : end])
-        return NotesReply(notes=page, next=end, total=len(outputs))
-
-    async def _wait_settled(self, msg: WaitSettled) -> Message:
-        digest = Digest(msg.digest)
-        if digest not in self.core.settled:
-            ev = self._settled.setdefault(digest, trio.Event())
-            with trio.move_on_after(msg.wait_ms / 1000):
-                await ev.wait()
-        return SettledReply(
-            digest=digest,
-            settled=digest in self.core.settled,
-            root=self.core.ledger.root(),
-            applied=self.core.ledger.applied_count(),
-        )
-
-    def _fault_control(self, msg: FaultControl) -> Message:
+    def fault_control(self, msg: FaultControl) -> Message:
         """Test-only partitions and slow links (``testing.fault_control``)."""
         if not (self.cfg.testing.enabled and self.cfg.testing.fault_control):
             return ErrorReply(reason="fault control is disabled on this node")
@@ -693,55 +585,6 @@ class Node:
         return info
 
 
-class StoreThread:
-    """One thread that runs every commit of a store, in order.
-
-    Resource handling: ``stop`` ends the thread after the commit in progress. Error handling: a
-    failed commit re-raises in the awaiting task (a LocalError: our disk or database), which stops
-    the node rather than acknowledging what is not durable.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._jobs: queue.SimpleQueue[tuple[list[Any], Callable[[BaseException | None], None]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._loop, name="p2pnode-store", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            writes, reply = job
-            try:
-                self._store.commit(writes)
-            except BaseException as exc:  # handed to the awaiting task, which re-raises it
-                reply(exc)
-            else:
-                reply(None)
-
-    async def commit(self, writes: list[Any]) -> None:
-        token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
-        failure: list[BaseException] = []
-
-        def reply(exc: BaseException | None) -> None:
-            if exc is not None:
-                failure.append(exc)
-            try:
-                token.run_sync_soon(done.set)
-            except trio.RunFinishedError:
-                pass  # the node stopped while committing; nobody waits for the result
-
-        self._jobs.put((writes, reply))
-        with trio.CancelScope(shield=True):  # an acknowledged write must not be abandoned half-way
-            await done.wait()
-        if failure:
-            raise LocalError(f"store commit failed: {failure[0]}") from failure[0]
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-
-
 async def refuse_quietly(conn: FramedStream, reason: str) -> None:
     """Tell the other side why we close, if it still listens (best effort, bounded)."""
     with trio.move_on_after(1):
@@ -765,48 +608,4 @@ def data_frame(data: bytes) -> bytes:
     return frame(data)
 
 
-# == process entry point =================================================================================
-async def run_node(config_path: Path) -> None:
-    """Run one node from its config until SIGINT/SIGTERM."""
-    cfg = load_config(config_path)
-    genesis = load_genesis(cfg.node.genesis)
-    key = load_node_key(cfg.node.key_file)
-    name = cfg.node.name or config_path.stem
-    logs.configure(file=cfg.log.file, fmt=cfg.log.format, level=cfg.log.level)
-    store = SqliteStore(cfg.node.data_dir / "node.sqlite", genesis.chain_id)
-    node = Node(cfg, key, genesis, store=store, name=name)
-    try:
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                await nursery.start(node.run)
-                async for signum in signals:
-                    node.log.info("node_stopping", reason=signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    break
-    finally:
-        store.close()
-
-
-def load_node_key(path: Path) -> NodeKey:
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        raise LocalError(f"{path}: node key file not found") from None
-    try:
-        return NodeKey.from_seed(bytes.fromhex(text))
-    except ValueError:
-        raise LocalError(f"{path}: not a 32-byte hex Ed25519 seed") from None
-
-
-def main_run(config_path: Path) -> int:
-    try:
-        trio.run(run_node, Path(config_path))
-    except P2PNodeError as exc:
-        print(f"p2pnode: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-__all__ = ["Node", "run_node", "main_run", "load_node_key", "time"]
+__all__ = ["Node", "refuse_quietly", "verify_item"]

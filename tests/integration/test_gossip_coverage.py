@@ -11,8 +11,7 @@ import statistics
 import structlog
 import trio
 
-from p2pnode.core.payments import proof_key
-from p2pnode.core.payments import make_order, transfer_digest
+from p2pnode.core.payments import make_order, proof_key, transfer_digest
 from p2pnode.crypto import address_of
 from p2pnode.wire.messages import SubmitOrder
 from tests.integration.harness import mem_cluster

@@ -1,0 +1,146 @@
+"""Client requests on the node port: connections whose first frame is not ``Hello``.
+
+One reply per request, in order, on a connection the client may keep open. Submissions wait for the
+order's outcome (verified and accepted, or refused with a reason); ``WaitSettled`` waits for the
+certificate to be applied here, bounded by the client's ``wait_ms``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from p2pnode.core.effects import OrderOutcome
+from p2pnode.core.payments import statement_digest
+from p2pnode.errors import DecodeError, RemoteError
+from p2pnode.net.conn import FramedStream
+from p2pnode.wire.messages import (
+    AccountReply,
+    ErrorReply,
+    FaultControl,
+    GetAccount,
+    GetNotes,
+    Message,
+    NotesReply,
+    Order,
+    SettledReply,
+    ShieldedOrder,
+    StatusReply,
+    StatusRequest,
+    SubmitOrder,
+    SubmitReply,
+    SubmitShielded,
+    WaitSettled,
+)
+from p2pnode.wire.types import Address, Amount, Digest, Seq
+
+if TYPE_CHECKING:
+    from p2pnode.net.node import Node
+
+PEER_ERRORS = (RemoteError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+@dataclass
+class _Outcome:
+    event: trio.Event = field(default_factory=trio.Event)
+    accepted: bool = False
+    error: str = ""
+
+
+class ClientService:
+    """Resource handling: each ``serve`` closes its connection when it returns; waiters are plain
+    events, dropped when their request ends."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._outcomes: dict[Digest, list[_Outcome]] = {}
+        self._settled: dict[Digest, trio.Event] = {}
+
+    def on_outcome(self, e: OrderOutcome) -> None:
+        for w in self._outcomes.pop(e.digest, []):
+            w.accepted, w.error = e.accepted, e.error
+            w.event.set()
+
+    def on_settled(self, digest: Digest) -> None:
+        ev = self._settled.pop(digest, None)
+        if ev is not None:
+            ev.set()
+
+    async def serve(self, conn: FramedStream, first: Message) -> None:
+        msg: Message | None = first
+        try:
+            while msg is not None:
+                reply = await self._request(msg)
+                await conn.send(reply)
+                try:
+                    msg = await conn.receive()
+                except DecodeError:
+                    raise
+                except RemoteError:
+                    msg = None  # the client closed the connection
+        except DecodeError as exc:
+            self.node.counters["frames_rejected"] += 1
+            self.node.log.warning("message_rejected", kind="client", reason=str(exc), peer="client")
+            with trio.move_on_after(1):
+                try:
+                    await conn.send(ErrorReply(reason=f"malformed request: {exc}"[:512]))
+                except PEER_ERRORS:
+                    pass  # it is gone already; the reason is in our log
+        except PEER_ERRORS:
+            pass  # the client went away; nothing it asked for is lost
+        finally:
+            await conn.aclose()
+
+    async def _request(self, msg: Message) -> Message:
+        if isinstance(msg, StatusRequest):
+            return StatusReply(info=self.node.status())
+        if isinstance(msg, GetAccount):
+            acct = self.node.core.ledger.account(msg.address)
+            return AccountReply(
+                address=Address(msg.address),
+                balance=Amount(acct.balance if acct else 0),
+                next_seq=Seq(acct.next_seq if acct else 0),
+            )
+        if isinstance(msg, (SubmitOrder, SubmitShielded)):
+            return await self._submit(msg.order)
+        if isinstance(msg, GetNotes):
+            return self._notes(msg)
+        if isinstance(msg, WaitSettled):
+            return await self._wait_settled(msg)
+        if isinstance(msg, FaultControl):
+            return self.node.fault_control(msg)
+        return ErrorReply(reason=f"{type(msg).__name__} is not a client request")
+
+    async def _submit(self, order: Order | ShieldedOrder) -> Message:
+        digest = statement_digest(order)
+        waiter = _Outcome()
+        self._outcomes.setdefault(digest, []).append(waiter)
+        await self.node.perform(self.node.core.on_submit(trio.current_time(), order))
+        with trio.move_on_after(self.node.cfg.limits.request_timeout_s):
+            await waiter.event.wait()
+        if not waiter.event.is_set():
+            return SubmitReply(digest=digest, accepted=False, error="timed out waiting for verification")
+        return SubmitReply(digest=digest, accepted=waiter.accepted, error=waiter.error)
+
+    def _notes(self, msg: GetNotes) -> Message:
+        """Outputs of applied shielded certificates (what wallets scan for their memos)."""
+        outputs = self.node.core.outputs
+        end = min(len(outputs), msg.start + min(msg.limit, 4096))
+        notes = self.node.core.ledger.notes
+        page = tuple((c, memo, bool(notes.get(c))) for c, memo in outputs[msg.start : end])
+        return NotesReply(notes=page, next=end, total=len(outputs))
+
+    async def _wait_settled(self, msg: WaitSettled) -> Message:
+        digest = Digest(msg.digest)
+        if digest not in self.node.core.settled:
+            ev = self._settled.setdefault(digest, trio.Event())
+            with trio.move_on_after(msg.wait_ms / 1000):
+                await ev.wait()
+        return SettledReply(
+            digest=digest,
+            settled=digest in self.node.core.settled,
+            root=self.node.core.ledger.root(),
+            applied=len(self.node.core.settled),
+        )
