@@ -20,7 +20,8 @@ Stages (milliseconds after submit):
 
 Percentiles use the **nearest-rank** method: for ``n`` sorted samples the p-th percentile is the sample
 of rank ``ceil(p/100 * n)`` (rank 1 for p = 0). It always returns an observed value and needs no
-interpolation; :func:`percentile` is the one implementation, shared with ``p2pnode bench``.
+interpolation; :func:`p2pnode.tools.stats.percentile` is the one implementation, shared with
+``p2pnode bench``.
 
 Clock skew: the nodes' timestamps are wall clocks, comparable only if the hosts' clocks agree. Causality
 gives a check: a node cannot receive an order before it was submitted, a vote before its validator sent
@@ -42,10 +43,22 @@ import statistics
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+from p2pnode.tools.latency_plot import write_plot
+from p2pnode.tools.latency_report import (
+    JSON_VERSION,
+    STAGES,
+    NodeReport,
+    Rejection,
+    Report,
+    SkewFinding,
+    Unsettled,
+    render_report,
+    render_stages,
+)
+from p2pnode.tools.stats import Stats, percentile, round3
 
 __all__ = [
     "JSON_VERSION",
@@ -64,28 +77,9 @@ __all__ = [
     "write_plot",
 ]
 
-JSON_VERSION = 1
 SKEW_TOLERANCE_NS = 1_000_000  # 1 ms: below this, ordering noise between processes is expected
 _NS_PER_MS = 1e6
 
-STAGES: tuple[str, ...] = (
-    "received",
-    "verified",
-    "first_vote",
-    "certificate",
-    "applied_first",
-    "applied_median",
-    "applied_last",
-)
-STAGE_LABELS: dict[str, str] = {
-    "received": "order received (per node)",
-    "verified": "proof verified (per node)",
-    "first_vote": "first vote sent",
-    "certificate": "certificate formed (first)",
-    "applied_first": "applied, first node",
-    "applied_median": "applied, median node",
-    "applied_last": "applied, last node",
-}
 PAYMENT_EVENTS = frozenset(
     {
         "order_submitted",
@@ -110,270 +104,6 @@ _PROGRESS: tuple[str, ...] = (
     "certificate_applied",
 )
 _HOP_KINDS = {"order_received": "order", "vote_received": "vote", "certificate_received": "certificate"}
-
-
-# == percentiles ===========================================================================================
-def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of already sorted samples: the sample of rank ``ceil(p/100 * n)``.
-
-    ``p`` is in [0, 100]; p = 0 gives the smallest sample. The rank is computed in exact rational
-    arithmetic (``99.9`` of 1000 samples is rank 999, not 1000). Raises ``ValueError`` on no samples.
-    """
-    n = len(sorted_values)
-    if n == 0:
-        raise ValueError("percentile of no samples")
-    if not 0 <= p <= 100:
-        raise ValueError(f"percentile {p} outside [0, 100]")
-    rank = max(1, math.ceil(Fraction(str(p)) * n / 100))
-    return sorted_values[rank - 1]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Stats:
-    """Count and nearest-rank p50/p90/p99/max of one set of samples, in ``unit`` ("ms" or "us")."""
-
-    unit: str
-    count: int
-    p50: float | None
-    p90: float | None
-    p99: float | None
-    max: float | None
-
-    @classmethod
-    def of(cls, samples: Iterable[float], unit: str = "ms") -> Stats:
-        values = sorted(samples)
-        if not values:
-            return cls(unit=unit, count=0, p50=None, p90=None, p99=None, max=None)
-        return cls(
-            unit=unit,
-            count=len(values),
-            p50=_round(percentile(values, 50)),
-            p90=_round(percentile(values, 90)),
-            p99=_round(percentile(values, 99)),
-            max=_round(values[-1]),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "unit": self.unit,
-            "count": self.count,
-            "p50": self.p50,
-            "p90": self.p90,
-            "p99": self.p99,
-            "max": self.max,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Stats:
-        return cls(
-            unit=obj["unit"],
-            count=obj["count"],
-            p50=obj["p50"],
-            p90=obj["p90"],
-            p99=obj["p99"],
-            max=obj["max"],
-        )
-
-
-def _round(v: float) -> float:
-    return round(float(v), 3)
-
-
-# == report ================================================================================================
-@dataclass(frozen=True, kw_only=True)
-class NodeReport:
-    """One node's view: its delays after submit (ms), its proof verification time (us) and batch size."""
-
-    node: str
-    role: str | None
-    orders: int  # payments whose order this node received
-    applied: int  # payments this node applied
-    received: Stats
-    verified: Stats
-    applied_ms: Stats
-    verify_us: Stats
-    batch_mean: float | None
-    proof_failures: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "role": self.role,
-            "orders": self.orders,
-            "applied": self.applied,
-            "received": self.received.to_json(),
-            "verified": self.verified.to_json(),
-            "applied_ms": self.applied_ms.to_json(),
-            "verify_us": self.verify_us.to_json(),
-            "batch_mean": self.batch_mean,
-            "proof_failures": self.proof_failures,
-        }
-
-    @classmethod
-    def from_json(cls, o: Mapping[str, Any]) -> NodeReport:
-        return cls(
-            node=o["node"],
-            role=o["role"],
-            orders=o["orders"],
-            applied=o["applied"],
-            received=Stats.from_json(o["received"]),
-            verified=Stats.from_json(o["verified"]),
-            applied_ms=Stats.from_json(o["applied_ms"]),
-            verify_us=Stats.from_json(o["verify_us"]),
-            batch_mean=o["batch_mean"],
-            proof_failures=o["proof_failures"],
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Unsettled:
-    """A payment not applied on every node seen in the logs, with the furthest event it reached."""
-
-    tx: str
-    last_stage: str
-    applied_nodes: int
-    nodes: int
-    missing: tuple[str, ...]  # nodes that did not apply it
-    rejections: dict[str, int]  # message_rejected reasons naming this tx ("proof invalid" for ok=false)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tx": self.tx,
-            "last_stage": self.last_stage,
-            "applied_nodes": self.applied_nodes,
-            "nodes": self.nodes,
-            "missing": list(self.missing),
-            "rejections": dict(sorted(self.rejections.items())),
-        }
-
-    @classmethod
-    def from_json(cls, o: Mapping[str, Any]) -> Unsettled:
-        return cls(
-            tx=o["tx"],
-            last_stage=o["last_stage"],
-            applied_nodes=o["applied_nodes"],
-            nodes=o["nodes"],
-            missing=tuple(o["missing"]),
-            rejections=dict(o["rejections"]),
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rejection:
-    reason: str
-    kind: str
-    count: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"reason": self.reason, "kind": self.kind, "count": self.count}
-
-    @classmethod
-    def from_json(cls, o: Mapping[str, Any]) -> Rejection:
-        return cls(reason=o["reason"], kind=o["kind"], count=o["count"])
-
-
-@dataclass(frozen=True, kw_only=True)
-class SkewFinding:
-    """Events at ``node`` that precede their cause at ``reference`` by more than the tolerance.
-
-    ``pairs`` causal pairs were compared; ``violations`` of them ran backwards. ``worst_ms`` and
-    ``median_ms`` are ``effect - cause`` over all pairs (negative: the effect was logged first).
-    """
-
-    node: str
-    reference: str
-    pairs: int
-    violations: int
-    worst_ms: float
-    median_ms: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "reference": self.reference,
-            "pairs": self.pairs,
-            "violations": self.violations,
-            "worst_ms": self.worst_ms,
-            "median_ms": self.median_ms,
-        }
-
-    @classmethod
-    def from_json(cls, o: Mapping[str, Any]) -> SkewFinding:
-        return cls(
-            node=o["node"],
-            reference=o["reference"],
-            pairs=o["pairs"],
-            violations=o["violations"],
-            worst_ms=o["worst_ms"],
-            median_ms=o["median_ms"],
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Report:
-    """Everything :func:`analyze` found. ``to_json``/``from_json`` round-trip (``samples`` excepted).
-
-    ``samples`` keeps the raw per-stage samples (ms) for plotting; it is not part of the JSON document
-    and does not take part in equality.
-    """
-
-    files: tuple[str, ...]
-    nodes: tuple[str, ...]
-    lines: int
-    malformed: int
-    payments: int
-    settled: int
-    unanchored: int
-    stages: dict[str, Stats]
-    per_node: tuple[NodeReport, ...]
-    hops: dict[str, dict[int, int]]
-    unsettled: tuple[Unsettled, ...]
-    rejected: tuple[Rejection, ...]
-    skew: tuple[SkewFinding, ...]
-    warnings: tuple[str, ...]
-    samples: dict[str, tuple[float, ...]] = field(default_factory=dict, compare=False, repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": JSON_VERSION,
-            "files": list(self.files),
-            "nodes": list(self.nodes),
-            "lines": self.lines,
-            "malformed_lines": self.malformed,
-            "payments": self.payments,
-            "settled": self.settled,
-            "unanchored": self.unanchored,
-            "stages": {name: self.stages[name].to_json() for name in STAGES},
-            "per_node": [n.to_json() for n in self.per_node],
-            "hops": {
-                kind: {str(h): c for h, c in sorted(d.items())} for kind, d in sorted(self.hops.items())
-            },
-            "unsettled": [u.to_json() for u in self.unsettled],
-            "rejected": [r.to_json() for r in self.rejected],
-            "skew": [s.to_json() for s in self.skew],
-            "warnings": list(self.warnings),
-        }
-
-    @classmethod
-    def from_json(cls, o: Mapping[str, Any]) -> Report:
-        if o.get("version") != JSON_VERSION:
-            raise ValueError(f"unsupported latency report version {o.get('version')!r}")
-        return cls(
-            files=tuple(o["files"]),
-            nodes=tuple(o["nodes"]),
-            lines=o["lines"],
-            malformed=o["malformed_lines"],
-            payments=o["payments"],
-            settled=o["settled"],
-            unanchored=o["unanchored"],
-            stages={k: Stats.from_json(v) for k, v in o["stages"].items()},
-            per_node=tuple(NodeReport.from_json(n) for n in o["per_node"]),
-            hops={k: {int(h): c for h, c in v.items()} for k, v in o["hops"].items()},
-            unsettled=tuple(Unsettled.from_json(u) for u in o["unsettled"]),
-            rejected=tuple(Rejection.from_json(r) for r in o["rejected"]),
-            skew=tuple(SkewFinding.from_json(s) for s in o["skew"]),
-            warnings=tuple(o["warnings"]),
-        )
 
 
 # == analysis ==============================================================================================
@@ -573,7 +303,7 @@ def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
             verified=Stats.of(node_verified[n]),
             applied_ms=Stats.of(node_applied[n]),
             verify_us=Stats.of(verify_us[n], unit="us"),
-            batch_mean=_round(statistics.fmean(batches[n])) if batches[n] else None,
+            batch_mean=round3(statistics.fmean(batches[n])) if batches[n] else None,
             proof_failures=proof_failures[n],
         )
         for n in node_list
@@ -666,8 +396,8 @@ def _skew_findings(pairs: Mapping[tuple[str, str], list[int]]) -> tuple[SkewFind
                 reference=ref,
                 pairs=len(deltas),
                 violations=bad,
-                worst_ms=_round(_ms(ordered[0])),
-                median_ms=_round(_ms(percentile(ordered, 50))),
+                worst_ms=round3(_ms(ordered[0])),
+                median_ms=round3(_ms(percentile(ordered, 50))),
             )
         )
     return tuple(found)
@@ -690,165 +420,6 @@ def _unsettled(tx: str, p: _Tx, nodes: Sequence[str]) -> Unsettled:
         missing=tuple(n for n in nodes if n not in applied),
         rejections=dict(rejections),
     )
-
-
-# == output ================================================================================================
-def _fmt(v: float | None, width: int = 9) -> str:
-    return f"{'-':>{width}}" if v is None else f"{v:>{width}.3f}"
-
-
-def render_stages(report: Report) -> str:
-    """The stage table: one row per stage, ms after submit."""
-    head = f"{'stage (ms after submit)':<28}{'n':>7}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}"
-    rows = [head, "-" * len(head)]
-    for name in STAGES:
-        s = report.stages[name]
-        rows.append(
-            f"{STAGE_LABELS[name]:<28}{s.count:>7}{_fmt(s.p50)}{_fmt(s.p90)}{_fmt(s.p99)}{_fmt(s.max)}"
-        )
-    return "\n".join(rows)
-
-
-def render_report(report: Report) -> str:
-    """The whole report as aligned text tables, for a terminal."""
-    out: list[str] = []
-    out.append(
-        f"{len(report.nodes)} nodes, {report.payments} payments "
-        f"({report.settled} applied on every node), {report.lines} lines from {len(report.files)} files"
-    )
-    if report.malformed:
-        out.append(f"skipped {report.malformed} malformed lines")
-    out += ["", render_stages(report), ""]
-
-    head = (
-        f"{'node':<14}{'role':<10}{'orders':>7}{'applied':>8}{'recv p50':>10}{'verif p50':>10}"
-        f"{'appl p50':>10}{'appl p99':>10}{'verify us p50':>14}{'p99':>12}{'batch':>7}"
-    )
-    out += [head, "-" * len(head)]
-    for n in report.per_node:
-        batch = "-" if n.batch_mean is None else f"{n.batch_mean:.1f}"
-        out.append(
-            f"{n.node:<14}{(n.role or '-'):<10}{n.orders:>7}{n.applied:>8}{_fmt(n.received.p50, 10)}"
-            f"{_fmt(n.verified.p50, 10)}{_fmt(n.applied_ms.p50, 10)}{_fmt(n.applied_ms.p99, 10)}"
-            f"{_fmt(n.verify_us.p50, 14)}{_fmt(n.verify_us.p99, 12)}{batch:>7}"
-        )
-
-    out += ["", "hop counts (messages received after h hops; 0 = from a client or the node that made it)"]
-    for kind in ("order", "vote", "certificate"):
-        dist = report.hops.get(kind, {})
-        text = "  ".join(f"{h}:{c}" for h, c in sorted(dist.items())) or "-"
-        out.append(f"  {kind:<12}{text}")
-
-    if report.rejected:
-        out += ["", f"{'rejected messages: reason':<48}{'kind':<14}{'count':>7}"]
-        for r in report.rejected:
-            out.append(f"  {r.reason[:46]:<46}{r.kind:<14}{r.count:>7}")
-
-    if report.unsettled:
-        out += ["", f"not applied on every node: {len(report.unsettled)} payments"]
-        out.append(f"  {'tx':<18}{'applied':>9}  {'last stage':<22}missing / rejections")
-        for u in report.unsettled[:50]:
-            why = ", ".join(f"{r} x{c}" for r, c in sorted(u.rejections.items()))
-            missing = ",".join(u.missing[:6]) + ("..." if len(u.missing) > 6 else "")
-            out.append(
-                f"  {u.tx[:16]:<18}{f'{u.applied_nodes}/{u.nodes}':>9}  {u.last_stage:<22}{missing}"
-                + (f"  [{why}]" if why else "")
-            )
-        if len(report.unsettled) > 50:
-            out.append(f"  ... and {len(report.unsettled) - 50} more (see --json)")
-
-    if report.warnings:
-        out += ["", "warnings:"] + [f"  {w}" for w in report.warnings]
-    return "\n".join(out)
-
-
-def _stage_breakdown(report: Report) -> list[tuple[str, float]]:
-    """Median stage segments (ms) for the stacked bar: differences of successive stage p50s.
-
-    Per-node stages (received, verified) are pooled over nodes, while the first vote is the earliest of any
-    validator, so a stage can end before the previous one's median: such a segment is left out rather than
-    drawn with zero or negative width. The segments always add up to the last stage's p50.
-    """
-    chain = [
-        ("submit → received", "received"),
-        ("→ verified", "verified"),
-        ("→ first vote", "first_vote"),
-        ("→ certificate", "certificate"),
-        ("→ applied (median node)", "applied_median"),
-    ]
-    out: list[tuple[str, float]] = []
-    prev = 0.0
-    for label, stage in chain:
-        v = report.stages[stage].p50
-        if v is None:
-            continue
-        if v > prev:
-            out.append((label, v - prev))
-            prev = v
-    return out
-
-
-def write_plot(report: Report, path: Path) -> None:
-    """Write a PNG: (a) CDF of applied-at-first/median/last-node latency, (b) median stage breakdown.
-
-    Raises ``ImportError`` if matplotlib is missing (``pip install 'p2pnode[plot]'``).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_cdf, ax_bar) = plt.subplots(
-        2, 1, figsize=(10, 8), gridspec_kw={"height_ratios": [3, 1.3]}, layout="constrained"
-    )
-    fig.suptitle(
-        f"p2pnode settlement latency: {report.payments} payments, {len(report.nodes)} nodes, "
-        f"{report.settled} applied everywhere"
-    )
-    plotted = False
-    for stage, color in (
-        ("applied_first", "tab:green"),
-        ("applied_median", "tab:blue"),
-        ("applied_last", "tab:red"),
-    ):
-        xs = report.samples.get(stage, ())
-        if not xs:
-            continue
-        # Start the step at (first sample, 0) so each curve visibly rises from zero.
-        xs = (xs[0], *xs)
-        ys = [0.0] + [(i + 1) / (len(xs) - 1) for i in range(len(xs) - 1)]
-        p50 = report.stages[stage].p50
-        ax_cdf.step(xs, ys, where="post", color=color, label=f"{STAGE_LABELS[stage]} (p50 {p50:.2f} ms)")
-        plotted = True
-    ax_cdf.set_title("(a) time from submit until applied, cumulative distribution")
-    ax_cdf.set_xlabel("latency after submit (ms)")
-    ax_cdf.set_ylabel("fraction of payments")
-    ax_cdf.set_ylim(0, 1.02)
-    ax_cdf.grid(True, alpha=0.3)
-    if plotted:
-        ax_cdf.legend(loc="lower right")
-    else:
-        ax_cdf.text(0.5, 0.5, "no applied payments in these logs", ha="center", transform=ax_cdf.transAxes)
-
-    segments = _stage_breakdown(report)
-    colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974"]
-    left = 0.0
-    total = sum(w for _, w in segments) or 1.0
-    for (label, width), color in zip(segments, colors, strict=False):
-        ax_bar.barh([0], [width], left=left, color=color, edgecolor="white", label=f"{label}: {width:.2f} ms")
-        if width / total > 0.08:
-            ax_bar.text(left + width / 2, 0, f"{width:.2f}", ha="center", va="center", color="white")
-        left += width
-    ax_bar.set_title("(b) median stage breakdown (p50 of each stage)")
-    ax_bar.set_xlabel("time after submit (ms)")
-    ax_bar.set_yticks([])
-    ax_bar.set_xlim(0, max(left, 1e-3) * 1.02)
-    if segments:
-        ax_bar.legend(
-            loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=3, fontsize="small", frameon=False
-        )
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # == command line ==========================================================================================

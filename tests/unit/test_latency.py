@@ -18,7 +18,7 @@ import trio.testing
 
 from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import SpendingKey, hash256
-from p2pnode.tools import bench, latency
+from p2pnode.tools import bench, latency, latency_plot
 from p2pnode.tools.latency import Report, analyze, percentile
 from p2pnode.wire.messages import (
     SHIELD,
@@ -406,7 +406,7 @@ def test_plot_with_no_payments(tmp_path: Path) -> None:
 
 def test_stage_breakdown_segments_sum_to_median_applied() -> None:
     r = analyze(build_logs())
-    segments = latency._stage_breakdown(r)
+    segments = latency_plot._stage_breakdown(r)
     assert [label for label, _ in segments][0] == "submit → received"
     assert sum(w for _, w in segments) == pytest.approx(r.stages["applied_median"].p50)
     assert all(w >= 0 for _, w in segments)

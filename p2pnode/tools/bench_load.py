@@ -1,0 +1,503 @@
+"""Load generation for ``p2pnode bench``: plan, build, submit and settle payments on a local cluster.
+
+Procedure
+---------
+1. Read ``DIR/cluster.json`` (nodes and funded accounts) and ``DIR/pids.json`` (node process ids).
+2. Ask a node for each account's next seq and balance (``GetAccount``) and spread ``--count`` payments
+   over all funded accounts. Each account pays the next one, ``--amount`` each.
+3. Build every order (proof included) before the clock starts, with a progress line on stderr.
+4. Timed phase. Payments are assigned to nodes round-robin in build order. An account's payments are
+   strictly sequential: the payment for seq n+1 is submitted only after seq n has settled at the node
+   that receives seq n+1 (at its own node the client already waited for it; at another node one extra
+   ``WaitSettled``, normally answered at once). Two ways to apply load:
+
+   * ``--window W`` (closed loop, default 64): at most W payments in flight.
+   * ``--rate R`` (open loop): a ticker releases one payment every 1/R s to an account that is ready. When
+     every account is busy the ticker waits; the largest such delay is reported as the schedule lag, so
+     a rate the cluster could not sustain is visible instead of silently turning into a lower one.
+
+   Client-view latency of a payment: from sending ``SubmitOrder`` until ``WaitSettled`` at the same node
+   answers settled.
+5. After the last payment, wait until every node reports the same state root (``StatusRequest`` →
+   ``info["root"]``), then read each node's CPU time again.
+
+Shielded load (``--shielded``)
+------------------------------
+Every payment is a SHIELD order: ``--amount`` moves from a funded account's transparent balance into a
+new note owned by that account's own shielded address. A SHIELD consumes the account's next seq, so the
+per-account ordering above applies unchanged; it needs no earlier notes, so every order can be built
+before the clock starts. The orders are proved with one prover helper (:mod:`p2pnode.zk.prover`, a
+few hundred milliseconds per proof, in a worker thread), hence the small default count (64). The first
+proof is checked against the verifying key in the cluster's genesis before any other is built, so a
+cluster made with other circuit keys (or with ``--no-shielded``) fails at once with exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import trio
+
+from p2pnode.core.shielded import shielded_digest
+from p2pnode.crypto import SpendingKey, hash256
+from p2pnode.errors import LocalError, RemoteError
+from p2pnode.tools.bench_cost import read_proc_cpu
+from p2pnode.wire.messages import (
+    AccountReply,
+    GetAccount,
+    Message,
+    Order,
+    SettledReply,
+    ShieldedOrder,
+    StatusReply,
+    StatusRequest,
+    SubmitOrder,
+    SubmitReply,
+    SubmitShielded,
+    Transfer,
+    WaitSettled,
+)
+from p2pnode.wire.types import Address, Digest
+
+__all__ = [
+    "BenchOptions",
+    "BenchResult",
+    "Cluster",
+    "Conn",
+    "Connect",
+    "MakeOrder",
+    "MakeShielded",
+    "TransferDigest",
+    "load_cluster",
+    "run_bench",
+    "split_count",
+]
+
+DEFAULT_WINDOW = 64
+DEFAULT_COUNT = 1000
+DEFAULT_SHIELDED_COUNT = 64
+_WAIT_SLICE_MS = 5_000  # one WaitSettled request; repeated until the payment's deadline
+
+
+# == cluster files =========================================================================================
+@dataclass(frozen=True, kw_only=True)
+class NodeEntry:
+    name: str
+    host: str
+    port: int
+    role: str  # "validator" | "full"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountEntry:
+    address: bytes
+    spending_key: bytes  # 32-byte scalar; secret
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cluster:
+    dir: Path
+    nodes: tuple[NodeEntry, ...]
+    accounts: tuple[AccountEntry, ...]
+    chain_id: bytes | None  # from cluster.json if it says; else asked from a node
+    pids: dict[str, int]
+
+    @property
+    def validators(self) -> int:
+        return sum(1 for n in self.nodes if n.role == "validator")
+
+
+def load_cluster(directory: Path) -> Cluster:
+    """Parse ``DIR/cluster.json``, its account files and ``DIR/pids.json`` (optional).
+
+    Error handling: :class:`LocalError` naming the file and the problem.
+    """
+    path = directory / "cluster.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        nodes = tuple(
+            NodeEntry(name=str(n["name"]), host=str(n["host"]), port=int(n["port"]), role=str(n["role"]))
+            for n in doc["nodes"]
+        )
+        accounts = []
+        for entry in doc["accounts"]:
+            apath = Path(entry)
+            apath = apath if apath.is_absolute() else directory / apath
+            acc = json.loads(apath.read_text(encoding="utf-8"))
+            accounts.append(
+                AccountEntry(
+                    address=bytes.fromhex(acc["address"]), spending_key=bytes.fromhex(acc["spending_key"])
+                )
+            )
+        chain = doc.get("chain_id")
+        chain_id = bytes.fromhex(chain) if isinstance(chain, str) else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LocalError(f"{path}: cannot read the cluster definition: {exc!r}") from None
+    if not nodes:
+        raise LocalError(f"{path}: no nodes")
+    if not accounts:
+        raise LocalError(f"{path}: no accounts")
+    pids: dict[str, int] = {}
+    pid_path = directory / "pids.json"
+    if pid_path.is_file():
+        try:
+            pids = {str(k): int(v) for k, v in json.loads(pid_path.read_text(encoding="utf-8")).items()}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise LocalError(f"{pid_path}: {exc!r}") from None
+    return Cluster(dir=directory, nodes=nodes, accounts=tuple(accounts), chain_id=chain_id, pids=pids)
+
+
+# == pure accounting =======================================================================================
+def split_count(count: int, accounts: int) -> list[int]:
+    """Payments per account: ``count`` spread as evenly as possible, the first accounts taking the rest."""
+    if accounts <= 0:
+        raise ValueError("no accounts")
+    base, extra = divmod(count, accounts)
+    return [base + (1 if i < extra else 0) for i in range(accounts)]
+
+
+# == the run ===============================================================================================
+class Conn(Protocol):
+    """What the bench needs of a client connection (:class:`p2pnode.net.client.Client` is one)."""
+
+    async def call(self, request: Message) -> Message: ...
+
+    async def aclose(self) -> None: ...
+
+
+Connect = Callable[[str, int], Awaitable[Conn]]
+MakeOrder = Callable[[SpendingKey, bytes, bytes, int, int], Order]
+TransferDigest = Callable[[Transfer], bytes]
+# (account key, chain id, amount, seq) -> a SHIELD order; blocking (it proves), run in a worker thread.
+MakeShielded = Callable[[SpendingKey, bytes, int, int], ShieldedOrder]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchOptions:
+    count: int = DEFAULT_COUNT
+    amount: int = 1
+    shielded: bool = False  # SHIELD orders instead of transparent transfers
+    rate: float | None = None
+    window: int = DEFAULT_WINDOW
+    timeout: float = 30.0  # seconds a payment may take to settle; also the convergence wait
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Planned:
+    account: int
+    seq: int
+    node: int
+    order: Order | ShieldedOrder
+    digest: bytes
+
+    def request(self) -> Message:
+        if isinstance(self.order, ShieldedOrder):
+            return SubmitShielded(order=self.order)
+        return SubmitOrder(order=self.order)
+
+
+@dataclass(kw_only=True)
+class BenchResult:
+    planned: int
+    settled: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+    duration_s: float = 0.0
+    schedule_lag_s: float = 0.0
+    digests: list[str] = field(default_factory=list)
+    roots: dict[str, str | None] = field(default_factory=dict)
+    cpu_before: dict[str, float | None] = field(default_factory=dict)
+    cpu_after: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def roots_agree(self) -> bool:
+        values = set(self.roots.values())
+        return len(values) == 1 and None not in values
+
+
+class _Pool:
+    """Idle connections to one node; a connection that saw an error is closed, never reused."""
+
+    def __init__(self, host: str, port: int, connect: Connect) -> None:
+        self._host, self._port, self._connect = host, port, connect
+        self._idle: list[Conn] = []
+
+    @asynccontextmanager
+    async def conn(self) -> AsyncIterator[Conn]:
+        c = self._idle.pop() if self._idle else await self._connect(self._host, self._port)
+        try:
+            yield c
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await c.aclose()
+            raise
+        self._idle.append(c)
+
+    async def call(self, request: Message) -> Message:
+        async with self.conn() as c:
+            return await c.call(request)
+
+    async def warm(self, n: int) -> None:
+        """Open connections until ``n`` are idle, so that connecting is not part of the timed phase."""
+        while len(self._idle) < n:
+            self._idle.append(await self._connect(self._host, self._port))
+
+    async def aclose(self) -> None:
+        while self._idle:
+            await self._idle.pop().aclose()
+
+
+async def _wait_settled(pool: _Pool, digest: bytes, deadline: float) -> bool:
+    while True:
+        left_ms = int((deadline - trio.current_time()) * 1000)
+        if left_ms <= 0:
+            return False
+        reply = await pool.call(WaitSettled(digest=Digest(digest), wait_ms=min(left_ms, _WAIT_SLICE_MS)))
+        if not isinstance(reply, SettledReply):
+            raise RemoteError(f"expected SettledReply, got {type(reply).__name__}")
+        if reply.settled:
+            return True
+
+
+def _progress(done: int, total: int) -> None:
+    if not sys.stderr.isatty():
+        if done == total:
+            print(f"built {total} orders", file=sys.stderr, flush=True)
+        return
+    if done == total or done % max(1, total // 100) == 0:
+        print(
+            f"\rbuilding orders {done}/{total}",
+            end="\n" if done == total else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+async def run_bench(
+    cluster: Cluster,
+    opts: BenchOptions,
+    *,
+    connect: Connect,
+    make_order: MakeOrder,
+    transfer_digest: TransferDigest,
+    cpu_reader: Callable[[int], float | None] = read_proc_cpu,
+    progress: Callable[[int, int], None] = _progress,
+    make_shielded: MakeShielded | None = None,
+) -> BenchResult:
+    """Plan, build, run and settle ``opts.count`` payments (see the module docstring). With
+    ``opts.shielded`` the orders come from ``make_shielded`` (required then), called in a worker thread.
+
+    Error handling: :class:`LocalError` for setup problems found before the timed phase (unreachable node,
+    underfunded account, no chain id). During the timed phase a payment that is refused, times out or
+    hits a connection error is recorded in ``failures`` and stops its account's later payments.
+    Resource handling: every connection is closed on return, including on cancellation.
+    """
+    pools = [_Pool(n.host, n.port, connect) for n in cluster.nodes]
+    try:
+        return await _run(
+            cluster, opts, pools, make_order, transfer_digest, cpu_reader, progress, make_shielded
+        )
+    finally:
+        with trio.CancelScope(shield=True):
+            for pool in pools:
+                await pool.aclose()
+
+
+async def _run(
+    cluster: Cluster,
+    opts: BenchOptions,
+    pools: list[_Pool],
+    make_order: MakeOrder,
+    transfer_digest: TransferDigest,
+    cpu_reader: Callable[[int], float | None],
+    progress: Callable[[int, int], None],
+    make_shielded: MakeShielded | None,
+) -> BenchResult:
+    plan = await _plan(cluster, opts, pools, make_order, transfer_digest, progress, make_shielded)
+    result = BenchResult(planned=len(plan), digests=[p.digest.hex() for p in plan])
+    lanes: dict[int, list[_Planned]] = {}
+    for p in plan:
+        lanes.setdefault(p.account, []).append(p)
+
+    # Each account has at most one request in flight, so a node never needs more connections than this.
+    concurrent = len(lanes) if opts.rate is not None else min(len(lanes), max(1, opts.window))
+    try:
+        for pool in pools:
+            await pool.warm(concurrent)
+    except (OSError, RemoteError) as exc:
+        raise LocalError(f"cannot open {concurrent} connections per node: {exc}") from None
+
+    result.cpu_before = _cpu_snapshot(cluster, cpu_reader)
+    start = trio.current_time()
+    last_settle = start
+
+    window = trio.Semaphore(max(1, opts.window))
+    send_tokens, recv_tokens = trio.open_memory_channel[float](0)
+
+    async def ticker() -> None:
+        assert opts.rate is not None
+        async with send_tokens:
+            for k in range(len(plan)):
+                due = start + k / opts.rate
+                await trio.sleep_until(due)
+                await send_tokens.send(due)
+                result.schedule_lag_s = max(result.schedule_lag_s, trio.current_time() - due)
+
+    async def lane(payments: list[_Planned], tokens: trio.MemoryReceiveChannel[float] | None) -> None:
+        nonlocal last_settle
+        prev: _Planned | None = None
+        for p in payments:
+            pool = pools[p.node]
+            if tokens is not None:
+                try:
+                    await tokens.receive()
+                except trio.EndOfChannel:
+                    return
+            else:
+                await window.acquire()
+            try:
+                deadline = trio.current_time() + opts.timeout
+                if (
+                    prev is not None
+                    and prev.node != p.node
+                    and not await _wait_settled(pool, prev.digest, deadline)
+                ):
+                    raise RemoteError(f"seq {prev.seq} did not settle at {cluster.nodes[p.node].name}")
+                t0 = trio.current_time()
+                reply = await pool.call(p.request())
+                if not isinstance(reply, SubmitReply):
+                    raise RemoteError(f"expected SubmitReply, got {type(reply).__name__}")
+                if not reply.accepted:
+                    raise RemoteError(f"refused: {reply.error}")
+                if not await _wait_settled(pool, p.digest, t0 + opts.timeout):
+                    raise RemoteError(f"not settled within {opts.timeout:g} s")
+                t1 = trio.current_time()
+            except (RemoteError, OSError, trio.BrokenResourceError) as exc:
+                result.failures.append(
+                    {
+                        "tx": p.digest.hex(),
+                        "account": cluster.accounts[p.account].address.hex(),
+                        "seq": p.seq,
+                        "node": cluster.nodes[p.node].name,
+                        "error": str(exc) or type(exc).__name__,
+                    }
+                )
+                return
+            finally:
+                if tokens is None:
+                    window.release()
+            result.latencies_s.append(t1 - t0)
+            result.settled += 1
+            last_settle = max(last_settle, t1)
+            prev = p
+
+    async with trio.open_nursery() as nursery:
+        if opts.rate is not None:
+            nursery.start_soon(ticker)
+            async with trio.open_nursery() as lanes_nursery:
+                for payments in lanes.values():
+                    lanes_nursery.start_soon(lane, payments, recv_tokens)
+            # Lanes that stopped early leave tokens nobody will take: stop the ticker.
+            nursery.cancel_scope.cancel()
+        else:
+            for payments in lanes.values():
+                nursery.start_soon(lane, payments, None)
+    result.duration_s = last_settle - start
+
+    result.roots = await _converge(cluster, pools, opts.timeout)
+    result.cpu_after = _cpu_snapshot(cluster, cpu_reader)
+    return result
+
+
+async def _plan(
+    cluster: Cluster,
+    opts: BenchOptions,
+    pools: list[_Pool],
+    make_order: MakeOrder,
+    transfer_digest: TransferDigest,
+    progress: Callable[[int, int], None],
+    make_shielded: MakeShielded | None = None,
+) -> list[_Planned]:
+    """Read accounts, check funds, and build every order (the slow part, done before the clock starts)."""
+    if opts.shielded and make_shielded is None:
+        raise LocalError("shielded load needs a shielded order builder")
+    try:
+        chain_id = cluster.chain_id
+        if chain_id is None:
+            status = await pools[0].call(StatusRequest())
+            raw = status.info.get("chain_id") if isinstance(status, StatusReply) else None
+            chain_id = bytes.fromhex(raw) if isinstance(raw, str) else raw if isinstance(raw, bytes) else None
+            if chain_id is None:
+                raise LocalError("the chain id is in neither cluster.json nor the node's status")
+        counts = split_count(opts.count, len(cluster.accounts))
+        next_seq: list[int] = []
+        for acc, n in zip(cluster.accounts, counts, strict=True):
+            reply = await pools[0].call(GetAccount(address=Address(acc.address)))
+            if not isinstance(reply, AccountReply):
+                raise LocalError(f"expected AccountReply, got {type(reply).__name__}")
+            if reply.balance < n * opts.amount:
+                need = n * opts.amount
+                raise LocalError(
+                    f"account {acc.address.hex()} holds {reply.balance}, needs {need} for {n} payments"
+                )
+            next_seq.append(reply.next_seq)
+    except (OSError, RemoteError) as exc:
+        raise LocalError(f"cannot query {cluster.nodes[0].name}: {exc}") from None
+
+    keys = [SpendingKey.from_bytes(a.spending_key) for a in cluster.accounts]
+    k = len(cluster.accounts)
+    plan: list[_Planned] = []
+    total = sum(counts)
+    for r in range(max(counts, default=0)):
+        for i in range(k):
+            if r >= counts[i]:
+                continue
+            recipient = (
+                cluster.accounts[(i + 1) % k].address if k > 1 else hash256(b"p2pnode/bench/sink")[:20]
+            )
+            seq = next_seq[i] + r
+            node = len(plan) % len(cluster.nodes)
+            if make_shielded is not None and opts.shielded:
+                shielded = await trio.to_thread.run_sync(make_shielded, keys[i], chain_id, opts.amount, seq)
+                planned = _Planned(
+                    account=i, seq=seq, node=node, order=shielded, digest=shielded_digest(shielded.tx)
+                )
+            else:
+                order = make_order(keys[i], chain_id, recipient, opts.amount, seq)
+                planned = _Planned(
+                    account=i, seq=seq, node=node, order=order, digest=transfer_digest(order.transfer)
+                )
+            plan.append(planned)
+            progress(len(plan), total)
+    return plan
+
+
+def _cpu_snapshot(cluster: Cluster, reader: Callable[[int], float | None]) -> dict[str, float | None]:
+    return {n.name: reader(cluster.pids[n.name]) if n.name in cluster.pids else None for n in cluster.nodes}
+
+
+async def _converge(cluster: Cluster, pools: list[_Pool], timeout: float) -> dict[str, str | None]:
+    """Poll every node's status until the roots agree or ``timeout`` passes; return the last roots seen."""
+    roots: dict[str, str | None] = {}
+    with trio.move_on_after(timeout):
+        while True:
+            for node, pool in zip(cluster.nodes, pools, strict=True):
+                try:
+                    reply = await pool.call(StatusRequest())
+                except (OSError, RemoteError, trio.BrokenResourceError):
+                    roots[node.name] = None
+                    continue
+                raw = reply.info.get("root") if isinstance(reply, StatusReply) else None
+                roots[node.name] = (
+                    raw.hex() if isinstance(raw, bytes) else raw if isinstance(raw, str) else None
+                )
+            if len(set(roots.values())) == 1 and None not in roots.values():
+                break
+            await trio.sleep(0.05)
+    return roots

@@ -1,0 +1,83 @@
+"""Nearest-rank percentiles and the count/p50/p90/p99/max summary shared by ``latency`` and ``bench``.
+
+For ``n`` sorted samples the p-th percentile is the sample of rank ``ceil(p/100 * n)`` (rank 1 for
+p = 0). It always returns an observed value and needs no interpolation; :func:`percentile` is the one
+implementation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+__all__ = ["Stats", "percentile", "round3"]
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of already sorted samples: the sample of rank ``ceil(p/100 * n)``.
+
+    ``p`` is in [0, 100]; p = 0 gives the smallest sample. The rank is computed in exact rational
+    arithmetic (``99.9`` of 1000 samples is rank 999, not 1000). Raises ``ValueError`` on no samples.
+    """
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("percentile of no samples")
+    if not 0 <= p <= 100:
+        raise ValueError(f"percentile {p} outside [0, 100]")
+    rank = max(1, math.ceil(Fraction(str(p)) * n / 100))
+    return sorted_values[rank - 1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stats:
+    """Count and nearest-rank p50/p90/p99/max of one set of samples, in ``unit`` ("ms" or "us")."""
+
+    unit: str
+    count: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, samples: Iterable[float], unit: str = "ms") -> Stats:
+        values = sorted(samples)
+        if not values:
+            return cls(unit=unit, count=0, p50=None, p90=None, p99=None, max=None)
+        return cls(
+            unit=unit,
+            count=len(values),
+            p50=round3(percentile(values, 50)),
+            p90=round3(percentile(values, 90)),
+            p99=round3(percentile(values, 99)),
+            max=round3(values[-1]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            "count": self.count,
+            "p50": self.p50,
+            "p90": self.p90,
+            "p99": self.p99,
+            "max": self.max,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Stats:
+        return cls(
+            unit=obj["unit"],
+            count=obj["count"],
+            p50=obj["p50"],
+            p90=obj["p90"],
+            p99=obj["p99"],
+            max=obj["max"],
+        )
+
+
+def round3(v: float) -> float:
+    """``v`` rounded to 3 decimals, the precision every report prints and stores."""
+    return round(float(v), 3)
