@@ -31,7 +31,7 @@ from pathlib import Path
 import trio
 
 from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.shielded import choose, fetch_outputs, my_notes, open_prover, submit_and_wait
+from p2pnode.cli.shielded import choose, fetch_outputs, my_notes, open_prover, submit_shielded
 from p2pnode.cli.status import query_status
 from p2pnode.cli.wallet import PaymentRefused, load_account, pay
 from p2pnode.crypto import address_of
@@ -166,7 +166,7 @@ async def shielded_step(
     started = time.perf_counter()
     order = await trio.to_thread.run_sync(build, *args)
     prove_s = time.perf_counter() - started
-    digest, settle_s = await submit_and_wait(client, order, PAY_TIMEOUT_S)
+    digest, settle_s = await submit_shielded(client, order, PAY_TIMEOUT_S)
     return order, digest, prove_s, settle_s
 
 

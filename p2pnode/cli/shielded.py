@@ -20,7 +20,14 @@ from typing import Any
 
 import trio
 
-from p2pnode.cli.wallet import PaymentRefused, chain_id_of_node, connect, load_account, parse_recipient
+from p2pnode.cli.wallet import (
+    PaymentRefused,
+    chain_id_of_node,
+    connect,
+    load_account,
+    parse_recipient,
+    submit_and_wait,
+)
 from p2pnode.core.shielded import shielded_digest
 from p2pnode.errors import LocalError
 from p2pnode.net.client import Client
@@ -29,11 +36,8 @@ from p2pnode.wire.messages import (
     GetAccount,
     GetNotes,
     NotesReply,
-    SettledReply,
     ShieldedOrder,
-    SubmitReply,
     SubmitShielded,
-    WaitSettled,
 )
 from p2pnode.wire.types import Address
 from p2pnode.zk.notes import Note, ShieldedKeys, build_shield, build_transfer, build_unshield, scan
@@ -95,19 +99,9 @@ def choose(notes: list[tuple[Note, bool]], amount: int) -> list[Note]:
     return picked
 
 
-async def submit_and_wait(client: Client, order: ShieldedOrder, timeout: float) -> tuple[bytes, float]:
+async def submit_shielded(client: Client, order: ShieldedOrder, timeout: float) -> tuple[bytes, float]:
     digest = shielded_digest(order.tx)
-    start = time.perf_counter()
-    with trio.fail_after(timeout):
-        reply = await client.call(SubmitShielded(order=order))
-        assert isinstance(reply, SubmitReply)
-        if not reply.accepted:
-            raise PaymentRefused(reply.error)
-        while True:
-            settled = await client.call(WaitSettled(digest=digest, wait_ms=1000))
-            assert isinstance(settled, SettledReply)
-            if settled.settled:
-                return digest, time.perf_counter() - start
+    return digest, await submit_and_wait(client, SubmitShielded(order=order), digest, timeout)
 
 
 def _report(
@@ -149,7 +143,7 @@ def cmd_shield(args: argparse.Namespace) -> int:
                     build_shield, prover, keys, key, chain_id, acct.next_seq, args.amount, to
                 )
                 prove_s = time.perf_counter() - t0
-                digest, seconds = await submit_and_wait(client, order, args.timeout)
+                digest, seconds = await submit_shielded(client, order, args.timeout)
                 after = await client.call(GetAccount(address=Address(key.address)))
                 assert isinstance(after, AccountReply)
         _report(args, "shield", digest, seconds, prove_s, transparent_balance=after.balance)
@@ -173,7 +167,7 @@ def cmd_zpay(args: argparse.Namespace) -> int:
                     build_transfer, prover, keys, chain_id, inputs, [(to, args.amount)]
                 )
                 prove_s = time.perf_counter() - t0
-                digest, seconds = await submit_and_wait(client, order, args.timeout)
+                digest, seconds = await submit_shielded(client, order, args.timeout)
         _report(args, "zpay", digest, seconds, prove_s)
         return 0
 
@@ -195,7 +189,7 @@ def cmd_unshield(args: argparse.Namespace) -> int:
                     build_unshield, prover, keys, chain_id, inputs, to, args.amount
                 )
                 prove_s = time.perf_counter() - t0
-                digest, seconds = await submit_and_wait(client, order, args.timeout)
+                digest, seconds = await submit_shielded(client, order, args.timeout)
                 after = await client.call(GetAccount(address=Address(to)))
                 assert isinstance(after, AccountReply)
         _report(args, "unshield", digest, seconds, prove_s, recipient_balance=after.balance)

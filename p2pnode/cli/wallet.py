@@ -21,6 +21,7 @@ from p2pnode.net.client import Client
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
+    Message,
     SettledReply,
     StatusReply,
     StatusRequest,
@@ -28,7 +29,7 @@ from p2pnode.wire.messages import (
     SubmitReply,
     WaitSettled,
 )
-from p2pnode.wire.types import Address
+from p2pnode.wire.types import Address, Digest
 
 
 def load_account(path: Path) -> SpendingKey:
@@ -79,21 +80,28 @@ async def pay(
     assert isinstance(acct, AccountReply)
     order = make_order(key, chain_id, to, amount, acct.next_seq)
     digest = transfer_digest(order.transfer)
+    seconds = await submit_and_wait(client, SubmitOrder(order=order), digest, timeout)
+    settled = await client.call(WaitSettled(digest=digest, wait_ms=0))
+    assert isinstance(settled, SettledReply)
+    after = await client.call(GetAccount(address=sender))
+    assert isinstance(after, AccountReply)
+    return PayResult(digest, seconds, after.balance, order.transfer.seq, settled.root)
+
+
+async def submit_and_wait(client: Client, request: Message, digest: bytes, timeout: float) -> float:
+    """Submit (SubmitOrder or SubmitShielded), then wait until the node has applied the payment.
+    Returns the seconds it took. Raises PaymentRefused with the node's reason, or trio.TooSlowError."""
     start = time.perf_counter()
     with trio.fail_after(timeout):
-        reply = await client.call(SubmitOrder(order=order))
+        reply = await client.call(request)
         assert isinstance(reply, SubmitReply)
         if not reply.accepted:
             raise PaymentRefused(reply.error)
         while True:
-            settled = await client.call(WaitSettled(digest=digest, wait_ms=1000))
+            settled = await client.call(WaitSettled(digest=Digest(digest), wait_ms=1000))
             assert isinstance(settled, SettledReply)
             if settled.settled:
-                break
-    seconds = time.perf_counter() - start
-    after = await client.call(GetAccount(address=sender))
-    assert isinstance(after, AccountReply)
-    return PayResult(digest, seconds, after.balance, order.transfer.seq, settled.root)
+                return time.perf_counter() - start
 
 
 async def chain_id_of_node(client: Client) -> bytes:
