@@ -24,6 +24,7 @@ from p2pnode.cli.wallet import (
     PaymentRefused,
     chain_id_of_node,
     connect,
+    hex_or_account,
     load_account,
     parse_recipient,
     submit_and_wait,
@@ -51,16 +52,12 @@ def open_prover() -> Prover:
 
 def shielded_address(text: str, prover: Prover) -> bytes:
     """A 128-hex-digit shielded address, or an account file (its derived address)."""
-    candidate = text.removeprefix("0x")
-    if len(candidate) == 128:
-        try:
-            return bytes.fromhex(candidate)
-        except ValueError:
-            pass
-    path = Path(text)
-    if path.exists():
-        return ShieldedKeys.from_spending_key(load_account(path).to_bytes(), prover).address
-    raise LocalError(f"--to: {text!r} is neither a 128-hex-digit shielded address nor an account file")
+    return hex_or_account(
+        text,
+        64,
+        lambda key: ShieldedKeys.from_spending_key(key.to_bytes(), prover).address,
+        "128-hex-digit shielded address",
+    )
 
 
 async def fetch_outputs(client: Client) -> list[tuple[bytes, bytes, bool]]:
@@ -152,50 +149,49 @@ def cmd_shield(args: argparse.Namespace) -> int:
     return _run(go, args)
 
 
-def cmd_zpay(args: argparse.Namespace) -> int:
+def _spend(args: argparse.Namespace, what: str, build: Any, to_transparent: bytes | None = None) -> int:
+    """Spend from the wallet's notes: pick notes covering ``args.amount``, prove with
+    ``build(prover, keys, chain_id, inputs)``, submit and wait; report the recipient's balance when
+    the payment leaves the pool."""
     key = load_account(Path(args.from_))
 
     async def go() -> int:
+        extra: dict[str, Any] = {}
         with open_prover() as prover:
             keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
-            to = shielded_address(args.to, prover)
             async with await connect(args.node) as client:
                 chain_id = await chain_id_of_node(client)
                 inputs = choose(await my_notes(client, prover, keys), args.amount)
                 t0 = time.perf_counter()
-                order = await trio.to_thread.run_sync(
-                    build_transfer, prover, keys, chain_id, inputs, [(to, args.amount)]
-                )
+                order = await trio.to_thread.run_sync(build, prover, keys, chain_id, inputs)
                 prove_s = time.perf_counter() - t0
                 digest, seconds = await submit_shielded(client, order, args.timeout)
-        _report(args, "zpay", digest, seconds, prove_s)
+                if to_transparent is not None:
+                    after = await client.call(GetAccount(address=Address(to_transparent)))
+                    assert isinstance(after, AccountReply)
+                    extra["recipient_balance"] = after.balance
+        _report(args, what, digest, seconds, prove_s, **extra)
         return 0
 
     return _run(go, args)
+
+
+def cmd_zpay(args: argparse.Namespace) -> int:
+    def build(prover: Prover, keys: ShieldedKeys, chain_id: bytes, inputs: list[Note]) -> ShieldedOrder:
+        return build_transfer(
+            prover, keys, chain_id, inputs, [(shielded_address(args.to, prover), args.amount)]
+        )
+
+    return _spend(args, "zpay", build)
 
 
 def cmd_unshield(args: argparse.Namespace) -> int:
-    key = load_account(Path(args.from_))
     to = parse_recipient(args.to)
 
-    async def go() -> int:
-        with open_prover() as prover:
-            keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
-            async with await connect(args.node) as client:
-                chain_id = await chain_id_of_node(client)
-                inputs = choose(await my_notes(client, prover, keys), args.amount)
-                t0 = time.perf_counter()
-                order = await trio.to_thread.run_sync(
-                    build_unshield, prover, keys, chain_id, inputs, to, args.amount
-                )
-                prove_s = time.perf_counter() - t0
-                digest, seconds = await submit_shielded(client, order, args.timeout)
-                after = await client.call(GetAccount(address=Address(to)))
-                assert isinstance(after, AccountReply)
-        _report(args, "unshield", digest, seconds, prove_s, recipient_balance=after.balance)
-        return 0
+    def build(prover: Prover, keys: ShieldedKeys, chain_id: bytes, inputs: list[Note]) -> ShieldedOrder:
+        return build_unshield(prover, keys, chain_id, inputs, to, args.amount)
 
-    return _run(go, args)
+    return _spend(args, "unshield", build, to_transparent=to)
 
 
 def cmd_notes(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,18 +44,23 @@ def load_account(path: Path) -> SpendingKey:
     return key
 
 
-def parse_recipient(text: str) -> bytes:
-    """A 40-hex-char address, or an account file whose address is used."""
+def hex_or_account(text: str, length: int, derive: Callable[[SpendingKey], bytes], what: str) -> bytes:
+    """``length`` bytes given as hex, or derived from the account file at ``text``."""
     candidate = text.removeprefix("0x")
-    if len(candidate) == 40:
+    if len(candidate) == 2 * length:
         try:
             return bytes.fromhex(candidate)
         except ValueError:
             pass
     path = Path(text)
     if path.exists():
-        return address_of(load_account(path).public)
-    raise LocalError(f"--to: {text!r} is neither a 20-byte hex address nor an account file")
+        return derive(load_account(path))
+    raise LocalError(f"--to: {text!r} is neither a {what} nor an account file")
+
+
+def parse_recipient(text: str) -> bytes:
+    """A 40-hex-char address, or an account file whose address is used."""
+    return hex_or_account(text, 20, lambda key: address_of(key.public), "20-byte hex address")
 
 
 class PaymentRefused(RemoteError):

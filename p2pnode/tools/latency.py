@@ -80,18 +80,6 @@ __all__ = [
 SKEW_TOLERANCE_NS = 1_000_000  # 1 ms: below this, ordering noise between processes is expected
 _NS_PER_MS = 1e6
 
-PAYMENT_EVENTS = frozenset(
-    {
-        "order_submitted",
-        "order_received",
-        "proof_verified",
-        "vote_sent",
-        "vote_received",
-        "certificate_formed",
-        "certificate_received",
-        "certificate_applied",
-    }
-)
 # Progress of a payment, in causal order; the last one reached names where an unsettled payment stopped.
 _PROGRESS: tuple[str, ...] = (
     "order_submitted",
@@ -103,6 +91,7 @@ _PROGRESS: tuple[str, ...] = (
     "certificate_received",
     "certificate_applied",
 )
+PAYMENT_EVENTS = frozenset(_PROGRESS)
 _HOP_KINDS = {"order_received": "order", "vote_received": "vote", "certificate_received": "certificate"}
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from p2pnode.tools.stats import Stats
+from p2pnode.tools.stats import Stats, record_from_json, record_to_json
 
 __all__ = [
     "JSON_VERSION",
@@ -63,32 +63,17 @@ class NodeReport:
     proof_failures: int
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "role": self.role,
-            "orders": self.orders,
-            "applied": self.applied,
-            "received": self.received.to_json(),
-            "verified": self.verified.to_json(),
-            "applied_ms": self.applied_ms.to_json(),
-            "verify_us": self.verify_us.to_json(),
-            "batch_mean": self.batch_mean,
-            "proof_failures": self.proof_failures,
-        }
+        return record_to_json(self)
 
     @classmethod
     def from_json(cls, o: Mapping[str, Any]) -> NodeReport:
-        return cls(
-            node=o["node"],
-            role=o["role"],
-            orders=o["orders"],
-            applied=o["applied"],
-            received=Stats.from_json(o["received"]),
-            verified=Stats.from_json(o["verified"]),
-            applied_ms=Stats.from_json(o["applied_ms"]),
-            verify_us=Stats.from_json(o["verify_us"]),
-            batch_mean=o["batch_mean"],
-            proof_failures=o["proof_failures"],
+        return record_from_json(
+            cls,
+            o,
+            received=Stats.from_json,
+            verified=Stats.from_json,
+            applied_ms=Stats.from_json,
+            verify_us=Stats.from_json,
         )
 
 
@@ -104,25 +89,11 @@ class Unsettled:
     rejections: dict[str, int]  # message_rejected reasons naming this tx ("proof invalid" for ok=false)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "tx": self.tx,
-            "last_stage": self.last_stage,
-            "applied_nodes": self.applied_nodes,
-            "nodes": self.nodes,
-            "missing": list(self.missing),
-            "rejections": dict(sorted(self.rejections.items())),
-        }
+        return record_to_json(self)
 
     @classmethod
     def from_json(cls, o: Mapping[str, Any]) -> Unsettled:
-        return cls(
-            tx=o["tx"],
-            last_stage=o["last_stage"],
-            applied_nodes=o["applied_nodes"],
-            nodes=o["nodes"],
-            missing=tuple(o["missing"]),
-            rejections=dict(o["rejections"]),
-        )
+        return record_from_json(cls, o, missing=tuple, rejections=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,11 +103,11 @@ class Rejection:
     count: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"reason": self.reason, "kind": self.kind, "count": self.count}
+        return record_to_json(self)
 
     @classmethod
     def from_json(cls, o: Mapping[str, Any]) -> Rejection:
-        return cls(reason=o["reason"], kind=o["kind"], count=o["count"])
+        return record_from_json(cls, o)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,25 +126,11 @@ class SkewFinding:
     median_ms: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "reference": self.reference,
-            "pairs": self.pairs,
-            "violations": self.violations,
-            "worst_ms": self.worst_ms,
-            "median_ms": self.median_ms,
-        }
+        return record_to_json(self)
 
     @classmethod
     def from_json(cls, o: Mapping[str, Any]) -> SkewFinding:
-        return cls(
-            node=o["node"],
-            reference=o["reference"],
-            pairs=o["pairs"],
-            violations=o["violations"],
-            worst_ms=o["worst_ms"],
-            median_ms=o["median_ms"],
-        )
+        return record_from_json(cls, o)
 
 
 @dataclass(frozen=True, kw_only=True)

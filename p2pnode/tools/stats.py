@@ -8,10 +8,10 @@ implementation.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["Stats", "percentile", "round3"]
 
@@ -57,25 +57,39 @@ class Stats:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "unit": self.unit,
-            "count": self.count,
-            "p50": self.p50,
-            "p90": self.p90,
-            "p99": self.p99,
-            "max": self.max,
-        }
+        return record_to_json(self)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Stats:
-        return cls(
-            unit=obj["unit"],
-            count=obj["count"],
-            p50=obj["p50"],
-            p90=obj["p90"],
-            p99=obj["p99"],
-            max=obj["max"],
-        )
+        return record_from_json(cls, obj)
+
+
+R = TypeVar("R")
+
+
+def record_to_json(record: Any) -> dict[str, Any]:
+    """A report record's fields as JSON values, in field order: nested records through their own
+    ``to_json``, tuples as lists, maps with sorted keys."""
+    return {f.name: _json_value(getattr(record, f.name)) for f in fields(record)}
+
+
+def _json_value(v: Any) -> Any:
+    if hasattr(v, "to_json"):
+        return v.to_json()
+    if isinstance(v, tuple):
+        return [_json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _json_value(x) for k, x in sorted(v.items())}
+    return v
+
+
+def record_from_json(cls: type[R], obj: Mapping[str, Any], **convert: Callable[[Any], Any]) -> R:
+    """The inverse of :func:`record_to_json`; ``convert`` maps a field name to its decoder."""
+    return cls(**{f.name: convert.get(f.name, _same)(obj[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
+
+
+def _same(v: Any) -> Any:
+    return v
 
 
 def round3(v: float) -> float:
