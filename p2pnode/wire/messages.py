@@ -438,12 +438,16 @@ class GetAccount(Message):
     address: Address
 
 
-@message(45, B20, U64, U64)
+@message(45, B20, U64, U64, _str(512))
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccountReply(Message):
+    """Durable state only (see ``ClientService``). ``blocked`` is empty, or says why the account's
+    next seq can never settle (conflicting orders split the votes; see ``slot_blocked``)."""
+
     address: Address
     balance: Amount
     next_seq: Seq
+    blocked: str = ""
 
 
 @message(46, B32, U32)
@@ -455,13 +459,18 @@ class WaitSettled(Message):
     wait_ms: int
 
 
-@message(47, B32, _bool, B32, U64)
+@message(47, B32, _bool, B32, U64, _str(512))
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SettledReply(Message):
+    """``settled`` only once the certificate's commit returned here; ``root`` and ``applied`` are of
+    the durable state. ``blocked`` is non-empty (the reason) when the payment can never settle: its
+    slot (sender, seq) is blocked by conflicting orders; the reply is then immediate."""
+
     digest: Digest
     settled: bool
     root: bytes
     applied: int
+    blocked: str = ""
 
 
 @message(50, _nested(ShieldedOrder))

@@ -146,7 +146,9 @@ EXAMPLES: list[Message] = [
     SubmitOrder(order=ORDER),
     SubmitReply(digest=Digest(b(32, 0x12)), accepted=False, error="insufficient funds: balance 1, amount 2"),
     GetAccount(address=Address(b(20, 0x13))),
-    AccountReply(address=Address(b(20, 0x14)), balance=Amount(U64_MAX), next_seq=Seq(0)),
+    AccountReply(
+        address=Address(b(20, 0x14)), balance=Amount(U64_MAX), next_seq=Seq(0), blocked="seq 0 blocked"
+    ),
     WaitSettled(digest=Digest(b(32, 0x15)), wait_ms=2**32 - 1),
     SettledReply(digest=Digest(b(32, 0x16)), settled=True, root=b(32, 0x17), applied=9),
     ErrorReply(reason=""),
