@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS locks (
 class Snapshot:
     accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # address -> (balance, next_seq)
     certs: list[bytes] = field(default_factory=list)  # in the order they were applied
-    locks: list[tuple[bytes, int, bytes]] = field(default_factory=list)  # (sender, seq, digest)
+    # (sender, seq, digest, order bytes): a restarted validator votes again for the order it locked
+    locks: list[tuple[bytes, int, bytes, bytes]] = field(default_factory=list)
     notes: dict[bytes, bool] = field(default_factory=dict)  # commitment -> spent
 
 
@@ -110,7 +111,8 @@ class SqliteStore:
             snap.accounts[bytes(addr)] = (int.from_bytes(bal, "big"), seq)
         snap.certs = [bytes(c) for (c,) in self._db.execute("SELECT cert FROM certificates ORDER BY n")]
         snap.locks = [
-            (bytes(s), q, bytes(d)) for s, q, d in self._db.execute("SELECT sender, seq, digest FROM locks")
+            (bytes(s), q, bytes(d), bytes(o))
+            for s, q, d, o in self._db.execute("SELECT sender, seq, digest, ord FROM locks")
         ]
         snap.notes = {bytes(c): bool(sp) for c, sp in self._db.execute("SELECT commitment, spent FROM notes")}
         return snap
@@ -192,7 +194,7 @@ class MemoryStore:
         self.commits += 1
         for w in writes:
             if isinstance(w, PersistLock):
-                self.snapshot.locks.extend((k, q, w.digest) for k, q in w.keys)
+                self.snapshot.locks.extend((k, q, w.digest, w.order) for k, q in w.keys)
             else:
                 self.snapshot.certs.append(w.cert_bytes)
                 for a, b, s in w.accounts:
