@@ -48,7 +48,7 @@ from p2pnode.core.node import CoreParams, NodeCore
 from p2pnode.core.shielded import public_signals
 from p2pnode.core.validator import BYZANTINE_BEHAVIOURS
 from p2pnode.crypto import NodeKey
-from p2pnode.errors import DecodeError, HandshakeError, LocalError
+from p2pnode.errors import DecodeError, HandshakeError, LocalError, StorageError
 from p2pnode.genesis import Genesis
 from p2pnode.net.clients import PEER_ERRORS, ClientService
 from p2pnode.net.conn import FramedStream, PeerHello, handshake
@@ -299,14 +299,11 @@ class Node:
                         await thread.commit(writes)
                     else:
                         self.store.commit(writes)
-                except LocalError as exc:
-                    cause = exc.__cause__ if exc.__cause__ is not None else exc
-                    self.log.error(
-                        "store_failed",
-                        cause=getattr(exc, "cause", "database error"),
-                        error=str(getattr(exc, "detail", cause)),
-                        writes=len(writes),
-                    )
+                except StorageError as exc:
+                    self.log.error("store_failed", cause=exc.cause, error=exc.detail, writes=len(writes))
+                    raise
+                except LocalError as exc:  # the store thread failed in another way: our bug
+                    self.log.error("store_failed", cause="database error", error=str(exc), writes=len(writes))
                     raise
                 applied = [w for w in writes if isinstance(w, PersistApplied)]
                 if applied:
