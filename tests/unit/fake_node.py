@@ -41,7 +41,7 @@ CHAIN_ID = bytes(range(32))
 class FakeNode:
     """Accounts hold (balance, next_seq); a submitted transfer at the account's next seq settles at
     once (``settle=False``: never); ``silent`` answers nothing; ``wrong`` answers every request of that
-    type with a Pong-like wrong message; ``close_on`` closes the connection on that request type."""
+    type with a message of another type; ``close_on`` closes the connection on that request type."""
 
     accounts: dict[bytes, list[int]] = field(default_factory=dict)
     settle: bool = True
@@ -60,7 +60,9 @@ class FakeNode:
         if self.silent:
             return None
         if self.wrong is not None and isinstance(msg, self.wrong):
-            return AccountReply(address=Address(b"\0" * 20), balance=Amount(0), next_seq=Seq(0))
+            if isinstance(msg, StatusRequest):
+                return AccountReply(address=Address(b"\0" * 20), balance=Amount(0), next_seq=Seq(0))
+            return StatusReply(info={})
         if isinstance(msg, StatusRequest):
             info: dict[str, Any] = {"chain_id": CHAIN_ID.hex(), "applied": len(self.settled)}
             if self.blocked_slots:
