@@ -4,6 +4,7 @@ socket: bounded by --timeout, one line on stderr for every failure, exit 1 for r
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -155,3 +156,38 @@ def test_status_silent_node_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("p2pnode ")
+
+
+@pytest.mark.parametrize("command", ["shield", "zpay", "unshield"])
+def test_shielded_amounts_must_fit_in_u64(
+    account: str, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    argv = [command, "--node", "127.0.0.1:1", "--from", account, "--to", TO, "--amount", str(2**64)]
+    assert cli.main(argv) == 2
+    _, line = error_line(capsys)
+    assert line == f"--amount {2**64} does not fit in u64 (at most {2**64 - 1})"
+
+
+def test_run_exit_codes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``p2pnode run`` stopped by Ctrl-C exits 130, by SIGTERM 0 (the node itself is not started here)."""
+    from p2pnode.net import main as net_main
+
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
+        monkeypatch.setattr("p2pnode.net.main.trio.run", lambda *a, s=signum, **k: int(s))
+        assert net_main.main_run(tmp_path / "node-0.toml") == code
+
+
+def test_verifier_workers_ignore_sigint() -> None:
+    from p2pnode.net import verifier
+
+    pool = verifier.ProofVerifier(workers=1)
+    try:
+        assert pool._pool is not None and pool._pool._initializer is verifier._worker_init
+    finally:
+        pool.close()
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        verifier._worker_init()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
