@@ -119,9 +119,17 @@ def _voters(votes: Any) -> list[str]:
 
 
 def slot_orders(slot: dict[str, Any]) -> dict[str, list[str]]:
-    """A ``blocked_slots`` entry's conflicting orders: digest hex -> voter id prefixes."""
+    """A ``blocked_slots`` entry's conflicting orders: digest hex -> voter id prefixes.
+
+    The node reports ``orders`` (digest -> vote count) and ``voters`` (digest -> comma-separated id
+    prefixes); see ``BlockedSlot.as_dict``."""
     orders = slot.get("orders") or {}
-    return {str(d): _voters(v) for d, v in orders.items()} if isinstance(orders, dict) else {}
+    voters = slot.get("voters") or {}
+    if not isinstance(orders, dict):
+        return {}
+    if isinstance(voters, dict):
+        return {str(d): _voters(voters.get(d, v)) for d, v in orders.items()}
+    return {str(d): _voters(v) for d, v in orders.items()}
 
 
 def blocked_orders(info: dict[str, Any], sender: bytes, seq: int) -> dict[str, list[str]]:

@@ -128,22 +128,26 @@ def test_broken_stream_is_connection_lost() -> None:
 
 
 # -- blocked slots ------------------------------------------------------------------------------------
-# The documented shape of a blocked slot in StatusReply.info["blocked_slots"] ...
+# The shape of a blocked slot in StatusReply.info["blocked_slots"], as the node reports it
+# (p2pnode.core.slots.BlockedSlot.as_dict): vote counts, and the voters as comma-separated id prefixes.
 SLOT = {"sender": SENDER.hex(), "seq": 3, "orders": {"ab" * 32: ["v0", "v1"], "cd" * 32: ["v2", "v3"]}}
-# ... is one level deeper than StatusReply's map decoder accepts today (see the xfail below), so the
-# fake node reports the voters as comma-separated strings, which the wallet reads the same way.
-WIRE_SLOT = {"sender": SENDER.hex(), "seq": 3, "orders": {"ab" * 32: "v0,v1", "cd" * 32: "v2,v3"}}
+WIRE_SLOT = {
+    "sender": SENDER.hex(),
+    "seq": 3,
+    "quorum": 3,
+    "orders": {"ab" * 32: 2, "cd" * 32: 2},
+    "voters": {"ab" * 32: "v0,v1", "cd" * 32: "v2,v3"},
+}
 
 
-@pytest.mark.xfail(strict=True, reason="StatusReply info maps nest at most 3 levels; blocked_slots needs 4")
-def test_documented_blocked_slots_shape_decodes() -> None:
-    reply = StatusReply(info={"blocked_slots": [SLOT]})
+def test_the_nodes_blocked_slots_shape_decodes() -> None:
+    reply = StatusReply(info={"blocked_slots": [WIRE_SLOT]})
     assert decode(reply.encode()) == reply
 
 
 def test_blocked_orders_reads_every_voter_shape() -> None:
-    for orders in (SLOT["orders"], WIRE_SLOT["orders"]):
-        info = {"blocked_slots": [{**SLOT, "orders": orders}]}
+    for slot in (SLOT, WIRE_SLOT):
+        info = {"blocked_slots": [slot]}
         assert blocked_orders(info, SENDER, 3) == SLOT["orders"]
     assert blocked_orders({"blocked_slots": [SLOT]}, SENDER, 4) == {}
     assert blocked_orders({}, SENDER, 3) == {}
