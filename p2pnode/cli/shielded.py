@@ -42,12 +42,15 @@ from p2pnode.wire.messages import (
 )
 from p2pnode.wire.types import Address
 from p2pnode.zk.notes import Note, ShieldedKeys, build_shield, build_transfer, build_unshield, scan
+from p2pnode.zk.paths import ZkPaths, add_zk_path_args, zk_paths_from_args
 from p2pnode.zk.prover import Prover
 from p2pnode.zk.setup import ensure_circuit_keys
 
 
-def open_prover() -> Prover:
-    return Prover.from_dir(ensure_circuit_keys())
+def open_prover(zk: ZkPaths | None = None) -> Prover:
+    """A prover with the circuit keys and toolchain of ``zk`` (default: found as the module
+    :mod:`p2pnode.zk.paths` describes)."""
+    return Prover.from_dir(ensure_circuit_keys(zk), zk)
 
 
 def shielded_address(text: str, prover: Prover) -> bytes:
@@ -128,7 +131,7 @@ def cmd_shield(args: argparse.Namespace) -> int:
     key = load_account(Path(args.from_))
 
     async def go() -> int:
-        with open_prover() as prover:
+        with open_prover(zk_paths_from_args(args)) as prover:
             keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
             to = shielded_address(args.to, prover) if args.to else keys.address
             async with await connect(args.node) as client:
@@ -157,7 +160,7 @@ def _spend(args: argparse.Namespace, what: str, build: Any, to_transparent: byte
 
     async def go() -> int:
         extra: dict[str, Any] = {}
-        with open_prover() as prover:
+        with open_prover(zk_paths_from_args(args)) as prover:
             keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
             async with await connect(args.node) as client:
                 chain_id = await chain_id_of_node(client)
@@ -198,7 +201,7 @@ def cmd_notes(args: argparse.Namespace) -> int:
     key = load_account(Path(args.key))
 
     async def go() -> int:
-        with open_prover() as prover:
+        with open_prover(zk_paths_from_args(args)) as prover:
             keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
             async with await connect(args.node) as client:
                 notes = await my_notes(client, prover, keys)
@@ -248,6 +251,7 @@ def add_shielded_args(sub: Any) -> None:
         p.add_argument(
             "--timeout", type=float, default=60.0, help="seconds to wait for settlement (default 60)"
         )
+        add_zk_path_args(p)
 
     p = sub.add_parser("shield", help="move funds from a transparent account into a shielded note")
     common(p)
@@ -274,4 +278,5 @@ def add_shielded_args(sub: Any) -> None:
     p.add_argument("--node", required=True, metavar="HOST:PORT", help="node to scan")
     p.add_argument("--key", required=True, metavar="ACCOUNTFILE", help="wallet's account file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_zk_path_args(p)
     p.set_defaults(handler=cmd_notes)
