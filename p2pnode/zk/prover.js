@@ -11,8 +11,8 @@
 //   any failure                                                 -> {"id": N, "error": "<message>"}
 // The first line written is {"ready": true} once snarkjs and the Poseidon constants are loaded.
 //
-// Poseidon is circomlib's (the optimised PoseidonEx of circomlib's circuits/poseidon.circom with initial state 0),
-// evaluated here with the constants read from circomlib's own poseidon_constants.circom, so it is the
+// Poseidon is circomlib's (the optimised PoseidonEx of circomlib's circuits/poseidon.circom with initial
+// state 0), evaluated here with the constants read from circomlib's own poseidon_constants.circom, so it is the
 // exact function the circuit constrains. Requests are served one at a time; snarkjs may keep worker
 // threads alive, so the process exits explicitly when stdin closes.
 "use strict";

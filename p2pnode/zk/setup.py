@@ -116,7 +116,7 @@ def _compile(tools: Toolchain, work: Path) -> Path:
     root = Path(os.path.commonpath([work.resolve(), lib]))
 
     def rel(p: Path) -> str:
-        return str(p.resolve().relative_to(root)) if p.resolve() != root else "."
+        return str(p.resolve().relative_to(root))  # "." for root itself
 
     _run(
         [
@@ -174,7 +174,7 @@ def _ptau(cache_dir: Path, power: int, snarkjs: Path, log: Callable[[str], None]
 
 def ensure_circuit_keys(paths: ZkPaths | None = None, *, log: Callable[[str], None] | None = None) -> Path:
     """Return the directory holding ``shielded.wasm``, ``shielded.zkey`` and ``verification_key.json``
-    for the shipped ``circuits/shielded.circom``, making them first if they are not cached.
+    for the shipped ``p2pnode/zk/circuits/shielded.circom``, making them first if they are not cached.
 
     ``paths`` defaults to :func:`~p2pnode.zk.paths.find_zk_paths`. Cached: a few file checks, no
     toolchain needed. From nothing: compile (~2 s), powers of tau and key setup (about half a minute to

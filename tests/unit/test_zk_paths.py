@@ -186,3 +186,19 @@ def test_checkout_cache_name_is_stable() -> None:
     if (b.node_modules / "snarkjs" / "package.json").exists():
         assert b.tool_versions() == PINNED_TOOLS, "installed npm packages differ from package.json: npm ci"
     assert circuit_dir(a) == circuit_dir(b)
+
+
+def test_circuit_compiles_outside_the_checkout(tmp_path: Path) -> None:
+    # circom2 (WASI) sees only what lies below its working directory: a work directory under /tmp and a
+    # node_modules elsewhere (here possibly a symbolic link) must still compile. About 2 to 7 s.
+    from p2pnode.zk.setup import _compile, _r1cs_size
+
+    try:
+        tools = find_zk_paths(search=[REPO]).toolchain()
+    except LocalError as exc:
+        pytest.skip(str(exc))
+    work = tmp_path / "work"
+    work.mkdir()
+    r1cs = _compile(tools, work)
+    assert _r1cs_size(r1cs) > 1000
+    assert (work / f"{CIRCUIT_NAME}_js" / f"{CIRCUIT_NAME}.wasm").is_file()
