@@ -31,22 +31,19 @@ from pathlib import Path
 import trio
 
 from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.shielded import choose, fetch_outputs, my_notes, open_prover, submit_shielded
-from p2pnode.cli.status import query_status
-from p2pnode.cli.wallet import PaymentRefused, load_account, pay
+from p2pnode.client import Client, PaymentRefused, Wallet, load_account, pay, query_status
+from p2pnode.client.shielded import choose, my_notes, open_prover
+from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import address_of
 from p2pnode.errors import P2PNodeError
-from p2pnode.net.client import Client
 from p2pnode.tools.latency import analyze, percentile, render_report, write_plot
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
-    SettledReply,
     ShieldedOrder,
     StatusRequest,
-    WaitSettled,
 )
-from p2pnode.wire.types import Address, Digest
+from p2pnode.wire.types import Address
 from p2pnode.zk.notes import Note, ShieldedKeys, build_shield, build_transfer, build_unshield
 
 VALIDATORS = 4
@@ -92,11 +89,7 @@ async def wait_applied(client: Client, digest: bytes, timeout: float) -> None:
     before a payer switches nodes, the new node must have caught up, or the next order would reuse a seq
     that is already taken."""
     with trio.fail_after(timeout):
-        while True:
-            reply = await client.call(WaitSettled(digest=Digest(digest), wait_ms=1000))
-            assert isinstance(reply, SettledReply)
-            if reply.settled:
-                return
+        await client.wait_settled(digest)
 
 
 async def payment_stream(cluster: Cluster, chain_id: bytes) -> list[Settled]:
@@ -121,8 +114,9 @@ async def payment_stream(cluster: Cluster, chain_id: bytes) -> list[Settled]:
                 payee = PAYERS + (i * PAYMENTS_PER_PAYER + k) % (ACCOUNTS - PAYERS)
                 to = address_of(accounts[payee].public)
                 amount = 100 + 10 * i + k
-                result = await pay(clients[node], key, chain_id, to, amount, PAY_TIMEOUT_S)
-                last = result.digest
+                with trio.fail_after(PAY_TIMEOUT_S):
+                    result = await pay(clients[node], Wallet.from_key(key), to, amount)
+                last = result.tx
                 entry = Settled(i, payee, amount, node, result.seq, result.seconds * 1000)
                 done.append(entry)
                 print(
@@ -146,7 +140,8 @@ async def refused_payment(cluster: Cluster, chain_id: bytes) -> None:
     name = cluster.names[0]
     async with await Client.connect(*cluster.addresses()[name]) as client:
         try:
-            await pay(client, key, chain_id, to, 10**15, PAY_TIMEOUT_S)
+            with trio.fail_after(PAY_TIMEOUT_S):
+                await pay(client, Wallet.from_key(key), to, 10**15)
         except PaymentRefused as exc:
             print(f"  account-{ACCOUNTS - 1} tries to send 10^15 units via {name}")
             print(f"  refused by {name}: {exc}")
@@ -173,7 +168,12 @@ async def shielded_step(
     started = time.perf_counter()
     order = await trio.to_thread.run_sync(build, *args)
     prove_s = time.perf_counter() - started
-    digest, settle_s = await submit_shielded(client, order, PAY_TIMEOUT_S)
+    digest = shielded_digest(order.tx)
+    started = time.perf_counter()
+    with trio.fail_after(PAY_TIMEOUT_S):
+        await client.submit(order)
+        await client.wait_settled(digest)
+    settle_s = time.perf_counter() - started
     return order, digest, prove_s, settle_s
 
 
@@ -272,7 +272,7 @@ async def shielded_tour(cluster: Cluster, chain_id: bytes) -> int:
         node = clients[3 % len(clients)]
         await wait_applied(node, unshield_tx, PAY_TIMEOUT_S)
         started = time.perf_counter()
-        outputs = await fetch_outputs(node)
+        outputs = await node.outputs()
         mine = await my_notes(node, prover, keys[1])
         scan_ms = (time.perf_counter() - started) * 1000
         print(

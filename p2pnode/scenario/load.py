@@ -7,21 +7,13 @@ from __future__ import annotations
 
 import trio
 
+from p2pnode.client import Client, Refused, request
 from p2pnode.core.payments import make_order, transfer_digest
 from p2pnode.errors import RemoteError
-from p2pnode.net.client import Client, request
 from p2pnode.scenario.spec import Step
 from p2pnode.scenario.state import NET_ERRORS, REQUEST_TIMEOUT_S, Account, Payment, Run
-from p2pnode.wire.messages import (
-    AccountReply,
-    GetAccount,
-    Order,
-    SettledReply,
-    SubmitOrder,
-    SubmitReply,
-    WaitSettled,
-)
-from p2pnode.wire.types import Address, Digest
+from p2pnode.wire.messages import AccountReply, GetAccount, Order
+from p2pnode.wire.types import Address
 
 __all__ = ["equivocate", "run_load"]
 
@@ -49,19 +41,13 @@ async def _submit(run: Run, node: str, order: Order, timeout: float, kind: str, 
     try:
         with trio.fail_after(timeout):
             async with await Client.connect(host, port) as client:
-                reply = await client.call(SubmitOrder(order=order))
-                assert isinstance(reply, SubmitReply)
-                if not reply.accepted:
-                    p.outcome, p.error = "refused", reply.error
-                else:
+                try:
+                    await client.submit(order)
                     p.accepted = True
-                    digest = bytes.fromhex(tx)
-                    while True:
-                        done = await client.call(WaitSettled(digest=Digest(digest), wait_ms=1000))
-                        assert isinstance(done, SettledReply)
-                        if done.settled:
-                            p.outcome = "settled"
-                            break
+                    await client.wait_settled(bytes.fromhex(tx))
+                    p.outcome = "settled"
+                except Refused as exc:  # refused, or its slot is blocked (then it can never settle)
+                    p.outcome, p.error = "refused", str(exc.facts.get("blocked") or exc)
     except trio.TooSlowError:
         p.outcome, p.error = "timeout", f"not settled within {timeout:g}s"
     except (OSError, RemoteError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:

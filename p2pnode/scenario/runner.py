@@ -40,13 +40,11 @@ from typing import Any
 import trio
 
 from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.status import query_status
 from p2pnode.cli.testnet import ClusterSpec, render_node_config, write_testnet
-from p2pnode.cli.wallet import load_account
+from p2pnode.client import load_account, query_status, request
 from p2pnode.config import read_toml
 from p2pnode.crypto import address_of
 from p2pnode.errors import LocalError
-from p2pnode.net.client import request
 from p2pnode.scenario.load import equivocate, run_load
 from p2pnode.scenario.report import collect, exit_code, render_report, write_report
 from p2pnode.scenario.spec import Scenario, Step

@@ -229,7 +229,7 @@ def _load_payments() -> tuple[MakeOrder, TransferDigest]:
 
 
 async def _connect(host: str, port: int) -> Conn:
-    from p2pnode.net.client import Client
+    from p2pnode.client import Client
 
     return await Client.connect(host, port)
 
@@ -254,7 +254,7 @@ class _ShieldedBuilder:
     """
 
     def __init__(self, vk_json: str, args: argparse.Namespace) -> None:
-        from p2pnode.cli.shielded import open_prover
+        from p2pnode.client.shielded import open_prover
         from p2pnode.zk.paths import zk_paths_from_args
 
         self.vk_json = vk_json

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 import trio
 
+from p2pnode.client import SlotBlocked, wait_settled
 from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import SpendingKey, hash256
 from p2pnode.errors import LocalError, RemoteError
@@ -53,7 +54,6 @@ from p2pnode.wire.messages import (
     GetAccount,
     Message,
     Order,
-    SettledReply,
     ShieldedOrder,
     StatusReply,
     StatusRequest,
@@ -61,9 +61,8 @@ from p2pnode.wire.messages import (
     SubmitReply,
     SubmitShielded,
     Transfer,
-    WaitSettled,
 )
-from p2pnode.wire.types import Address, Digest
+from p2pnode.wire.types import Address
 
 __all__ = [
     "BenchOptions",
@@ -82,7 +81,6 @@ __all__ = [
 DEFAULT_WINDOW = 64
 DEFAULT_COUNT = 1000
 DEFAULT_SHIELDED_COUNT = 64
-_WAIT_SLICE_MS = 5_000  # one WaitSettled request; repeated until the payment's deadline
 
 
 # == cluster files =========================================================================================
@@ -164,7 +162,7 @@ def split_count(count: int, accounts: int) -> list[int]:
 
 # == the run ===============================================================================================
 class Conn(Protocol):
-    """What the bench needs of a client connection (:class:`p2pnode.net.client.Client` is one)."""
+    """What the bench needs of a client connection (:class:`p2pnode.client.Client` is one)."""
 
     async def call(self, request: Message) -> Message: ...
 
@@ -254,15 +252,12 @@ class _Pool:
 
 
 async def _wait_settled(pool: _Pool, digest: bytes, deadline: float) -> bool:
-    while True:
-        left_ms = int((deadline - trio.current_time()) * 1000)
-        if left_ms <= 0:
-            return False
-        reply = await pool.call(WaitSettled(digest=Digest(digest), wait_ms=min(left_ms, _WAIT_SLICE_MS)))
-        if not isinstance(reply, SettledReply):
-            raise RemoteError(f"expected SettledReply, got {type(reply).__name__}")
-        if reply.settled:
+    """True once the node applied ``digest``, False at ``deadline`` (the connection is then closed)."""
+    with trio.move_on_at(deadline):
+        async with pool.conn() as c:
+            await wait_settled(c, digest)
             return True
+    return False
 
 
 def _progress(done: int, total: int) -> None:
@@ -378,7 +373,7 @@ async def _run(
                 if not await _wait_settled(pool, p.digest, t0 + opts.timeout):
                     raise RemoteError(f"not settled within {opts.timeout:g} s")
                 t1 = trio.current_time()
-            except (RemoteError, OSError, trio.BrokenResourceError) as exc:
+            except (RemoteError, SlotBlocked, OSError, trio.BrokenResourceError) as exc:
                 result.failures.append(
                     {
                         "tx": p.digest.hex(),

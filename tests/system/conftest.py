@@ -18,9 +18,7 @@ import pytest
 import trio
 
 from p2pnode.cli.cluster import Cluster
-from p2pnode.net.client import Client
-from p2pnode.wire.messages import SettledReply, WaitSettled
-from p2pnode.wire.types import Digest
+from p2pnode.client import Client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,8 +94,4 @@ async def wait_applied(client: Client, digest: bytes, timeout: float) -> None:
     ``wallet.pay`` reads the payer's next seq from the node it is given; a payer that switches nodes
     must first let the new node catch up with its previous payment."""
     with trio.fail_after(timeout):
-        while True:
-            reply = await client.call(WaitSettled(digest=Digest(digest), wait_ms=1000))
-            assert isinstance(reply, SettledReply)
-            if reply.settled:
-                return
+        await client.wait_settled(digest)

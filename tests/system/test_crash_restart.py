@@ -11,9 +11,8 @@ import pytest
 import trio
 
 from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.wallet import load_account, pay
+from p2pnode.client import Client, Wallet, load_account, pay
 from p2pnode.crypto import address_of
-from p2pnode.net.client import Client
 from p2pnode.wire.messages import AccountReply, GetAccount
 from p2pnode.wire.types import Address
 from tests.system.conftest import log_events, wait_applied
@@ -43,7 +42,6 @@ class Ack:
 async def _stream(cluster: Cluster) -> tuple[list[Ack], list[str]]:
     keys = [load_account(p) for p in cluster.accounts()]
     addrs = [address_of(k.public) for k in keys]
-    chain_id = bytes.fromhex(cluster.testnet.chain_id)
     names = cluster.names
     acks: list[Ack] = []
     events: list[str] = []
@@ -86,8 +84,9 @@ async def _stream(cluster: Cluster) -> tuple[list[Ack], list[str]]:
                 if payee == i:
                     payee = (payee + 1) % ACCOUNTS
                 amount = 1000 + 37 * i + k
-                result = await pay(client, keys[i], chain_id, addrs[payee], amount, PAY_TIMEOUT_S)
-                last = result.digest
+                with trio.fail_after(PAY_TIMEOUT_S):
+                    result = await pay(client, Wallet.from_key(keys[i]), addrs[payee], amount)
+                last = result.tx
                 async with progress:
                     acks.append(Ack(i, payee, amount, result.seq, node, restarted.is_set()))
                     progress.notify_all()

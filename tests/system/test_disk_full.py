@@ -25,10 +25,9 @@ import pytest
 import trio
 
 from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.wallet import load_account, pay
+from p2pnode.client import Client, Wallet, load_account, pay
 from p2pnode.crypto import address_of
 from p2pnode.errors import P2PNodeError
-from p2pnode.net.client import Client
 from tests.system.conftest import cli, log_events, p2pnode_cmd, wait_applied, wait_until
 
 pytestmark = pytest.mark.slow
@@ -159,7 +158,6 @@ async def load_until_the_victim_fails(cluster: Cluster, victim: Victim) -> tuple
     until AFTER_CRASH payments each have settled after the victim exited."""
     keys = [load_account(p) for p in cluster.accounts()]
     addrs = [address_of(k.public) for k in keys]
-    chain_id = bytes.fromhex(cluster.testnet.chain_id)
     others = [n for n in cluster.names if n != VICTIM]
     acks: list[Ack] = []
     notes: list[str] = []
@@ -189,7 +187,8 @@ async def load_until_the_victim_fails(cluster: Cluster, victim: Victim) -> tuple
                 payee = (i + 1 + k) % ACCOUNTS
                 was_gone = gone.is_set()
                 try:
-                    result = await pay(client, keys[i], chain_id, addrs[payee], 1000 + k, PAY_TIMEOUT_S)
+                    with trio.fail_after(PAY_TIMEOUT_S):
+                        result = await pay(client, Wallet.from_key(keys[i]), addrs[payee], 1000 + k)
                 except (OSError, P2PNodeError, trio.BrokenResourceError, trio.TooSlowError) as exc:
                     if not through_victim:
                         raise
@@ -197,7 +196,7 @@ async def load_until_the_victim_fails(cluster: Cluster, victim: Victim) -> tuple
                     # signs a second order for the same seq.
                     notes.append(f"payer {i}: payment {k} through {VICTIM} failed: {exc!r}")
                     return
-                last = result.digest
+                last = result.tx
                 acks.append(Ack(i, result.digest, node))
                 if was_gone:
                     after += 1
