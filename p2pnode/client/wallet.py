@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -92,13 +92,30 @@ def parse_recipient(text: str, option: str = "--to") -> bytes:
     return hex_or_account(text, 20, lambda key: address_of(key.public), "20-byte hex address", option)
 
 
+class _Memory:
+    """What a wallet without an account file remembers, for the life of the object: its state (the
+    pending order and next seq) and a lock that serializes its payments within this process."""
+
+    __slots__ = ("lock", "state")
+
+    def __init__(self) -> None:
+        self.lock = trio.Lock()
+        self.state: WalletState | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Wallet:
-    """One account: its key and, for a wallet made from an account file, that file (``path``)."""
+    """One account: its key and, for a wallet made from an account file, that file (``path``).
+
+    A wallet never signs two different orders for one seq: with an account file, the file's lock
+    and state file carry that across processes; without one (``from_key``), the wallet object
+    itself remembers, so one ``Wallet`` per account must be shared by everything that pays from it
+    (``p2pnode.testing`` clusters do)."""
 
     key: SpendingKey
     address: bytes
     path: Path | None = None
+    _memory: _Memory | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_file(cls, path: Path) -> Wallet:
@@ -107,27 +124,34 @@ class Wallet:
 
     @classmethod
     def from_key(cls, key: SpendingKey) -> Wallet:
-        """A wallet that keeps no lock and no state file."""
-        return cls(key, address_of(key.public), None)
+        """A wallet that keeps its lock and state in memory (no files)."""
+        return cls(key, address_of(key.public), None, _Memory())
 
     @contextlib.asynccontextmanager
     async def locked(self, client: Client) -> AsyncIterator[None]:
-        """Hold the account file's lock for the body (nothing without an account file)."""
+        """Hold the account's lock for the body: the account file's, or the in-memory one."""
         if self.path is None:
-            yield
+            if self._memory is None:
+                yield
+                return
+            async with self._memory.lock:
+                yield
             return
         async with account_lock(self.path, client.progress):
             yield
 
     def load_state(self, chain_id: bytes) -> WalletState:
-        """What the wallet recorded about ``chain_id`` (a fresh state without an account file)."""
+        """What the wallet recorded about ``chain_id`` (a fresh state if nothing)."""
         if self.path is None:
-            return WalletState(chain_id=chain_id)
+            recorded = self._memory.state if self._memory is not None else None
+            return recorded.for_chain(chain_id) if recorded is not None else WalletState(chain_id=chain_id)
         return load_state(self.path).for_chain(chain_id)
 
     def save_state(self, state: WalletState) -> None:
         if self.path is not None:
             save_state(self.path, state)
+        elif self._memory is not None:
+            self._memory.state = state
 
 
 async def open_account(client: Client, address: bytes) -> AccountState:
