@@ -19,7 +19,7 @@ Procedure
    * the timeline: each ``[[step]]`` at its ``at_s``. Partitions and slow links are ``FaultControl``
      requests to each node (blocked = node ids outside its group); a restarted node gets the current
      fault state again.
-   * an RSS sampler reading ``/proc/<pid>/status`` of every node twice a second.
+   * an RSS sampler reading every node's resident memory (psutil) twice a second.
 
 4. Quiescence: wait until every honest running node reports the same root and unchanged applied
    counts (or the counts stop moving, or ``expect.quiesce_timeout_s`` passes).
@@ -184,14 +184,13 @@ async def _timeline(run: Run, equivocator: Account | None) -> None:
 
 # -- memory -----------------------------------------------------------------------------------------------
 def read_rss_kb(pid: int) -> int | None:
+    """Resident memory of ``pid`` in KiB (psutil), or None if it cannot be read."""
+    import psutil
+
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+        return int(psutil.Process(pid).memory_info().rss // 1024)
+    except psutil.Error:
         return None
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return None
 
 
 async def _sampler(run: Run) -> None:
