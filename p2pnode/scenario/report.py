@@ -75,7 +75,7 @@ async def collect(
     settled = {n: await _settled_at(run, n, acked) for n in honest_up}
     balances = {n: await _balances_at(run, n) for n in honest_up}
     running = await trio.to_thread.run_sync(cluster.running)
-    events = {n: _read_events(cluster.log_path(n)) for n in cluster.names if run.honest(n)}
+    events = {n: _read_events(cluster.cluster.node(n).log) for n in cluster.names if run.honest(n)}
     checks = [
         inv.unique_certificates(events, run.keys),
         inv.same_root({n: (s.get("root") if s else None) for n, s in statuses.items()}),
