@@ -4,7 +4,7 @@ the address book and the peer list this node tells others.
 One connection per peer. Each runs three tasks in its own nursery: the reader hands every protocol
 message to the core (through ``perform``) and answers the link-level ones (Ping, GetPeers, Peers)
 itself; the writer drains the peer's bounded send queue, coalescing what is queued into one write;
-the keepalive pings and closes a connection that has been silent for ``peers.idle_timeout_s``.
+the keepalive pings and closes a connection that has received nothing for ``peers.idle_timeout_s``.
 Sending never waits: a full queue drops the message and counts it (``send_dropped``).
 
 Resource handling: ``run`` returns when the connection ends, and has closed it; the core is told the
