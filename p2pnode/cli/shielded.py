@@ -44,12 +44,15 @@ from p2pnode.wire.messages import (
     SubmitShielded,
 )
 from p2pnode.zk.notes import Note, ShieldedKeys, build_shield, build_transfer, build_unshield, scan
+from p2pnode.zk.paths import ZkPaths, add_zk_path_args, zk_paths_from_args
 from p2pnode.zk.prover import Prover
 from p2pnode.zk.setup import ensure_circuit_keys
 
 
-def open_prover() -> Prover:
-    return Prover.from_dir(ensure_circuit_keys())
+def open_prover(zk: ZkPaths | None = None) -> Prover:
+    """A prover with the circuit keys and toolchain of ``zk`` (default: found as the module
+    :mod:`p2pnode.zk.paths` describes)."""
+    return Prover.from_dir(ensure_circuit_keys(zk), zk)
 
 
 def shielded_address(text: str, prover: Prover) -> bytes:
@@ -152,7 +155,7 @@ def cmd_shield(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         budget = Budget.start(args.timeout)
-        with open_prover() as prover:
+        with open_prover(zk_paths_from_args(args)) as prover:
             keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
             to = shielded_address(args.to, prover) if args.to else keys.address
             async with await connect(args.node, budget) as client:
@@ -193,7 +196,7 @@ def _spend(args: argparse.Namespace, what: str, build: Any, to_transparent: byte
     async def go() -> int:
         budget = Budget.start(args.timeout)
         extra: dict[str, Any] = {}
-        with open_prover() as prover:
+        with open_prover(zk_paths_from_args(args)) as prover:
             keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
             async with await connect(args.node, budget) as client:
                 chain_id = await chain_id_of_node(client, budget)
@@ -241,7 +244,7 @@ def cmd_notes(args: argparse.Namespace) -> int:
     key = load_account(Path(args.key))
 
     async def go() -> int:
-        with open_prover() as prover:
+        with open_prover(zk_paths_from_args(args)) as prover:
             keys = ShieldedKeys.from_spending_key(key.to_bytes(), prover)
             async with await connect(args.node, Budget.start(args.timeout)) as client:
                 notes = await my_notes(client, prover, keys, Budget.start(args.timeout))
@@ -285,6 +288,7 @@ def add_shielded_args(sub: Any) -> None:
             "(default 60)",
         )
         p.set_defaults(failure_doc={"settled": False})
+        add_zk_path_args(p)
 
     p = sub.add_parser("shield", help="move funds from a transparent account into a shielded note")
     common(p)
@@ -312,4 +316,5 @@ def add_shielded_args(sub: Any) -> None:
     p.add_argument("--key", required=True, metavar="ACCOUNTFILE", help="wallet's account file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds the command may take")
+    add_zk_path_args(p)
     p.set_defaults(handler=cmd_notes, failure_doc={})

@@ -303,6 +303,12 @@ class NodeCore:
 
     def tick(self, now: float) -> list[Effect]:
         out: list[Effect] = list(self.router.tick(now))
+        for peer, broken in self.router.take_broken_promises().items():
+            # One penalty per heartbeat whatever the count: a flood of fake announcements costs its
+            # sender the connection within PENALTY_LIMIT heartbeats; an honest peer that lost a
+            # payload from its cache now and then stays far below that.
+            if peer in self.router.peers:
+                out += self._reject(peer, "ihave", f"{broken} announced ids never delivered")
         if now >= self._next_sync and self.router.peers:
             self._next_sync = now + self.params.sync_interval
             peer = self.rng.choice(self.router.peers)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
@@ -24,11 +23,11 @@ from p2pnode.wire.messages import (
     WaitSettled,
 )
 from p2pnode.wire.types import Address
+from p2pnode.zk.paths import find_zk_paths
 from tests.integration.harness import BALANCE, MemCluster, mem_cluster, planned
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (ROOT / "node_modules" / ".bin" / "snarkjs").exists(),
+    shutil.which("node") is None or not (find_zk_paths().node_modules / ".bin" / "snarkjs").exists(),
     reason="needs Node.js and node_modules (make installs them)",
 )
 
