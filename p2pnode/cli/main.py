@@ -30,10 +30,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from p2pnode.config import load_config
 
     # Load once here so that a broken config fails as one line before the driver is imported.
-    load_config(args.config)
+    cfg = load_config(args.config)
+    hooks = None
+    if cfg.testing.enabled:  # test-only faults come from the testing layer, never from the driver
+        from p2pnode.testing.faults import node_faults
+
+        hooks = node_faults(cfg)
     from p2pnode.net.main import main_run
 
-    return main_run(args.config)
+    return main_run(args.config, hooks)
 
 
 def _cmd_testnet(args: argparse.Namespace) -> int:

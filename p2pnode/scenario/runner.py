@@ -48,7 +48,7 @@ from p2pnode.scenario.load import equivocate, run_load
 from p2pnode.scenario.report import collect, exit_code, render_report, write_report
 from p2pnode.scenario.spec import Scenario, Step
 from p2pnode.scenario.state import NET_ERRORS, REQUEST_TIMEOUT_S, Account, Progress, Run
-from p2pnode.wire.messages import FaultControl
+from p2pnode.testing.faults import FaultControl
 from p2pnode.zk.paths import ZkPaths
 
 _RSS_PERIOD_S = 0.5

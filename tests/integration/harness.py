@@ -19,6 +19,7 @@ from p2pnode.genesis import Genesis, ValidatorEntry, chain_id_of, render_genesis
 from p2pnode.net.node import Node
 from p2pnode.net.transport import MemoryNetwork
 from p2pnode.store import MemoryStore, Store
+from p2pnode.testing.faults import NodeFaults, faults_for
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
@@ -46,8 +47,14 @@ class MemCluster:
     store_thread: bool | None = None
     seed: int = 1
     restarts: dict[int, int] = field(default_factory=dict)
+    faults: dict[int, NodeFaults] = field(default_factory=dict)  # of the nodes' current runs
 
     def _node(self, i: int, generation: int = 0) -> Node:
+        """Node ``i``; its faults are ``byzantine[i]`` and its config's ``[testing]`` section."""
+        cfg = self.configs[i]
+        testing = cfg.testing
+        role = self.byzantine.get(i, "") or (testing.byzantine if testing.enabled else "")
+        faults = self.faults[i] = faults_for(role, fault_control=testing.enabled and testing.fault_control)
         return Node(
             self.configs[i],
             self.node_keys[i],
@@ -55,7 +62,7 @@ class MemCluster:
             store=self.stores[i],
             transport=self.network.transport(f"n{i}"),
             rng=random.Random(self.seed * 1000 + i + 100 * generation),
-            byzantine=self.byzantine.get(i, ""),
+            hooks=faults,
             store_thread=self.store_thread,
         )
 
