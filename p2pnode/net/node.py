@@ -78,6 +78,7 @@ class Node:
         rng: random.Random | None = None,
         hooks: NodeHooks | None = None,
         store_thread: bool | None = None,
+        log: Any = None,
     ) -> None:
         self.cfg = cfg
         self.hooks = hooks or NodeHooks()
@@ -120,7 +121,8 @@ class Node:
             shielded=genesis.shielded_vk is not None,
         )
         self.role = "validator" if self.core.validator is not None else "full"
-        self.log: Any = logs.get_logger(node=self.name, node_id=short(self.node_id))
+        # A harness may hand in its own bound logger (e.g. one file per node in one process).
+        self.log: Any = log or logs.get_logger(node=self.name, node_id=short(self.node_id))
         self.counters = {"frames_rejected": 0, "handshakes_refused": 0, "send_dropped": 0, "clients": 0}
         self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
         handlers: dict[type[Message], RequestHandler] = {
