@@ -123,6 +123,8 @@ def describe_blocked(sender: bytes, seq: int, reason: str, orders: Mapping[str, 
         )
         text += f": conflicting orders {listed}"
     reason = reason.removeprefix("blocked:").strip()
+    if orders and "conflicting orders" in reason and ";" in reason:
+        reason = reason.split(";", 1)[1].strip()  # the node's own list repeats the one above
     return f"{text}; {reason}" if reason else text
 
 
