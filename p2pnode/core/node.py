@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from p2pnode.core.admission import admit, client_state_checks
+from p2pnode.core.budget import Budgets
 from p2pnode.core.certificates import VoteBook, check_certificate
 from p2pnode.core.committee import Committee
 from p2pnode.core.effects import (
@@ -156,6 +157,13 @@ class NodeCore:
         self.held_orders: dict[tuple[Address, int], Digest] = {}
         self.held_shielded_orders: OrderedDict[Digest, None] = OrderedDict()
         self.penalties: dict[NodeId, int] = {}
+        # Anti-entropy answers per peer: ``sync_batch`` certificates (and summary answers) per sync
+        # period, with one period's worth in reserve. A peer asking faster gets less, not more: a
+        # few-byte request cannot make this node send history at any rate it likes.
+        self.sync_budget: Budgets[NodeId] = Budgets(
+            rate=params.sync_batch / params.sync_interval, burst=float(params.sync_batch)
+        )
+        self.summary_budget: Budgets[NodeId] = Budgets(rate=4 / params.sync_interval, burst=4.0)
         self._next_sync = 0.0
         self._first_seen: dict[Digest, float] = {}  # pending orders: when this node first held them
 
@@ -231,6 +239,8 @@ class NodeCore:
 
     def on_peer_disconnected(self, now: float, peer: NodeId) -> list[Effect]:
         self.router.remove_peer(peer)
+        self.sync_budget.forget(peer)
+        self.summary_budget.forget(peer)
         return []
 
     def on_message(self, now: float, peer: NodeId, msg: Message) -> list[Effect]:
@@ -242,19 +252,19 @@ class NodeCore:
         if isinstance(msg, IWant):
             return list(self.router.on_iwant(now, peer, msg.ids))
         if isinstance(msg, SyncSummary):
-            if msg.root != self.ledger.root():
+            if msg.root != self.ledger.root() and self.summary_budget.take(peer, now, 1):
                 out_sync: list[Effect] = [Send(peer, SyncHeads(heads=tuple(self.ledger.heads()), reply=True))]
                 if self.shielded:
                     out_sync.append(Send(peer, ShieldedHave(digests=tuple(self.shielded_certs), reply=True)))
                 return out_sync
             return []
         if isinstance(msg, ShieldedHave):
-            return self.settlement.shielded_have_reply(peer, msg)
+            return self._budgeted(now, peer, self.settlement.shielded_have_reply(peer, msg))
         if isinstance(msg, SyncHeads):
-            return self.settlement.heads_reply(peer, msg)
+            return self._budgeted(now, peer, self.settlement.heads_reply(peer, msg))
         if isinstance(msg, CertRequest):
             found = [self.certs[(Address(a), s)] for a, s in msg.items if (Address(a), s) in self.certs]
-            return [Send(peer, CertBatch(certs=tuple(found)))] if found else []
+            return self._budgeted(now, peer, [Send(peer, CertBatch(certs=tuple(found)))] if found else [])
         if isinstance(msg, CertBatch):
             out: list[Effect] = []
             for raw in msg.certs:
@@ -269,6 +279,19 @@ class NodeCore:
                 out += self._on_certificate(now, peer, None, raw, 0, cert)
             return out
         return self._reject(peer, type(msg).__name__, "unexpected message")
+
+    def _budgeted(self, now: float, peer: NodeId, replies: list[Effect]) -> list[Effect]:
+        """Trim anti-entropy answers to ``peer``'s budget: certificates beyond it are not sent (the
+        peer asks again next period); a counter-request (``reply=False``) costs one summary token."""
+        out: list[Effect] = []
+        for e in replies:
+            if isinstance(e, Send) and isinstance(e.msg, CertBatch):
+                allowed = self.sync_budget.take(peer, now, len(e.msg.certs))
+                if allowed:
+                    out.append(Send(peer, CertBatch(certs=e.msg.certs[:allowed])))
+            elif self.summary_budget.take(peer, now, 1):
+                out.append(e)
+        return out
 
     def _reject(self, peer: NodeId | None, kind: str, reason: str, tx: bytes | None = None) -> list[Effect]:
         fields: dict[str, Any] = {"reason": reason, "kind": kind, "peer": short(peer)}
