@@ -361,6 +361,27 @@ class Cluster:
         """SIGKILL ``name`` (a crash: no shutdown path runs) and wait until it is gone."""
         return self.stop_node(name, signal.SIGKILL, timeout)
 
+    def kill_nodes(self, names: Iterable[str], timeout: float = 10.0) -> list[Stopped]:
+        """SIGKILL every node in ``names`` at once (a power cut): every signal is sent before the first
+        wait, so no node sees another one's death first. Waits until all are gone."""
+        wanted = list(names)
+        pids = self.pids()
+        recorded: dict[str, int] = {}
+        for name in wanted:
+            self.testnet.node(name)  # a LocalError for an unknown name
+            proc = self._procs.get(name)
+            if name in pids:
+                recorded[name] = pids[name]
+            elif proc is not None and proc.poll() is None:
+                recorded[name] = proc.pid
+        results = self._stop(recorded, signal.SIGKILL, timeout)
+        for name in wanted:
+            pids.pop(name, None)
+        self._write_pids(pids)
+        self._reap()
+        done = {s.name for s in results}
+        return results + [Stopped(n, 0, "not running") for n in wanted if n not in done]
+
     def restart_node(self, name: str, timeout: float = 60.0) -> int:
         """Stop ``name`` (SIGTERM), start it again and wait until it is ready; returns the new pid."""
         self.stop_node(name)
