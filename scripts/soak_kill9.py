@@ -18,7 +18,9 @@ Brings a local cluster up (``net up --no-shielded``: :class:`p2pnode.cli.cluster
      as blocked by conflicting orders (this load never equivocates, so expect none of those either);
    - *lost*: every payment acknowledged in the round is settled on every node (``WaitSettled`` with
      ``wait_ms = 0``: the node's durable answer);
-   - *roots*: every node reports the same state root.
+   - *roots*: every node reports the same state root;
+   - *supply*: on every node the funded accounts' balances sum to the genesis total (every payment
+     goes between them), and every node reports the same (balance, next seq) for each account.
 
 One line per round, then a summary (``--json``: the summary and the rounds as JSON on stdout, the
 round lines on stderr). Exit 0 when no round found a violation, 1 otherwise, 2 when the cluster could
@@ -104,6 +106,8 @@ class Round:
     frozen: list[str] = field(default_factory=list)  # "payer-i: reason"
     blocked: list[str] = field(default_factory=list)  # slots the nodes report as equivocated
     lost: list[str] = field(default_factory=list)  # "tx16 at node,node"
+    supply: list[str] = field(default_factory=list)  # "node: sum" where the sum is not the genesis total
+    accounts_differ: list[str] = field(default_factory=list)  # "account-i: node=balance/seq ..."
     crashed: list[str] = field(default_factory=list)  # nodes not killed here that are not running
     roots_equal: bool = False
     roots: dict[str, str | None] = field(default_factory=dict)
@@ -115,7 +119,8 @@ class Round:
 
     @property
     def ok(self) -> bool:
-        return not (self.frozen or self.lost or self.crashed or self.restart_error) and self.roots_equal
+        bad = self.frozen or self.lost or self.crashed or self.restart_error or self.supply
+        return not bad and self.roots_equal
 
     def line(self, total: int) -> str:
         kill = f"kill {self.kill_mode:14} at {self.kill_at_s:4.1f}s"
@@ -132,10 +137,13 @@ class Round:
             f"lost {len(self.lost)}" + (f" [{'; '.join(self.lost[:3])}]" if self.lost else ""),
             f"frozen {len(self.frozen)}" + (f" [{'; '.join(self.frozen)}]" if self.frozen else ""),
             "roots equal" if self.roots_equal else f"ROOTS DIFFER [{self._roots_text()}]",
+            "supply ok" if not self.supply else f"SUPPLY [{'; '.join(self.supply)}]",
             f"{self.seconds:5.1f}s",
         ]
         if self.blocked:
             parts.insert(-2, f"blocked {len(self.blocked)}")
+        if self.accounts_differ:
+            parts.insert(-1, f"accounts differ [{'; '.join(self.accounts_differ[:3])}]")
         if self.crashed:
             parts.insert(-1, f"CRASHED {','.join(self.crashed)}")
         return "  ".join(parts)
@@ -170,6 +178,7 @@ class Soak:
         self.acks: list[Ack] = []
         self.down: set[str] = set()
         self.on_ack: Callable[[Ack], None] | None = None
+        self.total = 0  # genesis supply of the funded accounts, read before the first round
 
     # -- payments ---------------------------------------------------------------------------------------
     def _order_for(self, payer: Payer) -> Order:
@@ -337,6 +346,34 @@ class Soak:
         since = f" since round {payer.frozen_since}" if payer.frozen_since != rnd.round else ""
         rnd.frozen.append(f"payer-{payer.index} seq {seq}{since}: {_short(reason or 'no reply', 100)}")
 
+    async def balances(self, name: str) -> list[tuple[int, int]] | None:
+        """(balance, next seq) of every funded account at ``name``; None if it does not answer."""
+        host, port = self.addrs[name]
+        out: list[tuple[int, int]] = []
+        try:
+            with trio.fail_after(CHECK_TIMEOUT_S):
+                async with await Client.connect(host, port) as client:
+                    for addr in self.accounts:
+                        reply = await client.call(GetAccount(address=Address(addr)))
+                        if not isinstance(reply, AccountReply):
+                            return None
+                        out.append((reply.balance, reply.next_seq))
+        except NET_ERRORS:
+            return None
+        return out
+
+    async def _check_accounts(self, rnd: Round) -> None:
+        views = {n: await self.balances(n) for n in self.names}
+        for name, view in views.items():
+            total = sum(b for b, _ in view) if view is not None else None
+            if total != self.total:
+                rnd.supply.append(f"{name}: {total if total is not None else 'no answer'} != {self.total}")
+        for i in range(len(self.accounts)):
+            seen = {n: v[i] for n, v in views.items() if v is not None}
+            if len(set(seen.values())) > 1:
+                text = " ".join(f"{n}={b}/{q}" for n, (b, q) in seen.items())
+                rnd.accounts_differ.append(f"account-{i}: {text}")
+
     async def _settled_at(self, name: str, txs: list[str]) -> set[str] | None:
         host, port = self.addrs[name]
         have: set[str] = set()
@@ -395,6 +432,7 @@ class Soak:
             rnd.applied = {n: (s or {}).get("applied") for n, s in statuses.items()}
             rnd.roots_equal = rnd.converged
             rnd.lost = await self.lost(self.acks[first_ack:])
+            await self._check_accounts(rnd)
         rnd.seconds = round(trio.current_time() - start, 2)
         return rnd
 
@@ -415,6 +453,10 @@ async def soak(cluster: Cluster, args: argparse.Namespace, emit: Callable[[str],
     rng = random.Random(args.seed)
     wall = time.monotonic()
     s = Soak(cluster, args, rng)
+    genesis = await s.balances(s.names[0])
+    if genesis is None:
+        raise LocalError(f"{s.names[0]}: no account replies before the first round")
+    s.total = sum(b for b, _ in genesis)
     rounds: list[Round] = []
     for i in range(1, args.rounds + 1):
         rnd = await s.round(i)
@@ -434,6 +476,7 @@ async def soak(cluster: Cluster, args: argparse.Namespace, emit: Callable[[str],
         "rounds_with_frozen": sum(1 for r in rounds if r.frozen),
         "blocked_slots": sum(len(r.blocked) for r in rounds),
         "rounds_unequal_roots": sum(1 for r in rounds if not r.roots_equal),
+        "rounds_supply_broken": sum(1 for r in rounds if r.supply),
         "restart_failures": sum(1 for r in rounds if r.restart_error),
         "crashed": sorted({n for r in rounds for n in r.crashed}),
         "kill_modes": dict(Counter(r.kill_mode for r in rounds)),
@@ -453,7 +496,9 @@ def _render_summary(doc: dict[str, Any]) -> list[str]:
         f"rounds {s['rounds']}  acknowledged {s['acknowledged']}"
         f"  lost {s['lost']} (at the end {s['lost_at_end']})"
         f"  frozen payers {s['frozen_payers']} ({s['rounds_with_frozen']} rounds)"
-        f"  rounds with unequal roots {s['rounds_unequal_roots']}  restart failures {s['restart_failures']}"
+        f"  rounds with unequal roots {s['rounds_unequal_roots']}"
+        f"  with supply broken {s['rounds_supply_broken']}"
+        f"  restart failures {s['restart_failures']}"
         f"  wall {s['wall_s']}s  seed {s['seed']}",
         f"kill modes {s['kill_modes']}",
     ]
