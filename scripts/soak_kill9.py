@@ -67,6 +67,7 @@ REQUEST_TIMEOUT_S = 5.0
 ACK_WAIT_S = 10.0  # an armed at-ack kill fires at random if no acknowledgement comes in this long
 READY_TIMEOUT_S = 60.0
 CHECK_TIMEOUT_S = 60.0
+STUCK_POLLS = 16  # 4 s of polls with nothing moving
 NET_ERRORS = (OSError, P2PNodeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -289,7 +290,9 @@ class Soak:
             return None
 
     async def _quiet(self, timeout: float) -> tuple[bool, float, dict[str, dict[str, Any] | None]]:
-        """Until every node reports one root with applied counts unchanged over two polls (bounded)."""
+        """Until every node reports one root with applied counts unchanged over two polls, or the counts
+        stop moving for ``STUCK_POLLS`` polls with roots that differ (nothing will change any more), or
+        ``timeout`` passes."""
         start = trio.current_time()
         prev: dict[str, tuple[Any, Any]] | None = None
         same = 0
@@ -301,7 +304,8 @@ class Soak:
             prev = sig
             roots = {r for _, r in sig.values()}
             converged = None not in roots and len(roots) == 1
-            if (converged and same >= 2) or trio.current_time() - start >= timeout:
+            stuck = same >= STUCK_POLLS and None not in roots
+            if (converged and same >= 2) or stuck or trio.current_time() - start >= timeout:
                 return converged, trio.current_time() - start, statuses
             await trio.sleep(0.25)
 
@@ -458,13 +462,26 @@ async def soak(cluster: Cluster, args: argparse.Namespace, emit: Callable[[str],
         raise LocalError(f"{s.names[0]}: no account replies before the first round")
     s.total = sum(b for b, _ in genesis)
     rounds: list[Round] = []
-    for i in range(1, args.rounds + 1):
-        rnd = await s.round(i)
-        rounds.append(rnd)
-        emit(rnd.line(args.rounds))
-        if rnd.restart_error:
-            break  # a node that cannot come back ends the soak: later rounds would measure nothing
-    final_lost = await s.lost(s.acks) if not (rounds and rounds[-1].restart_error) else []
+    interrupted = False
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def on_signal() -> None:
+                nonlocal interrupted
+                async for signum in signals:
+                    emit(f"soak: {signal.Signals(signum).name}: stopping after {len(rounds)} rounds")
+                    interrupted = True
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(on_signal)
+            for i in range(1, args.rounds + 1):
+                rnd = await s.round(i)
+                rounds.append(rnd)
+                emit(rnd.line(args.rounds))
+                if rnd.restart_error:
+                    break  # a node that cannot come back ends the soak: later rounds would measure nothing
+            nursery.cancel_scope.cancel()
+    final_lost = [] if interrupted or (rounds and rounds[-1].restart_error) else await s.lost(s.acks)
     frozen_payers = sorted({f.split(" ")[0] for r in rounds for f in r.frozen})
     summary = {
         "rounds": len(rounds),
@@ -483,9 +500,14 @@ async def soak(cluster: Cluster, args: argparse.Namespace, emit: Callable[[str],
         "refusals": dict(sum((Counter(r.refusals) for r in rounds), Counter()).most_common(8)),
         "wall_s": round(time.monotonic() - wall, 1),
         "seed": args.seed,
+        "interrupted": interrupted,
     }
     summary["passed"] = (
-        len(rounds) == args.rounds and all(r.ok for r in rounds) and not final_lost and not summary["crashed"]
+        not interrupted
+        and len(rounds) == args.rounds
+        and all(r.ok for r in rounds)
+        and not final_lost
+        and not summary["crashed"]
     )
     return {"summary": summary, "rounds": [asdict(r) for r in rounds], "lost_at_end": final_lost}
 
@@ -504,12 +526,12 @@ def _render_summary(doc: dict[str, Any]) -> list[str]:
     ]
     for reason, count in s["refusals"].items():
         lines.append(f"  refused x{count}: {reason}")
-    lines.append("PASSED" if s["passed"] else "VIOLATION")
+    lines.append("INTERRUPTED" if s["interrupted"] else "PASSED" if s["passed"] else "VIOLATION")
     return lines
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # the same teardown as Ctrl-C
+    raise KeyboardInterrupt  # before the rounds start (cluster start-up): the same teardown as Ctrl-C
 
 
 def main() -> int:
@@ -567,6 +589,8 @@ def main() -> int:
     else:
         for line in _render_summary(doc):
             print(line)
+    if doc["summary"]["interrupted"]:
+        return 130
     return 0 if doc["summary"]["passed"] else 1
 
 
