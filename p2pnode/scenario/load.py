@@ -23,7 +23,7 @@ from p2pnode.wire.messages import (
 )
 from p2pnode.wire.types import Address, Digest
 
-__all__ = ["equivocate", "run_load"]
+__all__ = ["equivocate", "final_payments", "run_load"]
 
 
 def _transfer_of(run: Run, acct: Account, seq: int) -> tuple[bytes, int]:
@@ -59,8 +59,12 @@ async def _submit(run: Run, node: str, order: Order, timeout: float, kind: str, 
                     while True:
                         done = await client.call(WaitSettled(digest=Digest(digest), wait_ms=1000))
                         assert isinstance(done, SettledReply)
+                        if done.blocked and not done.settled:  # can never settle: no use waiting
+                            p.outcome, p.error = "blocked", done.blocked
+                            break
                         if done.settled:
                             p.outcome = "settled"
+                            run.acknowledged(p)
                             break
     except trio.TooSlowError:
         p.outcome, p.error = "timeout", f"not settled within {timeout:g}s"
@@ -143,3 +147,66 @@ async def equivocate(run: Run, step: Step, acct: Account) -> None:
         outcome = ", ".join(f"{p.node}: {p.outcome}" for p in results)
         run.progress(f"  equivocation seq {seq}: {outcome}")
         acct.next_seq = seq + 1
+
+
+async def _account_at(run: Run, node: str, acct: Account) -> AccountReply | None:
+    host, port = run.addr(node)
+    try:
+        with trio.fail_after(REQUEST_TIMEOUT_S):
+            reply = await request(host, port, GetAccount(address=Address(acct.address)))
+    except NET_ERRORS:
+        return None
+    return reply if isinstance(reply, AccountReply) else None
+
+
+async def final_payment(run: Run, acct: Account) -> tuple[str, str]:
+    """One more payment of ``acct`` once the run is over: ``("settled" | "blocked" | "failed", detail)``.
+
+    The payment is the account's transfer at its next seq (the larger of what the load saw and what the
+    node says), so an order of the load still in doubt is resubmitted as it was, never replaced.
+    Attempts go round-robin over the honest running nodes until one settles or
+    ``expect.final_payment_timeout_s`` passes; "blocked" is a node's report that the slot can never
+    settle (conflicting orders of the payer itself)."""
+    bound = run.scenario.expect.final_payment_timeout_s
+    detail = "no attempt finished"
+    deadline = trio.current_time() + bound
+    turn = acct.index
+    with trio.move_on_at(deadline):
+        while True:
+            targets = run.targets()
+            if not targets:
+                await trio.sleep(0.2)
+                continue
+            node = targets[turn % len(targets)]
+            turn += 1
+            info = await _account_at(run, node, acct)
+            if info is not None:
+                if info.blocked:
+                    return "blocked", f"seq {info.next_seq} at {node}: {info.blocked}"
+                acct.next_seq = max(acct.next_seq, info.next_seq)
+            seq = acct.next_seq
+            to, amount = _transfer_of(run, acct, seq)
+            order = make_order(acct.key, run.chain_id, to, amount, seq)
+            left = max(0.1, min(run.scenario.load.timeout_s, deadline - trio.current_time()))
+            p = await _submit(run, node, order, left, "final", acct.index)
+            if p.outcome == "settled":
+                acct.next_seq = seq + 1
+                return "settled", f"seq {seq} at {node} in {p.seconds:.2f}s"
+            if p.outcome == "blocked":
+                return "blocked", f"seq {seq} at {node}: {p.error}"
+            detail = f"seq {seq} at {node}: {p.outcome} {p.error}".strip()
+            await trio.sleep(0.2)
+    return "failed", detail
+
+
+async def final_payments(run: Run, payers: list[Account]) -> dict[str, tuple[str, str]]:
+    """:func:`final_payment` for every payer account at once; keyed ``account-<index>``."""
+    out: dict[str, tuple[str, str]] = {}
+
+    async def one(acct: Account) -> None:
+        out[f"account-{acct.index}"] = await final_payment(run, acct)
+
+    async with trio.open_nursery() as nursery:
+        for acct in payers:
+            nursery.start_soon(one, acct)
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0].split("-")[1])))

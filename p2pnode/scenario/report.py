@@ -66,7 +66,10 @@ async def collect(
     statuses: dict[str, dict[str, Any] | None],
     converged: bool,
     quiesce_s: float,
+    finals: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
+    """Everything the report needs from the nodes, and the checks. ``finals``: the outcome of each
+    payer's final payment (``expect.payers_can_pay``)."""
     sc = run.scenario
     cluster = run.cluster
     acked = [p.tx for p in run.payments if p.outcome == "settled"]
@@ -97,6 +100,8 @@ async def collect(
                 name="accepted_settle",
             )
         )
+    if finals is not None:
+        checks.append(inv.payers_can_pay(finals))
     if sc.expect.max_byzantine_connections:
         offenders = {n: run.node_ids[n].hex()[:16] for n in sc.roles}
         checks.append(inv.bounded_reconnects(events, offenders, sc.expect.max_byzantine_connections))
@@ -160,6 +165,7 @@ async def collect(
             for p in run.payments
         ],
         "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:10]),
+        "final_payments": {a: {"outcome": o, "detail": d} for a, (o, d) in (finals or {}).items()},
         "quiescence": {"converged": converged, "seconds": round(quiesce_s, 2), "nodes": honest_up},
         "nodes": {
             n: {
