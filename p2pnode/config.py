@@ -3,14 +3,20 @@
 Every key is documented in ``configs/defaults.toml``. An unknown key, a missing file or a bad value
 raises :class:`ConfigError` whose message names the file and the key; the CLI prints it as one line.
 Relative paths in a node config are resolved against the directory of that config file.
+
+Environment variables are read here and nowhere else (:func:`zk_environment`): only the locations of the
+shielded pool's Node.js toolchain and circuit-key cache come from the environment; a node's behaviour
+never does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,3 +256,46 @@ def load_config(path: Path) -> NodeConfig:
         return config_from_dict(data, path.resolve().parent, source=path)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+# -- environment ----------------------------------------------------------------------------------------
+ENV_NODE_MODULES = "P2PNODE_NODE_MODULES"
+ENV_ZK_CACHE = "P2PNODE_ZK_CACHE"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ZkEnvironment:
+    """What the environment says about the shielded pool's files; :mod:`p2pnode.zk.paths` decides.
+
+    ``node_modules``: ``$P2PNODE_NODE_MODULES`` (a ``node_modules`` directory or the one holding it).
+    ``cache``: ``$P2PNODE_ZK_CACHE`` (the circuit-key cache). ``user_cache``: ``$XDG_CACHE_HOME`` if it
+    is an absolute path (the XDG rule), else ``~/.cache``; ``None`` when there is no home directory.
+    Empty variables count as unset; relative paths are taken against the current directory.
+    """
+
+    node_modules: Path | None = None
+    cache: Path | None = None
+    user_cache: Path | None = None
+
+
+def zk_environment(environ: Mapping[str, str] | None = None) -> ZkEnvironment:
+    """Read the variables of :class:`ZkEnvironment` from ``environ`` (default ``os.environ``)."""
+    env = os.environ if environ is None else environ
+
+    def path(name: str) -> Path | None:
+        value = env.get(name, "")
+        return Path(value).expanduser().absolute() if value else None
+
+    xdg = env.get("XDG_CACHE_HOME", "")
+    user_cache: Path | None
+    if xdg and Path(xdg).is_absolute():
+        user_cache = Path(xdg)
+    else:
+        home = env.get("HOME", "")
+        if not home:
+            try:
+                home = str(Path.home())
+            except RuntimeError:  # no $HOME and no passwd entry
+                home = ""
+        user_cache = Path(home) / ".cache" if home else None
+    return ZkEnvironment(node_modules=path(ENV_NODE_MODULES), cache=path(ENV_ZK_CACHE), user_cache=user_cache)

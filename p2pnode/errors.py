@@ -11,6 +11,8 @@ state them without string parsing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class P2PNodeError(Exception):
     """Base of every error the project raises on purpose."""
@@ -43,3 +45,23 @@ class LocalError(P2PNodeError):
 
 class ConfigError(LocalError):
     """A configuration file is missing, malformed, or has an unknown or invalid key."""
+
+
+class StorageError(LocalError):
+    """The node's database could not be opened, read or written.
+
+    ``cause`` names the class of failure in plain words: ``"disk full"`` (SQLITE_FULL), ``"I/O error"``
+    (SQLITE_IOERR), ``"read-only"`` (SQLITE_READONLY) or ``"database error"`` (anything else);
+    ``detail`` is SQLite's own message, ``code`` its extended error name (e.g. ``SQLITE_IOERR_WRITE``,
+    or ``""`` if it gave none), ``path`` the database file and ``operation`` what failed
+    (``"open"``, ``"load"`` or ``"commit"``). A failed commit wrote nothing: the transaction is rolled
+    back, and everything committed before it is still there.
+    """
+
+    def __init__(self, cause: str, detail: str, *, path: Path, operation: str, code: str = "") -> None:
+        self.cause = cause
+        self.detail = detail
+        self.path = path
+        self.operation = operation
+        self.code = code
+        super().__init__(f"storage failed: {cause}: {detail} (data directory {path.parent}, at {operation})")

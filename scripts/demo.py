@@ -38,7 +38,14 @@ from p2pnode.crypto import address_of
 from p2pnode.errors import P2PNodeError
 from p2pnode.net.client import Client
 from p2pnode.tools.latency import analyze, percentile, render_report, write_plot
-from p2pnode.wire.messages import AccountReply, GetAccount, SettledReply, ShieldedOrder, WaitSettled
+from p2pnode.wire.messages import (
+    AccountReply,
+    GetAccount,
+    SettledReply,
+    ShieldedOrder,
+    StatusRequest,
+    WaitSettled,
+)
 from p2pnode.wire.types import Address, Digest
 from p2pnode.zk.notes import Note, ShieldedKeys, build_shield, build_transfer, build_unshield
 
@@ -195,6 +202,8 @@ async def shielded_tour(cluster: Cluster, chain_id: bytes) -> int:
         clients = [
             await stack.enter_async_context(await Client.connect(*cluster.addresses()[n])) for n in names
         ]
+        for c in clients:  # a node closes a connection whose first request is slow to come
+            await c.call(StatusRequest())
         started = time.perf_counter()
         prover = stack.enter_context(await trio.to_thread.run_sync(open_prover))
         keys = [

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the Groth16 test vectors under tests/zk/ from the circuits in circuits/.
+# Regenerate the Groth16 test vectors under tests/zk/ from the circuits in p2pnode/zk/circuits/.
 #
 # NOT FOR PRODUCTION. The "ceremony" here is a local development setup: one machine, fixed entropy
 # strings, every secret written to build/zk/. Anyone holding those files can forge proofs. The vectors
@@ -48,9 +48,9 @@ for circuit in multiplier preimage64; do
     dir="$BUILD/$circuit"
     mkdir -p "$dir" "$OUT/$circuit"
     # Compile (wasm witness generator + r1cs) and phase 2, cached per circuit.
-    if [[ ! -f "$dir/$circuit.zkey" || "$ROOT/circuits/$circuit.circom" -nt "$dir/$circuit.zkey" ]]; then
+    if [[ ! -f "$dir/$circuit.zkey" || "$ROOT/p2pnode/zk/circuits/$circuit.circom" -nt "$dir/$circuit.zkey" ]]; then
         echo "make_zk_vectors: compiling $circuit and running its development key setup"
-        "$BIN/circom2" "circuits/$circuit.circom" --r1cs --wasm -l node_modules -o "$dir" >/dev/null
+        "$BIN/circom2" "p2pnode/zk/circuits/$circuit.circom" --r1cs --wasm -l node_modules -o "$dir" >/dev/null
         snarkjs groth16 setup "$dir/$circuit.r1cs" "$PTAU" "$dir/${circuit}_0000.zkey"
         snarkjs zkey contribute "$dir/${circuit}_0000.zkey" "$dir/$circuit.zkey" \
             --name="p2pnode development key (NOT FOR PRODUCTION)" -e="p2pnode-dev-$circuit-not-for-production"

@@ -1,4 +1,5 @@
-"""Make (or find cached) development keys for circuits/shielded.circom; optionally write test vectors.
+"""Make (or find cached) development keys for p2pnode/zk/circuits/shielded.circom; optionally write
+test vectors.
 
 DEVELOPMENT CEREMONY, NOT FOR PRODUCTION: see p2pnode/zk/setup.py.
 
@@ -20,8 +21,9 @@ from pathlib import Path
 
 from p2pnode.crypto import SpendingKey
 from p2pnode.zk import notes
+from p2pnode.zk.paths import find_zk_paths
 from p2pnode.zk.prover import Prover
-from p2pnode.zk.setup import DEFAULT_CACHE, DEV_CEREMONY_NOTICE, ensure_circuit_keys
+from p2pnode.zk.setup import DEV_CEREMONY_NOTICE, ensure_circuit_keys
 
 
 def _write_vectors(keys_dir: Path, out: Path) -> None:
@@ -44,11 +46,12 @@ def _write_vectors(keys_dir: Path, out: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache directory (default build/zk)")
+    ap.add_argument("--cache", type=Path, help="cache directory (default: the checkout's build/zk)")
     ap.add_argument("--vectors", type=Path, help="also write shielded test vectors to this directory")
     args = ap.parse_args()
     start = time.perf_counter()
-    keys_dir = ensure_circuit_keys(args.cache, log=lambda line: print(line, file=sys.stderr))
+    paths = find_zk_paths(cache=args.cache)
+    keys_dir = ensure_circuit_keys(paths, log=lambda line: print(line, file=sys.stderr))
     elapsed = time.perf_counter() - start
     print(f"zk setup: {keys_dir} in {elapsed:.1f} s ({DEV_CEREMONY_NOTICE})", file=sys.stderr)
     if args.vectors is not None:

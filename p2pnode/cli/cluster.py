@@ -572,8 +572,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     overrides = spec_overrides(args)
     if not cluster.exists:
         # Validate and create here so that a bad flag fails before anything starts.
+        from p2pnode.zk.paths import zk_paths_from_args
+
         spec, defaults = resolve_spec(args.config, **overrides)
-        write_testnet(cluster.directory, spec, defaults)
+        zk = zk_paths_from_args(args) if spec.shielded else None
+        write_testnet(cluster.directory, spec, defaults, zk=zk)
     start = time.monotonic()
     testnet = cluster.up(validators=args.validators, full_nodes=args.full_nodes, timeout=args.timeout)
     elapsed = time.monotonic() - start

@@ -1,9 +1,12 @@
 """``p2pnode``: the command line (DESIGN.md §8). Scripts and tests rely on these names.
 
-Exit codes: 0 success; 1 the operation was carried out and failed (e.g. a refused payment; decided by
-the command); 2 bad usage, bad configuration or an unreachable node; 130 interrupted. An error is
-printed as one line ``p2pnode: error: <message>`` on stderr, never as a traceback; a cluster failure
-adds the tails of the failing node's logs on the lines after it.
+Exit codes: 0 success; 1 the operation was carried out and refused or failed (a refused payment,
+insufficient funds or notes, a blocked account slot, a payment not settled in time, an account busy
+with another command; :class:`p2pnode.cli.failures.Refused`); 2 bad usage, bad configuration, an
+unreachable or silent node or a lost connection; 130 interrupted. An error is printed as one line
+``p2pnode: error: <message>`` on stderr, never as a traceback; a cluster failure adds the tails of the
+failing node's logs on the lines after it. With ``--json``, a failing command also prints its JSON
+object on stdout (``{"settled": false, "error": ...}`` for payments, ``{"error": ...}`` otherwise).
 
 Commands that live in other layers (``run``, ``pay``, ``bench``, ``latency``) are imported only when
 they are invoked, so ``p2pnode status`` does not pay for the node driver or the plotting tools.
@@ -12,6 +15,7 @@ they are invoked, so ``p2pnode status`` does not pay for the node driver or the 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,6 +68,23 @@ def _cmd_pay(args: argparse.Namespace) -> int:
     return cmd_pay(args)
 
 
+def _cmd_balance(args: argparse.Namespace) -> int:
+    from p2pnode.cli.balance import cmd_balance
+
+    return cmd_balance(args)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("p2pnode")
+    except PackageNotFoundError:
+        import p2pnode
+
+        return str(getattr(p2pnode, "__version__", "unknown"))
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from p2pnode.tools.bench import cmd_bench
 
@@ -93,6 +114,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="A peer-to-peer network of settlement nodes: local clusters, payments, tools."
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("testnet", help="write keys, genesis and one config per node for a local cluster")
@@ -116,6 +138,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     add_status_args(p)
     p.set_defaults(handler=_cmd_status)
 
+    from p2pnode.cli.balance import add_balance_args
+
+    p = sub.add_parser("balance", help="print an account's balance and next seq")
+    add_balance_args(p)
+    p.set_defaults(handler=_cmd_balance)
+
     p = sub.add_parser("pay", help="submit a payment and return once it is settled")
     p.add_argument("--node", required=True, metavar="HOST:PORT", help="the node to submit to")
     p.add_argument("--from", dest="from_", required=True, metavar="KEYFILE", help="payer's account file")
@@ -123,9 +151,14 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--amount", type=int, required=True, metavar="X", help="amount, in base units")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument(
-        "--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for settlement (default 30)"
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds the whole command may take, waiting for the account lock and settlement included "
+        "(default 30)",
     )
-    p.set_defaults(handler=_cmd_pay)
+    p.set_defaults(handler=_cmd_pay, failure_doc={"settled": False})
 
     from p2pnode.cli.shielded import add_shielded_args
     from p2pnode.cli.zk import add_zk_args
@@ -160,7 +193,29 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+def _trio_connection_error(exc: BaseException) -> bool:
+    """A trio stream error that escaped the client (trio is only looked at if a command loaded it)."""
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError)
+
+
+def _trio_timeout(exc: BaseException) -> bool:
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(exc, trio.TooSlowError)
+
+
+def _expected(exc: BaseException) -> bool:
+    """An error the command line reports as one line (anything else is a bug and keeps its traceback)."""
+    return isinstance(exc, P2PNodeError | OSError) or _trio_connection_error(exc) or _trio_timeout(exc)
+
+
 def _describe(exc: BaseException) -> str:
+    if _trio_connection_error(exc):
+        cause = exc.__cause__ or exc.__context__
+        detail = (cause.strerror if isinstance(cause, OSError) else None) or str(cause or exc) or "closed"
+        return f"connection to the node lost: {detail}"
+    if _trio_timeout(exc):
+        return "timed out"
     if isinstance(exc, OSError) and not isinstance(exc, P2PNodeError):
         text = exc.strerror or str(exc) or type(exc).__name__
         if exc.filename is not None:
@@ -174,16 +229,32 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _report(exc: BaseException) -> None:
+def _exit_code(exc: BaseException) -> int:
+    code = getattr(exc, "exit_code", 2)
+    return code if isinstance(code, int) else 2
+
+
+def _report(exc: BaseException, args: argparse.Namespace | None = None) -> int:
+    """Print ``exc`` (one line on stderr; with --json also the command's failure object on stdout)
+    and return its exit code."""
     lines = _describe(exc).splitlines() or [type(exc).__name__]
+    if args is not None and getattr(args, "json", False) is True:
+        doc: dict[str, object] = {**getattr(args, "failure_doc", {}), "error": lines[0]}
+        facts = getattr(exc, "facts", None)
+        if isinstance(facts, dict):
+            doc.update(facts)
+        doc["exit_code"] = _exit_code(exc)
+        print(json.dumps(doc), flush=True)
     print(f"{PROG}: error: {lines[0]}", file=sys.stderr)
     for line in lines[1:]:
         print(line, file=sys.stderr)
+    return _exit_code(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (the console script passes it to ``sys.exit``)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    args: argparse.Namespace | None = None
     try:
         try:
             parser = build_parser(args_list)
@@ -194,17 +265,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
-    except (P2PNodeError, OSError) as exc:
-        _report(exc)
-        return 2
     except BaseExceptionGroup as group:
         # Errors raised inside a Trio nursery arrive grouped; report them like bare ones.
         leaves = _leaves(group)
         if any(isinstance(e, KeyboardInterrupt) for e in leaves):
             return 130
-        if leaves and all(isinstance(e, P2PNodeError | OSError) for e in leaves):
-            _report(leaves[0])
-            return 2
+        if leaves and all(_expected(e) for e in leaves):
+            return _report(leaves[0], args)
+        raise
+    except Exception as exc:
+        if _expected(exc):
+            return _report(exc, args)
         raise
 
 

@@ -1,50 +1,53 @@
-"""``p2pnode pay``: one transparent payment, returning once it is settled at the node it was sent to."""
+"""``p2pnode pay``: one transparent payment, returning once it is settled at the node it was sent to.
+
+``--timeout`` bounds the whole command: connecting, the status and account requests, waiting for the
+account's lock (another command paying from the same account file) and for settlement. Failures are
+typed (:mod:`p2pnode.cli.failures`) and printed by the dispatcher in :mod:`p2pnode.cli.main`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import trio
 
-from p2pnode.cli.wallet import PaymentRefused, chain_id_of_node, connect, load_account, parse_recipient, pay
+from p2pnode.cli.failures import Budget, check_amount
+from p2pnode.cli.wallet import chain_id_of_node, connect, load_account, parse_recipient, pay
+
+
+def notify(line: str) -> None:
+    """A progress line for the user: on stderr, so that stdout stays one result (or JSON object)."""
+    print(f"p2pnode: {line}", file=sys.stderr, flush=True)
 
 
 def cmd_pay(args: argparse.Namespace) -> int:
-    key = load_account(Path(args.from_))
+    account_file = Path(args.from_)
+    key = load_account(account_file)
     to = parse_recipient(args.to)
-    if args.amount <= 0:
-        print("p2pnode: error: --amount must be positive", flush=True)
-        return 2
+    amount = check_amount(args.amount)
 
     async def go() -> int:
-        async with await connect(args.node) as client:
-            chain_id = await chain_id_of_node(client)
-            try:
-                result = await pay(client, key, chain_id, to, args.amount, args.timeout)
-            except PaymentRefused as exc:
-                if args.json:
-                    print(json.dumps({"settled": False, "error": str(exc)}))
-                else:
-                    print(f"refused: {exc}")
-                return 1
-            except trio.TooSlowError:
-                print(f"p2pnode: error: not settled within {args.timeout:g}s")
-                return 1
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "settled": True,
-                        "tx": result.digest.hex(),
-                        "seq": result.seq,
-                        "settlement_ms": round(result.seconds * 1000, 3),
-                        "balance": result.balance,
-                        "root": result.root.hex(),
-                    }
-                )
+        budget = Budget.start(args.timeout)
+        async with await connect(args.node, budget) as client:
+            chain_id = await chain_id_of_node(client, budget)
+            result = await pay(
+                client, key, chain_id, to, amount, budget, account_file=account_file, notify=notify
             )
+        if args.json:
+            doc: dict[str, object] = {
+                "settled": True,
+                "tx": result.digest.hex(),
+                "seq": result.seq,
+                "settlement_ms": round(result.seconds * 1000, 3),
+                "balance": result.balance,
+                "root": result.root.hex(),
+            }
+            if result.completed is not None:
+                doc["completed_earlier"] = {"seq": result.completed[0], "tx": result.completed[1].hex()}
+            print(json.dumps(doc))
         else:
             print(
                 f"settled tx {result.digest.hex()} seq {result.seq} in {result.seconds * 1000:.1f} ms; "

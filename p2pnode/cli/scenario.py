@@ -30,6 +30,14 @@ def add_scenario_args(subparsers: Any) -> None:
         help="cluster directory to create (default: a temporary one, removed after a passing run)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary cluster directory")
+    p.add_argument(
+        "--no-shielded",
+        action="store_true",
+        help="no shielded pool in the genesis (the scenarios do not use it; needs no Node.js toolchain)",
+    )
+    from p2pnode.zk.paths import add_zk_path_args
+
+    add_zk_path_args(p)
     p.set_defaults(handler=cmd_scenario_run)
 
 
@@ -38,11 +46,14 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
 
     from p2pnode.scenario.runner import exit_code, render_report, run_scenario
     from p2pnode.scenario.spec import load_scenario
+    from p2pnode.zk.paths import zk_paths_from_args
 
     scenario = load_scenario(args.file)  # a bad file fails here, as one line, before anything starts
     temporary = args.dir is None
     directory = Path(tempfile.mkdtemp(prefix=f"p2pnode-scenario-{scenario.name}-")) if temporary else args.dir
-    report = trio.run(run_scenario, scenario, directory)
+    shielded = not args.no_shielded
+    zk = zk_paths_from_args(args) if shielded else None
+    report = trio.run(lambda: run_scenario(scenario, directory, shielded=shielded, zk=zk))
     code = exit_code(report)
     if args.json:
         print(json.dumps(report, indent=2, default=str))

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from typing import Any
 
 import trio
 
+from p2pnode.cli.failures import NodeTimeout, SlotBlocked
 from p2pnode.config import parse_hostport
-from p2pnode.errors import LocalError, RemoteError
-from p2pnode.net.client import request
+from p2pnode.net.client import request_expect
 from p2pnode.wire.messages import StatusReply, StatusRequest
 
 # Display order of the keys a node is expected to report; anything else follows, sorted.
@@ -40,6 +41,7 @@ _ORDER = (
     "accounts",
     "held_orders",
     "held_certificates",
+    "blocked_slots",
     "pending_orders",
     "verifying",
     "gossip",
@@ -54,14 +56,13 @@ async def query_status(host: str, port: int) -> dict[str, Any]:
     Error handling: ``OSError`` if the node cannot be reached, :class:`RemoteError` if it answers with
     anything but a ``StatusReply``. The caller bounds the wait (``trio.fail_after``).
     """
-    reply = await request(host, port, StatusRequest())
-    if not isinstance(reply, StatusReply):
-        raise RemoteError(f"{host}:{port}: expected a status reply, got {type(reply).__name__}")
+    reply = await request_expect(host, port, StatusRequest(), StatusReply)
     return reply.info
 
 
 def fetch_status(host: str, port: int, timeout: float = 10.0) -> dict[str, Any]:
-    """Synchronous :func:`query_status` bounded by ``timeout`` seconds (:class:`LocalError` on expiry)."""
+    """Synchronous :func:`query_status` bounded by ``timeout`` seconds (:class:`NodeTimeout`, a
+    LocalError's sibling with exit code 2, on expiry)."""
 
     async def _run() -> dict[str, Any]:
         with trio.fail_after(timeout):
@@ -70,7 +71,24 @@ def fetch_status(host: str, port: int, timeout: float = 10.0) -> dict[str, Any]:
     try:
         return trio.run(_run)
     except trio.TooSlowError:
-        raise LocalError(f"{host}:{port}: no status reply within {timeout:g}s") from None
+        raise NodeTimeout(f"{host}:{port}: no status reply within {timeout:g}s") from None
+
+
+def blocked_slots(info: dict[str, Any]) -> list[str]:
+    """One line per blocked slot the node reports: account, seq, conflicting orders and vote counts."""
+    from p2pnode.cli.wallet import describe_blocked, slot_orders
+
+    lines = []
+    for slot in info.get("blocked_slots") or []:
+        if not isinstance(slot, dict):
+            continue
+        try:
+            sender = bytes.fromhex(str(slot.get("sender", "")))
+        except ValueError:
+            sender = b""
+        seq = slot.get("seq")
+        lines.append(describe_blocked(sender, seq if isinstance(seq, int) else -1, "", slot_orders(slot)))
+    return lines
 
 
 def jsonable(value: Any) -> Any:
@@ -145,4 +163,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(jsonable(info), sort_keys=True))
     else:
         print(format_status(info))
-    return 0
+    blocked = blocked_slots(info)
+    # After the normal output (which, with --json, is the one object on stdout): the node answers,
+    # but these accounts can never move at these seqs. A refusal-class outcome: exit 1.
+    for line in blocked:
+        print(f"p2pnode: error: {line}", file=sys.stderr)
+    return SlotBlocked.exit_code if blocked else 0

@@ -25,13 +25,16 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p2pnode.config import NodeConfig, config_from_dict, load_config, read_toml
 from p2pnode.crypto import NodeKey, SpendingKey, address_of
 from p2pnode.errors import ConfigError, LocalError
 from p2pnode.genesis import chain_id_of, load_genesis, render_genesis
 from p2pnode.wire.types import U64_MAX
+
+if TYPE_CHECKING:
+    from p2pnode.zk.paths import ZkPaths
 
 DEFAULT_BALANCE = 1_000_000_000
 # A certificate carries at most 256 signatures (wire limit), so a quorum must fit in 256.
@@ -308,9 +311,14 @@ def free_ports(host: str, count: int) -> list[int]:
 
 
 def write_testnet(
-    out: Path, spec: ClusterSpec, defaults: Mapping[str, Mapping[str, Any]] | None = None
+    out: Path,
+    spec: ClusterSpec,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    zk: ZkPaths | None = None,
 ) -> Testnet:
     """Generate keys, genesis and node configs for ``spec`` under ``out`` and check they load.
+    ``zk`` locates the circuit keys of a shielded pool (default :func:`p2pnode.zk.paths.find_zk_paths`).
 
     Error handling: :class:`LocalError` if ``out`` already holds a testnet (keys are never overwritten);
     :class:`ConfigError` for a bad spec or defaults. Files written before an error stay behind.
@@ -355,7 +363,7 @@ def write_testnet(
     if spec.shielded:
         from p2pnode.zk.setup import ensure_circuit_keys
 
-        zk_dir = ensure_circuit_keys(log=lambda line: print(line, file=sys.stderr, flush=True))
+        zk_dir = ensure_circuit_keys(zk, log=lambda line: print(line, file=sys.stderr, flush=True))
         vk = (zk_dir / "verification_key.json").read_text(encoding="utf-8")
     genesis_text = render_genesis(
         chain_name, [(f"node-{i}", keys[i].public) for i in range(spec.validators)], funded, shielded_vk=vk
@@ -445,6 +453,9 @@ def add_spec_args(parser: argparse.ArgumentParser, *, validators: bool = True) -
         action="store_true",
         help="no shielded pool: the genesis carries no verifying key (needs no Node.js toolchain)",
     )
+    from p2pnode.zk.paths import add_zk_path_args
+
+    add_zk_path_args(parser)
 
 
 def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -479,8 +490,10 @@ def describe_nodes(testnet: Testnet, pids: Mapping[str, int] | None = None) -> l
 
 
 def cmd_testnet(args: argparse.Namespace) -> int:
+    from p2pnode.zk.paths import zk_paths_from_args
+
     spec, defaults = resolve_spec(args.config, **spec_overrides(args))
-    testnet = write_testnet(args.out, spec, defaults)
+    testnet = write_testnet(args.out, spec, defaults, zk=zk_paths_from_args(args) if spec.shielded else None)
     print(
         f"testnet {testnet.chain_name} (chain id {testnet.chain_id[:16]}) in {args.out}: "
         f"{spec.validators} validators, {spec.full_nodes} full nodes, {spec.accounts} accounts"

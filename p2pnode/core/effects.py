@@ -1,7 +1,10 @@
 """What core handlers ask the driver to do. The driver performs a handler's effects in order.
 
-Ordering contract: a ``PersistLock`` is made durable before any effect that follows it is performed;
-the core only signs a vote after the driver reports the lock durable (``on_lock_persisted``).
+Ordering contract: a ``PersistLock`` or ``PersistApplied`` is made durable before any effect that
+follows it is performed; the core only signs a vote after the driver reports the lock durable
+(``on_lock_persisted``). The driver hands writes to the store in the order the core produced them
+(across handlers too), and reports applied certificates durable in that order (``on_durable``):
+clients see state only after its commit returned.
 """
 
 from __future__ import annotations
@@ -53,6 +56,13 @@ class PersistApplied:
     accounts: tuple[tuple[bytes, int, int], ...]  # (address, balance, next_seq) after applying
     notes: tuple[tuple[bytes, bool], ...] = ()  # (commitment, spent) after applying
     locks: tuple[tuple[bytes, int], ...] = ()  # lock keys released
+    # For the visible state once the commit returns (``Settlement.on_durable``): the apply index
+    # (1, 2, ... in apply order) and the working state's figures right after this apply.
+    index: int = 0
+    root: bytes = b""
+    applied: int = 0
+    outputs: int = 0
+    shielded: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +76,16 @@ class OrderOutcome:
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    """The certificate for ``digest`` is applied here (after its PersistApplied)."""
+    """The certificate for ``digest`` is applied here and its commit returned (from ``on_durable``)."""
 
     digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """These payments can never settle: their slot is blocked (wake their waiting clients)."""
+
+    digests: tuple[Digest, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,4 +96,6 @@ class Emit:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Effect = Send | Disconnect | VerifyProofs | PersistLock | PersistApplied | OrderOutcome | Settled | Emit
+Effect = (
+    Send | Disconnect | VerifyProofs | PersistLock | PersistApplied | OrderOutcome | Settled | Blocked | Emit
+)

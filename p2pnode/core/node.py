@@ -12,6 +12,16 @@ Gossip validation, in order (a message is forwarded only after it passes):
 - Certificate: ``[IGNORE]`` already certified here; ``[REJECT]`` quorum of distinct committee
   signatures that verify, then the order's checks and (per config) its proof.
 
+Restarts: a validator persists each lock with the order's bytes. On restore it takes the order back
+as pending, re-signs its vote (Ed25519 is deterministic: the same bytes as before the crash) and
+pushes both again (``_repush_pending``, and to each newly connected peer); a locked validator that
+sees its locked order again publishes the same vote again (``_try_vote``). Received votes are not
+persisted: every vote that counts is held, as a lock, by the validator that signed it.
+
+Blocked slots (:mod:`p2pnode.core.slots`): conflicting orders whose votes split so that none can
+reach a quorum are recorded with their evidence, logged once (``slot_blocked``) and reported to
+clients at once instead of a timeout.
+
 Held state (all bounded): orders a validator cannot vote on yet (predecessor or funds missing) and
 certificates that cannot apply yet (same reasons). Each apply retries what it may have unblocked;
 missing predecessors are fetched with CertRequest; anti-entropy (SyncSummary → SyncHeads → CertBatch)
@@ -30,10 +40,12 @@ from p2pnode.core.admission import admit, client_state_checks
 from p2pnode.core.certificates import VoteBook, check_certificate
 from p2pnode.core.committee import Committee
 from p2pnode.core.effects import (
+    Blocked,
     Disconnect,
     Effect,
     Emit,
     OrderOutcome,
+    PersistApplied,
     PersistLock,
     Send,
     VerifyProofs,
@@ -41,9 +53,10 @@ from p2pnode.core.effects import (
 from p2pnode.core.gossip import GossipParams, GossipRouter
 from p2pnode.core.ledger import Ledger, LedgerError, SeqTooHigh, SeqTooLow, UnknownNote
 from p2pnode.core.payments import AnyCert, AnyOrder, proof_key, statement_digest
-from p2pnode.core.settlement import Settlement
+from p2pnode.core.settlement import DurableView, Settlement
 from p2pnode.core.shielded import ShieldedError, static_checks_shielded
 from p2pnode.core.shielded import lock_keys as shielded_lock_keys
+from p2pnode.core.slots import BlockedSlot, Slot, SlotWatch
 from p2pnode.core.validator import OrderError, Validator, static_checks
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import DecodeError
@@ -137,6 +150,8 @@ class NodeCore:
         self.held_certs = self.settlement.held_certs
         self.shielded_certs = self.settlement.shielded_certs
         self.outputs = self.settlement.outputs
+        self.visible: DurableView = self.settlement.visible  # what clients may observe
+        self.slots = SlotWatch(self.committee, limit=params.pending_orders)
         self.held_orders: dict[tuple[Address, int], Digest] = {}
         self.held_shielded_orders: OrderedDict[Digest, None] = OrderedDict()
         self.penalties: dict[NodeId, int] = {}
@@ -148,25 +163,51 @@ class NodeCore:
         self,
         accounts: dict[bytes, tuple[int, int]],
         certs: Iterable[bytes],
-        locks: Iterable[tuple[bytes, int, bytes]],
+        locks: Iterable[tuple[bytes, int, bytes, bytes]],
         notes: dict[bytes, bool] | None = None,
     ) -> None:
-        """Load persisted state: accounts, applied certificates, notes, and (validators) durable locks."""
+        """Load persisted state: accounts, applied certificates, notes, and (validators) durable locks
+        ``(key, seq, digest, order bytes)``. A locked order that has not settled becomes pending again
+        with this validator's vote, re-signed, so that it is pushed again and can still settle."""
         self.settlement.restore(accounts, certs, notes)
-        if self.validator is not None and self.validator.byzantine != "forget_locks":
-            for sender, seq, lock_digest in locks:
-                self.validator.locks[(Address(sender), seq)] = Digest(lock_digest)
-                self.validator.durable.add(Digest(lock_digest))
+        v = self.validator
+        if v is None or v.byzantine == "forget_locks":
+            return
+        for key, seq, lock_digest, order_bytes in locks:
+            digest = Digest(lock_digest)
+            v.locks[(Address(key), seq)] = digest
+            v.durable.add(digest)
+            if digest in self.settled or digest in self.orders or not order_bytes:
+                continue
+            try:
+                order = decode(order_bytes)
+            except DecodeError:
+                continue  # written by this node, so never expected; the lock alone still holds
+            if not isinstance(order, (Order, ShieldedOrder)) or statement_digest(order) != digest:
+                continue
+            self.orders[digest] = order
+            self._first_seen[digest] = float("-inf")  # pushed again at the first sync tick
+            self.slots.add_order(digest, self._slots(order))
+            vote = v.vote(digest)
+            if vote is not None:
+                self.votes.add(vote)
+
+    def on_durable(self, now: float, writes: Iterable[PersistApplied]) -> list[Effect]:
+        """The driver's commits of these applied certificates returned (in apply order)."""
+        return self.settlement.on_durable(writes)
 
     def status(self) -> dict[str, Any]:
+        """Durable figures only (``applied``, ``root``, ``notes``): what a restart would show."""
         return {
-            "applied": len(self.settled),
-            "root": self.ledger.root().hex(),
+            "applied": self.visible.applied,
+            "root": self.visible.root.hex(),
+            "blocked": len(self.slots.blocked),
+            "blocked_slots": [b.as_dict() for b in list(self.slots.blocked.values())[-32:]],
             "accounts": len(self.ledger.accounts),
             "held_certificates": len(self.held_certs),
             "held_orders": len(self.held_orders),
-            "notes": len(self.ledger.notes),
-            "shielded_applied": len(self.shielded_certs),
+            "notes": len(self.visible.notes),
+            "shielded_applied": self.visible.shielded_applied,
             "verifying": len(self.verifying),
             "gossip": self.router.stats.as_dict(),
         }
@@ -174,7 +215,14 @@ class NodeCore:
     # == peers ======================================================================================
     def on_peer_connected(self, now: float, peer: NodeId) -> list[Effect]:
         self.router.add_peer(peer)
-        return [Send(peer, SyncSummary(root=self.ledger.root(), applied=self.ledger.applied_count()))]
+        out: list[Effect] = [
+            Send(peer, SyncSummary(root=self.ledger.root(), applied=self.ledger.applied_count()))
+        ]
+        if self.validator is not None:
+            # Orders this validator is locked on and that have not settled (e.g. after a restart):
+            # the new peer gets them with our vote at once, not after a sync period.
+            out += self._repush_pending(now, peer, only_locked=True)
+        return out
 
     def on_peer_neighbors(self, peer: NodeId, neighbors: Iterable[bytes]) -> None:
         """``peer`` told us its peers (peer exchange); gossip uses it to avoid duplicate pushes."""
@@ -262,7 +310,7 @@ class NodeCore:
             out += self._repush_pending(now, peer)
         return out
 
-    def _repush_pending(self, now: float, peer: NodeId) -> list[Effect]:
+    def _repush_pending(self, now: float, peer: NodeId, *, only_locked: bool = False) -> list[Effect]:
         """Anti-entropy for payments in flight: orders still without a certificate after a sync
         period, and the votes we hold for them, go again to one peer. Certificates repair themselves
         (SyncHeads), but votes gathered on two sides of a healed partition would otherwise never meet.
@@ -270,7 +318,12 @@ class NodeCore:
         out: list[Effect] = []
         stale_before = now - self.params.sync_interval
         for digest, (order, since) in list(self._pending_since(now).items())[: self.params.sync_batch // 4]:
-            if since > stale_before or digest in self.certified or digest in self.settled:
+            if digest in self.certified or digest in self.settled:
+                continue
+            if only_locked:
+                if self.validator is None or digest not in self.validator.durable:
+                    continue
+            elif since > stale_before:
                 continue
             out.append(Send(peer, Gossip(data=order.encode(), hops=1)))
             for validator, signature in self.votes.signatures(digest):
@@ -307,6 +360,11 @@ class NodeCore:
                 "shielded": tx.kind,
             }
         out: list[Effect] = [Emit("order_submitted", fields)]
+        blocked = self._blocked_reason(self._slots(order)) if digest not in self.settled else ""
+        if blocked:
+            out.append(Emit("order_refused", {"tx": digest.hex(), "reason": blocked}))
+            out.append(OrderOutcome(digest, False, blocked))
+            return out
         try:
             if digest not in self.settled:
                 stale = admit(order, self.chain_id, self.ledger, self.shielded)
@@ -415,6 +473,8 @@ class NodeCore:
             self.orders[digest] = order
             while len(self.orders) > self.params.pending_orders:
                 self.orders.popitem(last=False)
+            self.slots.add_order(digest, self._slots(order))
+            out += self._check_slots(digest)
         if ctx.mid is not None:
             if ctx.kind == "submit":
                 out += self.router.publish(now, ctx.data)
@@ -422,16 +482,16 @@ class NodeCore:
                 out += self.router.forward(now, ctx.mid, ctx.data, ctx.hops, ctx.peer)
         if ctx.kind == "submit":
             out.append(OrderOutcome(digest, True))
-        out += self._try_vote(order, digest)
+        out += self._try_vote(now, order, digest)
         out += self._maybe_certify(now, digest)
         return out
 
-    def _try_vote(self, order: AnyOrder, digest: Digest) -> list[Effect]:
+    def _try_vote(self, now: float, order: AnyOrder, digest: Digest) -> list[Effect]:
         v = self.validator
         if v is None or digest in self.settled:
             return []
         if isinstance(order, ShieldedOrder):
-            return self._try_vote_shielded(v, order, digest)
+            return self._try_vote_shielded(now, v, order, digest)
         t = order.transfer
         try:
             v.check(order, digest)
@@ -446,9 +506,11 @@ class NodeCore:
             return [Emit("vote_refused", {"tx": digest.hex(), "reason": str(exc)})]
         if v.lock(order, digest):
             return [PersistLock(((t.sender, t.seq),), digest, order.encode())]
-        return []
+        return self._vote_again(now, v, digest)
 
-    def _try_vote_shielded(self, v: Validator, order: ShieldedOrder, digest: Digest) -> list[Effect]:
+    def _try_vote_shielded(
+        self, now: float, v: Validator, order: ShieldedOrder, digest: Digest
+    ) -> list[Effect]:
         try:
             v.check_shielded(order, digest)
         except SeqTooLow:
@@ -462,7 +524,26 @@ class NodeCore:
         keys = shielded_lock_keys(order.tx)
         if v.lock_keys(keys, digest):
             return [PersistLock(keys, digest, order.encode())]
-        return []
+        return self._vote_again(now, v, digest)
+
+    def _vote_fields(self, digest: Digest) -> dict[str, Any]:
+        order = self.orders.get(digest)
+        fields: dict[str, Any] = {"tx": digest.hex()}
+        if isinstance(order, Order):
+            fields.update(seq=order.transfer.seq, sender=order.transfer.sender.hex())
+        elif order is not None:
+            fields.update(seq=order.tx.seq, sender=order.tx.account.hex())
+        return fields
+
+    def _vote_again(self, now: float, v: Validator, digest: Digest) -> list[Effect]:
+        """Already locked to this very order (seen again, e.g. after our restart): the same vote
+        again, if the lock is durable; if its commit is still running, the vote follows it."""
+        vote = v.vote(digest)
+        if vote is None:
+            return []
+        self.votes.add(vote)
+        out: list[Effect] = [Emit("vote_sent", {**self._vote_fields(digest), "again": True})]
+        return out + self.router.publish(now, vote.encode()) + self._maybe_certify(now, digest)
 
     def on_lock_persisted(self, now: float, digest: Digest) -> list[Effect]:
         """The driver made the lock for ``digest`` durable: sign and publish the vote."""
@@ -473,15 +554,10 @@ class NodeCore:
         vote = v.vote(digest)
         if vote is None:
             return []
-        order = self.orders.get(digest)
-        fields: dict[str, Any] = {"tx": digest.hex()}
-        if isinstance(order, Order):
-            fields.update(seq=order.transfer.seq, sender=order.transfer.sender.hex())
-        elif order is not None:
-            fields.update(seq=order.tx.seq, sender=order.tx.account.hex())
-        out: list[Effect] = [Emit("vote_sent", fields)]
+        out: list[Effect] = [Emit("vote_sent", self._vote_fields(digest))]
         out += self.router.publish(now, vote.encode())
         self.votes.add(vote)
+        out += self._check_slots(digest)
         out += self._maybe_certify(now, digest)
         return out
 
@@ -497,8 +573,47 @@ class NodeCore:
                 peer, "vote", "vote signature invalid or signer not a validator", vote.digest
             )
         out += self.router.forward(now, mid, data, hops, peer)
+        out += self._check_slots(vote.digest)
         out += self._maybe_certify(now, vote.digest)
         return out
+
+    # == blocked slots ==============================================================================
+    @staticmethod
+    def _slots(order: AnyOrder) -> tuple[Slot, ...]:
+        if isinstance(order, Order):
+            return ((order.transfer.sender, order.transfer.seq),)
+        return shielded_lock_keys(order.tx)
+
+    def _check_slots(self, digest: Digest) -> list[Effect]:
+        found: list[BlockedSlot] = self.slots.check(
+            digest, lambda d: (v for v, _ in self.votes.signatures(d))
+        )
+        out: list[Effect] = []
+        for record in found:
+            fields = record.as_dict()
+            fields["reason"] = record.reason()
+            out.append(Emit("slot_blocked", fields))
+            out.append(Blocked(tuple(d for d, _ in record.orders)))
+        return out
+
+    def _blocked_reason(self, slots: Iterable[Slot]) -> str:
+        for slot in slots:
+            reason = self.slots.reason(slot)
+            if reason:
+                return reason
+        return ""
+
+    def blocked_for(self, digest: Digest) -> str:
+        """Why the payment ``digest`` can never settle here (its slot is blocked), or ""."""
+        return "" if digest in self.settled else self._blocked_reason(self.slots.slots_of(digest))
+
+    def blocked_account(self, addr: bytes) -> str:
+        """Why ``addr``'s next seq can never settle (blocked by conflicting orders), or ""."""
+        seqs = {self.ledger.next_seq(addr)}
+        durable = self.visible.account(addr)
+        if durable is not None:
+            seqs.add(durable[1])
+        return self._blocked_reason((addr, s) for s in sorted(seqs))
 
     def _maybe_certify(self, now: float, digest: Digest) -> list[Effect]:
         if digest in self.certified or digest in self.settled:
@@ -589,6 +704,7 @@ class NodeCore:
         for applied, locks in result.applied:
             self.orders.pop(applied, None)
             self.votes.forget(applied)
+            self.slots.clear(locks)
             if self.validator is not None:
                 self.validator.release_keys(locks)
         # Orders a validator deferred may now be votable: the next seq of a touched account, and
@@ -596,11 +712,11 @@ class NodeCore:
         for key in result.unblocked:
             held_order = self.held_orders.pop(key, None)
             if held_order is not None and held_order in self.orders:
-                out += self._try_vote(self.orders[held_order], held_order)
+                out += self._try_vote(now, self.orders[held_order], held_order)
         if result.notes_changed:
             for held in list(self.held_shielded_orders):
                 del self.held_shielded_orders[held]
                 waiting = self.orders.get(held)
                 if waiting is not None:
-                    out += self._try_vote(waiting, held)
+                    out += self._try_vote(now, waiting, held)
         return out

@@ -7,6 +7,12 @@ every apply retries what it may have unblocked. The caller (``NodeCore``) learns
 and which (account, seq) keys may now go ahead, and does the protocol bookkeeping (locks, votes,
 pending orders) itself.
 
+Durable before visible: applying changes the working state (``ledger``, ``settled``), which the
+protocol needs at once (the next seq of an account, sync answers). What clients observe lives in
+``visible``, a :class:`DurableView` that moves forward only when the driver reports the commits of
+applied certificates durable (``on_durable``), in apply order. Peers may be served working state: a
+certificate proves itself and promises nothing; a client's "settled" is a promise.
+
 Anti-entropy answers live here too, because they read only applied certificates:
 ``SyncHeads`` → the certificates a peer lacks per account; ``ShieldedHave`` → the shielded
 certificates it lacks.
@@ -47,6 +53,27 @@ class Outcome:
     notes_changed: bool = False
 
 
+@dataclass(slots=True)
+class DurableView:
+    """The state clients may observe: a prefix of the applied sequence whose commits returned.
+
+    Invariant: every field describes the same durable prefix; ``root`` is the working root as it was
+    right after the last durable apply, so it equals a restored node's root."""
+
+    settled: set[Digest] = field(default_factory=set)
+    accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # address -> (balance, next_seq)
+    notes: dict[bytes, bool] = field(default_factory=dict)  # commitment -> spent
+    root: bytes = b""
+    applied: int = 0  # certificates
+    outputs: int = 0  # shielded outputs (a prefix of Settlement.outputs)
+    shielded_applied: int = 0
+    last: int = 0  # apply index of the last durable apply
+
+    def account(self, addr: bytes) -> tuple[int, int] | None:
+        """(balance, next_seq), or None for an account this chain does not know."""
+        return self.accounts.get(addr)
+
+
 class Settlement:
     """Invariants: ``settled`` holds exactly the digests applied to ``ledger``; held certificates are
     valid ones (checked by the caller) that do not apply yet; every container is bounded."""
@@ -62,6 +89,21 @@ class Settlement:
         self.shielded_certs: dict[Digest, bytes] = {}  # applied shielded certificates: for sync
         self.outputs: list[tuple[bytes, bytes]] = []  # (commitment, memo) in apply order: for wallets
         self.spent_by: dict[bytes, Digest] = {}  # input commitment -> the statement that spent it
+        self.visible = DurableView()
+        self._applies = 0  # apply index: PersistApplied.index, 1, 2, ... in apply order
+        self._sync_visible()
+
+    def _sync_visible(self) -> None:
+        """Make the visible state equal the working state (at start: nothing is in flight)."""
+        v = self.visible
+        v.settled = set(self.settled)
+        v.accounts = {a: (acct.balance, acct.next_seq) for a, acct in self.ledger.accounts.items()}
+        v.notes = dict(self.ledger.notes)
+        v.root = self.ledger.root()
+        v.applied = len(self.settled)
+        v.outputs = len(self.outputs)
+        v.shielded_applied = len(self.shielded_certs)
+        v.last = self._applies
 
     # -- restore -------------------------------------------------------------------------------------
     def restore(
@@ -89,6 +131,26 @@ class Settlement:
             }
             merged.update(accounts)  # persisted accounts overlay genesis
             self.ledger.restore(merged, applied, notes)
+        self._sync_visible()  # what was loaded is durable by definition
+
+    def on_durable(self, writes: Iterable[PersistApplied]) -> list[Effect]:
+        """The commits of these applied certificates returned, in apply order: make them visible.
+
+        Returns one ``Settled`` per certificate, for waiting clients. Writes must arrive in apply
+        order (the driver commits in the order it was handed them); anything else is our bug."""
+        v = self.visible
+        out: list[Effect] = []
+        for w in writes:
+            if w.index != v.last + 1:
+                raise AssertionError(f"durable apply {w.index} out of order (last {v.last})")
+            v.last = w.index
+            v.settled.add(w.digest)
+            for a, balance, next_seq in w.accounts:
+                v.accounts[a] = (balance, next_seq)
+            v.notes.update(w.notes)
+            v.root, v.applied, v.outputs, v.shielded_applied = w.root, w.applied, w.outputs, w.shielded
+            out.append(Settled(w.digest))
+        return out
 
     # -- checks --------------------------------------------------------------------------------------
     def conflicting(self, order: AnyOrder, digest: Digest) -> Digest | None:
@@ -205,8 +267,8 @@ class Settlement:
             (a, self.ledger.accounts[Address(a)].balance, self.ledger.accounts[Address(a)].next_seq)
             for a in dict.fromkeys(touched)
         )
-        # The log line first (it describes the in-memory state that status already reports), then
-        # durability, then the acknowledgement to waiting clients.
+        # The log line describes the working state at once (the latency tools time the apply); what
+        # clients see changes only when the commit returns (``on_durable``).
         fields = {
             "tx": digest.hex(),
             "sender": key[0].hex() if key[1] >= 0 else "shielded",
@@ -215,11 +277,21 @@ class Settlement:
             "root": self.ledger.root().hex(),
             "applied": len(self.settled),
         }
-        out.effects += [
-            Emit("certificate_applied", fields),
-            PersistApplied(key, data, digest, accounts, notes, locks),
-            Settled(digest),
-        ]
+        self._applies += 1
+        write = PersistApplied(
+            key,
+            data,
+            digest,
+            accounts,
+            notes,
+            locks,
+            index=self._applies,
+            root=self.ledger.root(),
+            applied=len(self.settled),
+            outputs=len(self.outputs),
+            shielded=len(self.shielded_certs),
+        )
+        out.effects += [Emit("certificate_applied", fields), write]
         out.applied.append((digest, locks))
 
     # -- anti-entropy answers ------------------------------------------------------------------------

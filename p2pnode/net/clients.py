@@ -2,7 +2,15 @@
 
 One reply per request, in order, on a connection the client may keep open. Submissions wait for the
 order's outcome (verified and accepted, or refused with a reason); ``WaitSettled`` waits for the
-certificate to be applied here, bounded by the client's ``wait_ms``.
+certificate to be applied here, bounded by the client's ``wait_ms`` (capped at
+``limits.request_timeout_s``).
+
+Durable before visible: every answer reads the core's durable view (``NodeCore.visible``), never the
+working state. "Settled" is answered only after the certificate's commit returned, and balances,
+seqs, notes, roots and counts are those a restart from the disk would show. An answer given at any
+instant therefore survives a crash at that instant (tests/integration/test_durability.py takes a
+crash image right at the acknowledgement). A payment whose slot is blocked (conflicting orders split
+the votes) is answered at once with the reason (``blocked``), never with a timeout.
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ class ClientService:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._outcomes: dict[Digest, list[_Outcome]] = {}
-        self._settled: dict[Digest, trio.Event] = {}
+        self._settled: dict[Digest, tuple[trio.Event, list[int]]] = {}  # event, [waiters]
 
     def on_outcome(self, e: OrderOutcome) -> None:
         for w in self._outcomes.pop(e.digest, []):
@@ -64,9 +72,10 @@ class ClientService:
             w.event.set()
 
     def on_settled(self, digest: Digest) -> None:
-        ev = self._settled.pop(digest, None)
-        if ev is not None:
-            ev.set()
+        """Wake the waiters of ``digest``: it settled, or its slot became blocked."""
+        entry = self._settled.pop(digest, None)
+        if entry is not None:
+            entry[0].set()
 
     async def serve(self, conn: FramedStream, first: Message) -> None:
         msg: Message | None = first
@@ -97,11 +106,13 @@ class ClientService:
         if isinstance(msg, StatusRequest):
             return StatusReply(info=self.node.status())
         if isinstance(msg, GetAccount):
-            acct = self.node.core.ledger.account(msg.address)
+            core = self.node.core
+            balance, next_seq = core.visible.account(msg.address) or (0, 0)
             return AccountReply(
                 address=Address(msg.address),
-                balance=Amount(acct.balance if acct else 0),
-                next_seq=Seq(acct.next_seq if acct else 0),
+                balance=Amount(balance),
+                next_seq=Seq(next_seq),
+                blocked=core.blocked_account(msg.address)[:512],
             )
         if isinstance(msg, (SubmitOrder, SubmitShielded)):
             return await self._submit(msg.order)
@@ -126,21 +137,31 @@ class ClientService:
 
     def _notes(self, msg: GetNotes) -> Message:
         """Outputs of applied shielded certificates (what wallets scan for their memos)."""
-        outputs = self.node.core.outputs
-        end = min(len(outputs), msg.start + min(msg.limit, 4096))
-        notes = self.node.core.ledger.notes
+        core = self.node.core
+        outputs = core.outputs
+        end = min(core.visible.outputs, msg.start + min(msg.limit, 4096))
+        notes = core.visible.notes
         page = tuple((c, memo, bool(notes.get(c))) for c, memo in outputs[msg.start : end])
-        return NotesReply(notes=page, next=end, total=len(outputs))
+        return NotesReply(notes=page, next=max(end, msg.start), total=core.visible.outputs)
 
     async def _wait_settled(self, msg: WaitSettled) -> Message:
         digest = Digest(msg.digest)
-        if digest not in self.node.core.settled:
-            ev = self._settled.setdefault(digest, trio.Event())
-            with trio.move_on_after(msg.wait_ms / 1000):
-                await ev.wait()
+        core = self.node.core
+        if digest not in core.visible.settled and not core.blocked_for(digest):
+            entry = self._settled.setdefault(digest, (trio.Event(), [0]))
+            entry[1][0] += 1
+            try:
+                with trio.move_on_after(min(msg.wait_ms / 1000, self.node.cfg.limits.request_timeout_s)):
+                    await entry[0].wait()
+            finally:
+                entry[1][0] -= 1
+                if entry[1][0] == 0 and self._settled.get(digest) is entry:
+                    del self._settled[digest]  # no waiter left: free it (a finished wait holds nothing)
+        settled = digest in core.visible.settled
         return SettledReply(
             digest=digest,
-            settled=digest in self.node.core.settled,
-            root=self.node.core.ledger.root(),
-            applied=len(self.node.core.settled),
+            settled=settled,
+            root=core.visible.root,
+            applied=core.visible.applied,
+            blocked="" if settled else core.blocked_for(digest)[:512],
         )

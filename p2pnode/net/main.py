@@ -17,8 +17,8 @@ from p2pnode.net.node import Node
 from p2pnode.store import SqliteStore
 
 
-async def run_node(config_path: Path) -> None:
-    """Run one node from its config until SIGINT/SIGTERM."""
+async def run_node(config_path: Path) -> int | None:
+    """Run one node from its config until SIGINT/SIGTERM; returns the signal that stopped it."""
     cfg = load_config(config_path)
     genesis = load_genesis(cfg.node.genesis)
     key = load_node_key(cfg.node.key_file)
@@ -33,9 +33,10 @@ async def run_node(config_path: Path) -> None:
                 async for signum in signals:
                     node.log.info("node_stopping", reason=signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
-                    break
+                    return int(signum)
     finally:
         store.close()
+    return None
 
 
 def load_node_key(path: Path) -> NodeKey:
@@ -50,11 +51,13 @@ def load_node_key(path: Path) -> NodeKey:
 
 
 def main_run(config_path: Path) -> int:
+    """Exit code of ``p2pnode run``: 0 stopped by SIGTERM, 130 by SIGINT (Ctrl-C, as a shell reports
+    an interrupted command), 2 a configuration or startup error (one line on stderr)."""
     try:
-        trio.run(run_node, Path(config_path))
+        stopped_by = trio.run(run_node, Path(config_path))
     except P2PNodeError as exc:
         print(f"p2pnode: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    return 130 if stopped_by == signal.SIGINT else 0

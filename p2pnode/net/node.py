@@ -8,6 +8,12 @@ The driver performs the core's effects in order (see :mod:`p2pnode.core.effects`
 peer's bounded queue (a full queue drops the message and counts it), persistence is awaited before
 anything after it, and log events are written as structlog lines.
 
+Durable before visible: the writes of one effect list are queued before the first await, so the
+store commits them in the order the core produced them, across all tasks; the writer reports
+applied certificates durable to the core (``on_durable``) right after their commit returned, in
+that order, and only then are waiting clients told "settled". A failed commit (``store_failed``)
+stops the node: nothing after it is acknowledged and no vote waits on it.
+
 Resource handling: cancelling ``run`` closes every connection and stops the worker processes; the
 store is closed by whoever opened it. Error handling: a peer's bad input closes or penalizes that peer
 and never the node; ``LocalError`` (our configuration) stops the node with its message.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +32,7 @@ import trio
 from p2pnode import logs
 from p2pnode.config import NodeConfig, parse_hostport
 from p2pnode.core.effects import (
+    Blocked,
     Disconnect,
     Effect,
     Emit,
@@ -40,7 +48,7 @@ from p2pnode.core.node import CoreParams, NodeCore
 from p2pnode.core.shielded import public_signals
 from p2pnode.core.validator import BYZANTINE_BEHAVIOURS
 from p2pnode.crypto import NodeKey
-from p2pnode.errors import DecodeError, HandshakeError
+from p2pnode.errors import DecodeError, HandshakeError, LocalError, StorageError
 from p2pnode.genesis import Genesis
 from p2pnode.net.clients import PEER_ERRORS, ClientService
 from p2pnode.net.conn import FramedStream, PeerHello, handshake
@@ -97,6 +105,7 @@ class Node:
         name: str = "",
         rng: random.Random | None = None,
         byzantine: str | None = None,
+        store_thread: bool | None = None,
     ) -> None:
         self.cfg = cfg
         if byzantine is None:
@@ -147,11 +156,15 @@ class Node:
         self._verify_send, self._verify_recv = trio.open_memory_channel[tuple[Digest, Any]](
             cfg.limits.pending_orders
         )
-        self._write_send, self._write_recv = trio.open_memory_channel[tuple[Any, trio.Event]](
-            cfg.limits.pending_orders
-        )
+        # Writes in the order the core produced them; bounded by the core's own bounds on what can
+        # be in flight (pending orders, held certificates), so appending never waits.
+        self._writes: deque[tuple[PersistLock | PersistApplied, trio.Event]] = deque()
+        self._writes_ready = trio.Event()
+        # Commits on a thread of their own (a real node), or inline (deterministic in-process tests).
+        self._store_thread = cfg.verify.workers > 0 if store_thread is None else store_thread
         self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
         self.ready = trio.Event()
+        self.stopped = trio.Event()  # set when ``run`` has returned (or failed)
         self.started_at = 0.0
         self.counters = {"frames_rejected": 0, "handshakes_refused": 0, "send_dropped": 0, "clients": 0}
         self._nursery: trio.Nursery | None = None
@@ -195,6 +208,7 @@ class Node:
                 task_status.started(self.port)
         finally:
             self.verifier.close()
+            self.stopped.set()
 
     def stop(self) -> None:
         if self._nursery is not None:
@@ -202,7 +216,14 @@ class Node:
 
     # == effects ====================================================================================
     async def perform(self, effects: list[Effect]) -> None:
-        for e in effects:
+        # Queue this list's writes before anything can yield, so that the commit order is the order
+        # the core changed its state in, whatever other tasks do meanwhile.
+        tickets = {
+            i: self._enqueue_write(e)
+            for i, e in enumerate(effects)
+            if isinstance(e, (PersistLock, PersistApplied))
+        }
+        for i, e in enumerate(effects):
             if isinstance(e, Send):
                 self._send(e.peer, e.msg)
             elif isinstance(e, Emit):
@@ -214,12 +235,15 @@ class Node:
                     except trio.WouldBlock:
                         self.log.warning("verify_queue_full", tx=item[0].hex())
             elif isinstance(e, PersistLock):
-                await self._persist(e)
+                await tickets[i].wait()
                 await self.perform(self.core.on_lock_persisted(trio.current_time(), e.digest))
             elif isinstance(e, PersistApplied):
-                await self._persist(e)
+                await tickets[i].wait()  # the writer already made it visible (on_durable)
             elif isinstance(e, Settled):
                 self.clients.on_settled(e.digest)
+            elif isinstance(e, Blocked):
+                for digest in e.digests:
+                    self.clients.on_settled(digest)  # wakes the wait; the reply names the block
             elif isinstance(e, OrderOutcome):
                 self.clients.on_outcome(e)
             elif isinstance(e, Disconnect):
@@ -243,33 +267,47 @@ class Node:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the peer is being torn down
 
-    async def _persist(self, write: PersistLock | PersistApplied) -> None:
+    def _enqueue_write(self, write: PersistLock | PersistApplied) -> trio.Event:
         done = trio.Event()
-        await self._write_send.send((write, done))
-        await done.wait()
+        self._writes.append((write, done))
+        self._writes_ready.set()
+        return done
 
     async def _writer(self) -> None:
         """Group commit: everything queued while a commit runs goes into the next one.
 
-        With worker processes (a real node) commits run on one long-lived thread that owns the
-        SQLite connection and wakes the loop when a commit is durable; starting a thread per commit
-        cost more CPU than the commit. In-process tests commit inline (deterministic).
+        After a commit returns, its applied certificates become visible to clients (the core's
+        ``on_durable``, whose ``Settled`` effects wake waiting clients), then the waiting tasks go
+        on. With ``store_thread`` commits run on one long-lived thread that owns the SQLite
+        connection; starting a thread per commit cost more CPU than the commit.
+
+        Error handling: a failed commit is logged as ``store_failed`` with its cause and re-raised,
+        which stops the node; the writes in it and after it are never acknowledged.
         """
-        thread: StoreThread | None = StoreThread(self.store) if self.cfg.verify.workers else None
+        thread: StoreThread | None = StoreThread(self.store) if self._store_thread else None
         try:
             while True:
-                first = await self._write_recv.receive()
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(self._write_recv.receive_nowait())
-                    except trio.WouldBlock:
-                        break
+                await self._writes_ready.wait()
+                self._writes_ready = trio.Event()
+                batch = list(self._writes)
+                self._writes.clear()
+                if not batch:
+                    continue
                 writes = [w for w, _ in batch]
-                if thread is not None:
-                    await thread.commit(writes)
-                else:
-                    self.store.commit(writes)
+                try:
+                    if thread is not None:
+                        await thread.commit(writes)
+                    else:
+                        self.store.commit(writes)
+                except StorageError as exc:
+                    self.log.error("store_failed", cause=exc.cause, error=exc.detail, writes=len(writes))
+                    raise
+                except LocalError as exc:  # the store thread failed in another way: our bug
+                    self.log.error("store_failed", cause="database error", error=str(exc), writes=len(writes))
+                    raise
+                applied = [w for w in writes if isinstance(w, PersistApplied)]
+                if applied:
+                    await self.perform(self.core.on_durable(trio.current_time(), applied))
                 for _, done in batch:
                     done.set()
         finally:

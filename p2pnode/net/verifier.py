@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import multiprocessing
+import signal
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -88,6 +89,12 @@ def verify_batch(items: Sequence[Item], vk_json: str | None = None) -> tuple[lis
     return results, (time.perf_counter_ns() - start) // 1000
 
 
+def _worker_init() -> None:
+    """Worker processes ignore SIGINT: Ctrl-C reaches the whole process group, and the parent node
+    stops its workers itself (``close``); a worker must not die mid-batch with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ProofVerifier:
     """Resource handling: ``aclose`` (or leaving ``run``) shuts the worker processes down."""
 
@@ -97,7 +104,7 @@ class ProofVerifier:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         if workers > 0:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
             )
         self.batches = 0
         self.proofs = 0

@@ -60,6 +60,7 @@ from p2pnode.scenario.report import collect, exit_code, render_report, write_rep
 from p2pnode.scenario.spec import Scenario, Step
 from p2pnode.scenario.state import NET_ERRORS, REQUEST_TIMEOUT_S, Account, Payment, Progress, Run
 from p2pnode.wire.messages import FaultControl
+from p2pnode.zk.paths import ZkPaths
 
 _RSS_PERIOD_S = 0.5
 _QUIESCE_POLL_S = 0.5
@@ -72,8 +73,11 @@ def _stderr(line: str) -> None:
 
 
 # -- preparation ------------------------------------------------------------------------------------------
-def prepare(scenario: Scenario, directory: Path) -> Cluster:
-    """Write the cluster for ``scenario`` into ``directory`` (which must not hold one yet)."""
+def prepare(
+    scenario: Scenario, directory: Path, *, shielded: bool = True, zk: ZkPaths | None = None
+) -> Cluster:
+    """Write the cluster for ``scenario`` into ``directory`` (which must not hold one yet); ``shielded``
+    and ``zk`` as for :class:`ClusterSpec` and :func:`write_testnet`."""
     c = scenario.cluster
     defaults: dict[str, dict[str, Any]] = {k: dict(v) for k, v in c.defaults.items()}
     defaults["testing"] = {"enabled": True, "fault_control": True}
@@ -83,8 +87,9 @@ def prepare(scenario: Scenario, directory: Path) -> Cluster:
         accounts=c.accounts,
         balance=c.balance,
         chain_name=f"scenario-{scenario.name}"[:64],
+        shielded=shielded,
     )
-    testnet = write_testnet(directory, spec, defaults)
+    testnet = write_testnet(directory, spec, defaults, zk=zk)
     for name, role in scenario.roles.items():
         path = testnet.config_path(name)
         sections = read_toml(path)
@@ -289,15 +294,23 @@ async def _quiesce(run: Run, names: list[str]) -> tuple[bool, float, dict[str, d
 
 
 # -- the run ----------------------------------------------------------------------------------------------
-async def run_scenario(scenario: Scenario, directory: Path, progress: Progress = _stderr) -> dict[str, Any]:
+async def run_scenario(
+    scenario: Scenario,
+    directory: Path,
+    progress: Progress = _stderr,
+    *,
+    shielded: bool = True,
+    zk: ZkPaths | None = None,
+) -> dict[str, Any]:
     """Run ``scenario`` in ``directory`` (created; must not hold a cluster) and return the report.
+    ``shielded`` / ``zk``: whether the genesis carries the shielded pool, and where its keys are.
 
     Resource handling: every node process is stopped before this returns or raises, also on
     cancellation. Error handling: :class:`LocalError` / :class:`ConfigError` for setup failures (the
     nodes started so far are stopped); invariant violations are in the report, not raised.
     """
     directory = Path(directory).resolve()
-    cluster = prepare(scenario, directory)
+    cluster = prepare(scenario, directory, shielded=shielded, zk=zk)
     testnet = cluster.testnet
     accounts = []
     for i, path in enumerate(cluster.accounts()):

@@ -9,6 +9,12 @@ Durability contract (what the protocol needs, and what kill -9 must not break):
   of its lock land together or not at all.
 - A data directory belongs to one chain; opening it with another genesis is refused.
 
+Errors: every SQLite failure at open, load or commit raises :class:`StorageError` with its cause in
+plain words (disk full, I/O error, read-only, database error) and SQLite's own message. After a failed
+commit the database holds exactly the commits that returned: SQLite rolls the failed transaction back
+itself on SQLITE_FULL / SQLITE_IOERR, and we roll back only a transaction that is still open, so a
+rollback never replaces the error that caused it.
+
 Blocking: every method blocks on disk I/O. The driver calls them from a worker thread, one at a
 time (the connection is not shared between concurrent calls).
 """
@@ -22,9 +28,17 @@ from pathlib import Path
 from typing import Protocol
 
 from p2pnode.core.effects import PersistApplied, PersistLock
-from p2pnode.errors import LocalError
+from p2pnode.errors import LocalError, StorageError
 
 Write = PersistLock | PersistApplied
+
+# Primary SQLite result codes (the low byte of an extended code) and how a node's operator reads them.
+CAUSES = {
+    sqlite3.SQLITE_FULL: "disk full",
+    sqlite3.SQLITE_IOERR: "I/O error",
+    sqlite3.SQLITE_READONLY: "read-only",
+}
+OTHER_CAUSE = "database error"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -44,7 +58,8 @@ CREATE TABLE IF NOT EXISTS locks (
 class Snapshot:
     accounts: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # address -> (balance, next_seq)
     certs: list[bytes] = field(default_factory=list)  # in the order they were applied
-    locks: list[tuple[bytes, int, bytes]] = field(default_factory=list)  # (sender, seq, digest)
+    # (sender, seq, digest, order bytes): a restarted validator votes again for the order it locked
+    locks: list[tuple[bytes, int, bytes, bytes]] = field(default_factory=list)
     notes: dict[bytes, bool] = field(default_factory=dict)  # commitment -> spent
 
 
@@ -56,37 +71,61 @@ class Store(Protocol):
 
 class SqliteStore:
     def __init__(self, path: Path, chain_id: bytes) -> None:
+        """Open (or create) the database at ``path`` for chain ``chain_id``.
+
+        Error handling: :class:`StorageError` if SQLite cannot open, set up or write it;
+        :class:`LocalError` if it belongs to another chain.
+        """
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        db: sqlite3.Connection | None = None
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'chain_id'").fetchone()
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key = 'chain_id'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('chain_id', ?)", (chain_id,))
         except sqlite3.Error as exc:
-            raise LocalError(f"{path}: cannot open the node database: {exc}") from None
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('chain_id', ?)", (chain_id,))
-        elif bytes(row[0]) != chain_id:
+            if db is not None:
+                db.close()
+            raise storage_error(exc, path, "open") from exc
+        self._db = db
+        if row is not None and bytes(row[0]) != chain_id:
+            db.close()
             raise LocalError(
                 f"{path}: data directory belongs to chain {bytes(row[0]).hex()[:16]}, not this genesis"
             )
 
     def load(self) -> Snapshot:
+        """Everything committed so far. Error handling: :class:`StorageError`."""
+        try:
+            return self._load()
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.path, "load") from exc
+
+    def _load(self) -> Snapshot:
         snap = Snapshot()
         for addr, bal, seq in self._db.execute("SELECT address, balance, next_seq FROM accounts"):
             snap.accounts[bytes(addr)] = (int.from_bytes(bal, "big"), seq)
         snap.certs = [bytes(c) for (c,) in self._db.execute("SELECT cert FROM certificates ORDER BY n")]
         snap.locks = [
-            (bytes(s), q, bytes(d)) for s, q, d in self._db.execute("SELECT sender, seq, digest FROM locks")
+            (bytes(s), q, bytes(d), bytes(o))
+            for s, q, d, o in self._db.execute("SELECT sender, seq, digest, ord FROM locks")
         ]
         snap.notes = {bytes(c): bool(sp) for c, sp in self._db.execute("SELECT commitment, spent FROM notes")}
         return snap
 
     def commit(self, writes: Sequence[Write]) -> None:
+        """One transaction for all of ``writes``, durable when this returns.
+
+        Error handling: :class:`StorageError` for any SQLite failure (nothing of ``writes`` was
+        written); other exceptions (a bug in a write) propagate after the rollback.
+        """
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
             for w in writes:
                 if isinstance(w, PersistLock):
                     db.executemany(
@@ -107,12 +146,37 @@ class SqliteStore:
                     )
                     db.executemany("DELETE FROM locks WHERE sender = ? AND seq = ?", list(w.locks))
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback(exc)
+            if isinstance(exc, sqlite3.Error):
+                raise storage_error(exc, self.path, "commit") from exc
             raise
+
+    def _rollback(self, exc: BaseException) -> None:
+        """Roll back the transaction ``exc`` interrupted, if SQLite has not already done so.
+
+        On SQLITE_FULL and SQLITE_IOERR SQLite ends the transaction itself, and a ROLLBACK then fails
+        with "no transaction is active"; whatever happens here, ``exc`` stays the error reported.
+        """
+        if not self._db.in_transaction:
+            return
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error as failed:
+            exc.add_note(f"the rollback failed too: {failed}")
 
     def close(self) -> None:
         self._db.close()
+
+
+def storage_error(exc: sqlite3.Error, path: Path, operation: str) -> StorageError:
+    """The :class:`StorageError` for SQLite's ``exc``, its cause read from the primary result code."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    cause = CAUSES.get(code & 0xFF, OTHER_CAUSE) if isinstance(code, int) else OTHER_CAUSE
+    name = getattr(exc, "sqlite_errorname", None)
+    return StorageError(
+        cause, str(exc) or type(exc).__name__, path=path, operation=operation, code=name or ""
+    )
 
 
 class MemoryStore:
@@ -130,7 +194,7 @@ class MemoryStore:
         self.commits += 1
         for w in writes:
             if isinstance(w, PersistLock):
-                self.snapshot.locks.extend((k, q, w.digest) for k, q in w.keys)
+                self.snapshot.locks.extend((k, q, w.digest, w.order) for k, q in w.keys)
             else:
                 self.snapshot.certs.append(w.cert_bytes)
                 for a, b, s in w.accounts:

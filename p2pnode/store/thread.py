@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from p2pnode.errors import LocalError
+from p2pnode.errors import LocalError, StorageError
 from p2pnode.store.sqlite import Store
 
 
@@ -17,8 +17,9 @@ class StoreThread:
     """One thread that runs every commit of a store, in order.
 
     Resource handling: ``stop`` ends the thread after the commit in progress. Error handling: a
-    failed commit re-raises in the awaiting task (a LocalError: our disk or database), which stops
-    the node rather than acknowledging what is not durable.
+    failed commit re-raises in the awaiting task, which stops the node rather than acknowledging
+    what is not durable: the store's :class:`StorageError` as it is (its ``cause`` intact), anything
+    else wrapped in a :class:`LocalError`.
     """
 
     def __init__(self, store: Store) -> None:
@@ -56,6 +57,8 @@ class StoreThread:
         with trio.CancelScope(shield=True):  # an acknowledged write must not be abandoned half-way
             await done.wait()
         if failure:
+            if isinstance(failure[0], StorageError):
+                raise failure[0]  # unchanged: its cause is what the log and the operator need
             raise LocalError(f"store commit failed: {failure[0]}") from failure[0]
 
     def stop(self) -> None:

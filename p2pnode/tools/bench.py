@@ -215,6 +215,9 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="SHIELD orders with Groth16 proofs (account -> own note) instead of transparent transfers",
     )
+    from p2pnode.zk.paths import add_zk_path_args
+
+    add_zk_path_args(parser)
 
 
 def _load_payments() -> tuple[MakeOrder, TransferDigest]:
@@ -250,11 +253,12 @@ class _ShieldedBuilder:
     Resource handling: owns the prover helper process; :meth:`close` ends it.
     """
 
-    def __init__(self, vk_json: str) -> None:
+    def __init__(self, vk_json: str, args: argparse.Namespace) -> None:
         from p2pnode.cli.shielded import open_prover
+        from p2pnode.zk.paths import zk_paths_from_args
 
         self.vk_json = vk_json
-        self.prover = open_prover()
+        self.prover = open_prover(zk_paths_from_args(args))
         self.keys: dict[bytes, Any] = {}
         self.built: list[ShieldedOrder] = []
 
@@ -315,7 +319,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cluster = load_cluster(args.dir)
         make_order, transfer_digest = _load_payments()
         if opts.shielded:
-            builder = _ShieldedBuilder(_genesis_vk(cluster))
+            builder = _ShieldedBuilder(_genesis_vk(cluster), args)
         result = trio.run(
             lambda: run_bench(
                 cluster,

@@ -1,6 +1,9 @@
 // Wallet-side Groth16 prover for the shielded circuit: one long-lived Node process per wallet.
 //
-// Usage: node p2pnode/zk/prover.js WASM ZKEY
+// Usage: node p2pnode/zk/prover.js WASM ZKEY [NODE_MODULES]
+//
+// NODE_MODULES is the directory snarkjs and circomlib are loaded from (the helper ships inside the
+// Python package, away from any node_modules); without it they are resolved from this file's location.
 //
 // Protocol: JSON lines on stdin, one reply line per request on stdout, in request order.
 //   {"id": N, "op": "poseidon", "inputs": ["<decimal>", ...]}  -> {"id": N, "result": "<decimal>"}
@@ -8,8 +11,8 @@
 //   any failure                                                 -> {"id": N, "error": "<message>"}
 // The first line written is {"ready": true} once snarkjs and the Poseidon constants are loaded.
 //
-// Poseidon is circomlib's (the optimised PoseidonEx of circuits/poseidon.circom with initial state 0),
-// evaluated here with the constants read from circomlib's own poseidon_constants.circom, so it is the
+// Poseidon is circomlib's (the optimised PoseidonEx of circomlib's circuits/poseidon.circom with initial
+// state 0), evaluated here with the constants read from circomlib's own poseidon_constants.circom, so it is the
 // exact function the circuit constrains. Requests are served one at a time; snarkjs may keep worker
 // threads alive, so the process exits explicitly when stdin closes.
 "use strict";
@@ -17,6 +20,7 @@
 const fs = require("fs");
 const path = require("path");
 const readline = require("readline");
+const { createRequire } = require("module");
 
 const R = 21888242871839275222246405745257275088548364400416034343698204186575808495617n;
 // Partial rounds for t = 2..17 (circomlib's N_ROUNDS_P); 8 full rounds.
@@ -121,14 +125,17 @@ function parseField(value) {
 }
 
 async function main() {
-    const [wasm, zkey] = process.argv.slice(2);
+    const [wasm, zkey, nodeModules] = process.argv.slice(2);
     if (!wasm || !zkey) {
-        process.stderr.write("usage: node prover.js WASM ZKEY\n");
+        process.stderr.write("usage: node prover.js WASM ZKEY [NODE_MODULES]\n");
         process.exit(2);
     }
-    const snarkjs = await import("snarkjs");
+    // A require function that resolves packages inside NODE_MODULES (Node does not append another
+    // "node_modules" to a directory already named so, and the file named need not exist).
+    const load = nodeModules ? createRequire(path.join(path.resolve(nodeModules), "_prover.js")) : require;
+    const snarkjs = load("snarkjs");
     constantsSource = fs.readFileSync(
-        path.join(path.dirname(require.resolve("circomlib/package.json")), "circuits", "poseidon_constants.circom"),
+        path.join(path.dirname(load.resolve("circomlib/package.json")), "circuits", "poseidon_constants.circom"),
         "utf8",
     );
     const wasmData = { type: "mem", data: new Uint8Array(fs.readFileSync(wasm)) };

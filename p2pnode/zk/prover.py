@@ -9,6 +9,9 @@ Resource handling: :class:`Prover` owns a child process. Use it as a context man
 within a few seconds. Calls block (a proof takes on the order of a second): async callers run them in
 a worker thread (``trio.to_thread.run_sync``). One instance serves one thread at a time.
 
+The helper ships with the package; it loads snarkjs and circomlib from the toolchain's ``node_modules``
+(:mod:`p2pnode.zk.paths`), which is passed to it, so it works from an installed wheel.
+
 Error handling: a missing Node.js or ``node_modules`` raises :class:`~p2pnode.errors.LocalError` with
 the command to run. A request the circuit cannot satisfy (overspend, a value of 2^64 or more, a
 commitment that does not open) raises :class:`ProverError`: snarkjs refuses to compute the witness.
@@ -25,11 +28,12 @@ from types import TracebackType
 from typing import IO, Any
 
 from p2pnode.errors import LocalError
+from p2pnode.zk.paths import Toolchain, ZkPaths, package_file
 from p2pnode.zk.setup import CIRCUIT_NAME, require_toolchain
 
 __all__ = ["Prover", "ProverError"]
 
-HELPER = Path(__file__).with_name("prover.js")
+HELPER = "prover.js"
 _CLOSE_TIMEOUT = 5.0
 
 
@@ -38,17 +42,19 @@ class ProverError(LocalError):
 
 
 class Prover:
-    """A Node.js helper process proving with ``wasm`` and ``zkey`` (see :func:`from_dir`)."""
+    """A Node.js helper process proving with ``wasm`` and ``zkey`` (see :func:`from_dir`), using
+    ``toolchain`` (default: :func:`~p2pnode.zk.setup.require_toolchain`)."""
 
-    def __init__(self, wasm: Path, zkey: Path) -> None:
-        require_toolchain()
+    def __init__(self, wasm: Path, zkey: Path, *, toolchain: Toolchain | None = None) -> None:
+        tools = toolchain or require_toolchain()
+        helper = package_file(HELPER)
         for f in (wasm, zkey):
             if not f.exists():
                 raise LocalError(f"{f} not found (make it with p2pnode.zk.setup.ensure_circuit_keys)")
         self._next_id = 0
         self._lock = threading.Lock()
         self._proc = subprocess.Popen(
-            ["node", str(HELPER), str(wasm), str(zkey)],
+            [str(tools.node), str(helper), str(wasm), str(zkey), str(tools.node_modules)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -61,9 +67,11 @@ class Prover:
             raise LocalError(f"prover helper did not start: {ready!r:.200}")
 
     @classmethod
-    def from_dir(cls, keys_dir: Path) -> Prover:
-        """A prover for the directory returned by :func:`p2pnode.zk.setup.ensure_circuit_keys`."""
-        return cls(keys_dir / f"{CIRCUIT_NAME}.wasm", keys_dir / f"{CIRCUIT_NAME}.zkey")
+    def from_dir(cls, keys_dir: Path, paths: ZkPaths | None = None) -> Prover:
+        """A prover for the directory returned by :func:`p2pnode.zk.setup.ensure_circuit_keys`, with the
+        toolchain of ``paths`` (default: :func:`~p2pnode.zk.paths.find_zk_paths`)."""
+        tools = require_toolchain(paths)
+        return cls(keys_dir / f"{CIRCUIT_NAME}.wasm", keys_dir / f"{CIRCUIT_NAME}.zkey", toolchain=tools)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -5,22 +5,25 @@ whoever controlled it during the run could forge proofs. It exists so that a tes
 quickly. The contributions use fresh entropy from :mod:`secrets` that is never written anywhere, but
 nothing here is audited or multi-party.
 
-Layout under ``cache_dir`` (default ``build/zk`` in the repository)::
+The circuit source ships with the package (``p2pnode/zk/circuits/shielded.circom``). The tools and the
+cache are found by :mod:`p2pnode.zk.paths` (flags ``--zk-toolchain`` / ``--zk-cache``, variables
+``P2PNODE_NODE_MODULES`` / ``P2PNODE_ZK_CACHE``, a source checkout's ``node_modules`` and ``build/zk``,
+else the user cache). Layout under the cache directory::
 
     pot<N>_final.ptau                 shared phase-1 file, 2^N >= constraints + public inputs + 1
     shielded-<hash>/                  one per circuit source; <hash> covers the .circom text and the
-        shielded.wasm                 pinned tool versions
+        shielded.wasm                 tool versions (circom2, circomlib, snarkjs)
         shielded.zkey
         verification_key.json
         README.txt                    states that this is a development ceremony
 
 A directory is built under a temporary name and renamed into place when complete, so a half-finished
 run never looks cached and two concurrent runs do not corrupt each other (the loser's work is dropped).
-The tools are the npm packages pinned in ``package.json``: ``node_modules/.bin/circom2`` and
-``node_modules/.bin/snarkjs``.
+Cached keys are used without the toolchain; making them needs ``node``, ``circom2`` and ``snarkjs``.
 
 Error handling: a missing Node.js or ``node_modules`` raises :class:`~p2pnode.errors.LocalError` naming
-the command to run; a failing tool raises ``LocalError`` with the tail of its output.
+the command to run, the flag and the variable; a failing tool raises ``LocalError`` with the tail of
+its output.
 """
 
 from __future__ import annotations
@@ -37,29 +40,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 from p2pnode.errors import LocalError
+from p2pnode.zk.paths import Toolchain, ZkPaths, find_zk_paths, package_file
 
 __all__ = [
     "CIRCUIT_NAME",
     "DEV_CEREMONY_NOTICE",
-    "REPO_ROOT",
     "circuit_dir",
+    "circuit_source",
     "ensure_circuit_keys",
     "require_toolchain",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CIRCUIT_NAME = "shielded"
-CIRCUIT_SOURCE = REPO_ROOT / "circuits" / f"{CIRCUIT_NAME}.circom"
-DEFAULT_CACHE = REPO_ROOT / "build" / "zk"
 DEV_CEREMONY_NOTICE = "DEVELOPMENT CEREMONY, NOT FOR PRODUCTION"
-INSTALL_HINT = "make node_modules/.installed   (runs npm ci in the repository root)"
 _MIN_PTAU_POWER = 10
 _MAX_PTAU_POWER = 16
 _OUTPUTS = (f"{CIRCUIT_NAME}.wasm", f"{CIRCUIT_NAME}.zkey", "verification_key.json", "README.txt")
 
 _README = f"""{DEV_CEREMONY_NOTICE}
 
-These Groth16 keys for circuits/{CIRCUIT_NAME}.circom come from a local, single-machine setup
+These Groth16 keys for p2pnode/zk/circuits/{CIRCUIT_NAME}.circom come from a local, single-machine setup
 (p2pnode/zk/setup.py): a powers-of-tau run and one circuit-specific contribution, with entropy
 from the operating system that was not stored. Whoever controlled the machine during the run
 could have kept the toxic waste and could forge proofs. Use them for development and testnets
@@ -68,40 +68,29 @@ verification_key.json).
 """
 
 
-def require_toolchain() -> tuple[Path, Path]:
-    """Return the paths of ``circom2`` and ``snarkjs``; raise ``LocalError`` if Node.js or the npm
-    packages are missing."""
-    if shutil.which("node") is None:
-        raise LocalError(f"Node.js (node) not found on PATH; install Node.js >= 18, then: {INSTALL_HINT}")
-    circom = REPO_ROOT / "node_modules" / ".bin" / "circom2"
-    snarkjs = REPO_ROOT / "node_modules" / ".bin" / "snarkjs"
-    if not (circom.exists() and snarkjs.exists()):
-        where = REPO_ROOT / "node_modules"
-        raise LocalError(f"circom2/snarkjs not installed in {where}; run: {INSTALL_HINT}")
-    return circom, snarkjs
+def circuit_source() -> Path:
+    """The shipped ``shielded.circom``."""
+    return package_file("circuits", f"{CIRCUIT_NAME}.circom")
 
 
-def _tool_versions() -> bytes:
-    try:
-        deps = json.loads((REPO_ROOT / "package.json").read_text())["dependencies"]
-    except (OSError, ValueError, KeyError):
-        return b""
-    return json.dumps(deps, sort_keys=True).encode()
+def require_toolchain(paths: ZkPaths | None = None) -> Toolchain:
+    """The checked toolchain (default locations: :func:`~p2pnode.zk.paths.find_zk_paths`); raises
+    ``LocalError`` if Node.js or the npm packages are missing."""
+    return (paths or find_zk_paths()).toolchain()
 
 
-def circuit_dir(cache_dir: Path | None = None) -> Path:
+def circuit_dir(paths: ZkPaths | None = None) -> Path:
     """The cache directory for the current circuit source (whether or not it exists yet)."""
+    paths = paths or find_zk_paths()
     h = hashlib.sha256()
-    h.update(CIRCUIT_SOURCE.read_bytes())
+    h.update(circuit_source().read_bytes())
     h.update(b"\0")
-    h.update(_tool_versions())
-    return (cache_dir or DEFAULT_CACHE) / f"{CIRCUIT_NAME}-{h.hexdigest()[:16]}"
+    h.update(json.dumps(paths.tool_versions(), sort_keys=True).encode())
+    return paths.cache / f"{CIRCUIT_NAME}-{h.hexdigest()[:16]}"
 
 
-def _run(cmd: list[str], what: str) -> str:
-    # circom2 is a WASI build that can only see files below its working directory, so every tool runs
-    # from the repository root with paths relative to it where possible.
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+def _run(cmd: list[str], what: str, cwd: Path | None = None) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     out = proc.stdout + proc.stderr
     # snarkjs reports some failures on stdout with exit status 0 ("[ERROR] ...").
     if proc.returncode != 0 or "[ERROR]" in out:
@@ -110,11 +99,34 @@ def _run(cmd: list[str], what: str) -> str:
     return out
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path.resolve())
+def _compile(tools: Toolchain, work: Path) -> Path:
+    """Compile the shipped circuits' ``shielded.circom`` into ``work``; returns the ``.r1cs``.
+
+    circom2 is a WASI build that sees only files below its working directory, and follows no symbolic
+    link out of it; so it runs from the deepest directory holding both the work directory and the
+    (resolved) circomlib, with every path given relative to that directory.
+    """
+    src = work / "src"
+    src.mkdir()
+    for circuit in circuit_source().parent.glob("*.circom"):
+        shutil.copyfile(circuit, src / circuit.name)
+    circomlib = (tools.node_modules / "circomlib").resolve()
+    # Sources include "circomlib/circuits/...": the library path is the directory holding "circomlib".
+    lib = circomlib.parent if circomlib.name == "circomlib" else tools.node_modules.resolve()
+    root = Path(os.path.commonpath([work.resolve(), lib]))
+
+    def rel(p: Path) -> str:
+        return str(p.resolve().relative_to(root))  # "." for root itself
+
+    _run(
+        [
+            str(tools.circom), rel(src / f"{CIRCUIT_NAME}.circom"), "--O2", "--r1cs", "--wasm",
+            "-l", rel(lib), "-o", rel(work),
+        ],
+        "circom2 compile",
+        cwd=root,
+    )
+    return work / f"{CIRCUIT_NAME}.r1cs"
 
 
 def _r1cs_size(r1cs: Path) -> int:
@@ -160,34 +172,27 @@ def _ptau(cache_dir: Path, power: int, snarkjs: Path, log: Callable[[str], None]
     return final
 
 
-def ensure_circuit_keys(cache_dir: Path | None = None, *, log: Callable[[str], None] | None = None) -> Path:
+def ensure_circuit_keys(paths: ZkPaths | None = None, *, log: Callable[[str], None] | None = None) -> Path:
     """Return the directory holding ``shielded.wasm``, ``shielded.zkey`` and ``verification_key.json``
-    for the current ``circuits/shielded.circom``, making them first if they are not cached.
+    for the shipped ``p2pnode/zk/circuits/shielded.circom``, making them first if they are not cached.
 
-    Cached: a few file checks. From nothing: compile (~2 s), powers of tau and key setup (about half a
-    minute to a minute on a 2-core machine). ``log`` receives progress lines (default: none), the first
-    of which carries :data:`DEV_CEREMONY_NOTICE`.
+    ``paths`` defaults to :func:`~p2pnode.zk.paths.find_zk_paths`. Cached: a few file checks, no
+    toolchain needed. From nothing: compile (~2 s), powers of tau and key setup (about half a minute to
+    a minute on a 2-core machine). ``log`` receives progress lines (default: none), the first of which
+    carries :data:`DEV_CEREMONY_NOTICE`.
     """
     say = log or (lambda _line: None)
-    out = circuit_dir(cache_dir)
+    paths = paths or find_zk_paths()
+    out = circuit_dir(paths)
     if all((out / name).exists() for name in _OUTPUTS):
         return out
-    circom, snarkjs = require_toolchain()
+    tools = paths.toolchain()
     out.parent.mkdir(parents=True, exist_ok=True)
     say(f"zk setup: making keys for circuits/{CIRCUIT_NAME}.circom in {out} ({DEV_CEREMONY_NOTICE})")
-    # The work directory must sit under the repository for circom2 (see _run), wherever the cache is.
-    work_root = REPO_ROOT / "build"
-    work_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work_root, prefix=f".{out.name}-") as tmp:
+    snarkjs = tools.snarkjs
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
         t = Path(tmp)
-        _run(
-            [
-                str(circom), _rel(CIRCUIT_SOURCE), "--O2", "--r1cs", "--wasm",
-                "-l", "node_modules", "-o", _rel(t),
-            ],
-            "circom2 compile",
-        )
-        r1cs = t / f"{CIRCUIT_NAME}.r1cs"
+        r1cs = _compile(tools, t)
         need = _r1cs_size(r1cs)
         power = max(_MIN_PTAU_POWER, (need - 1).bit_length())
         if power > _MAX_PTAU_POWER:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from p2pnode.genesis import Genesis, ValidatorEntry, chain_id_of, render_genesis
 from p2pnode.net.client import Client
 from p2pnode.net.node import Node
 from p2pnode.net.transport import MemoryNetwork
-from p2pnode.store import MemoryStore
+from p2pnode.store import MemoryStore, Store
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
@@ -40,9 +40,46 @@ class MemCluster:
     node_keys: list[NodeKey]
     accounts: list[SpendingKey]
     nodes: list[Node] = field(default_factory=list)
-    stores: list[MemoryStore] = field(default_factory=list)
+    stores: list[Store] = field(default_factory=list)
     nursery: trio.Nursery | None = None
     seqs: dict[bytes, int] = field(default_factory=dict)
+    configs: list[NodeConfig] = field(default_factory=list)
+    byzantine: dict[int, str] = field(default_factory=dict)
+    store_thread: bool | None = None
+    seed: int = 1
+    restarts: dict[int, int] = field(default_factory=dict)
+
+    def _node(self, i: int, generation: int = 0) -> Node:
+        return Node(
+            self.configs[i],
+            self.node_keys[i],
+            self.genesis,
+            store=self.stores[i],
+            transport=self.network.transport(f"n{i}"),
+            rng=random.Random(self.seed * 1000 + i + 100 * generation),
+            byzantine=self.byzantine.get(i, ""),
+            store_thread=self.store_thread,
+        )
+
+    async def stop(self, *idx: int) -> None:
+        """Stop these nodes as a crash would: what their store committed is all that survives."""
+        for i in idx:
+            self.nodes[i].stop()
+        for i in idx:
+            await self.nodes[i].stopped.wait()
+
+    async def start(self, *idx: int) -> None:
+        """Start these (stopped) nodes again from their stores."""
+        assert self.nursery is not None
+        for i in idx:
+            self.restarts[i] = self.restarts.get(i, 0) + 1
+            self.nodes[i] = self._node(i, generation=self.restarts[i])
+        for i in idx:
+            await self.nursery.start(self.nodes[i].run)
+
+    async def restart(self, *idx: int) -> None:
+        await self.stop(*idx)
+        await self.start(*idx)
 
     @property
     def chain_id(self) -> ChainId:
@@ -161,6 +198,8 @@ async def mem_cluster(
     bootstrap_all: bool = False,
     absent_validators: int = 0,
     shielded_vk: str | None = None,
+    store_factory: Callable[[int], Store] | None = None,
+    store_thread: bool | None = None,
     **sections: dict[str, Any],
 ) -> AsyncIterator[MemCluster]:
     """Start validators + full nodes on one MemoryNetwork; node i>0 bootstraps from node 0.
@@ -172,7 +211,15 @@ async def mem_cluster(
     absent = [NodeKey.from_seed(rng.randbytes(32)) for _ in range(absent_validators)]
     accts = [SpendingKey.from_bytes((rng.getrandbits(200) + 1).to_bytes(32, "big")) for _ in range(accounts)]
     genesis = make_genesis(keys[:validators] + absent, accts, shielded_vk)
-    cluster = MemCluster(MemoryNetwork(), genesis, keys, accts)
+    cluster = MemCluster(
+        MemoryNetwork(),
+        genesis,
+        keys,
+        accts,
+        byzantine=dict(byzantine or {}),
+        store_thread=store_thread,
+        seed=seed,
+    )
     async with trio.open_nursery() as nursery:
         cluster.nursery = nursery
         total = validators + full_nodes
@@ -181,18 +228,10 @@ async def mem_cluster(
                 boot = [f"n{j}:7000" for j in range(total) if j != i]
             else:
                 boot = ["n0:7000"] if i else (["n1:7000"] if total > 1 else [])
-            store = MemoryStore()
-            node = Node(
-                node_config(i, boot, **sections),
-                keys[i],
-                cluster.genesis,
-                store=store,
-                transport=cluster.network.transport(f"n{i}"),
-                rng=random.Random(seed * 1000 + i),
-                byzantine=(byzantine or {}).get(i, ""),
-            )
+            cluster.configs.append(node_config(i, boot, **sections))
+            cluster.stores.append(store_factory(i) if store_factory is not None else MemoryStore())
+            node = cluster._node(i)
             cluster.nodes.append(node)
-            cluster.stores.append(store)
             await nursery.start(node.run)
         yield cluster
         nursery.cancel_scope.cancel()

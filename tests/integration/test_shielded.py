@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
@@ -24,11 +23,11 @@ from p2pnode.wire.messages import (
     WaitSettled,
 )
 from p2pnode.wire.types import Address
+from p2pnode.zk.paths import find_zk_paths
 from tests.integration.harness import BALANCE, MemCluster, mem_cluster, planned
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (ROOT / "node_modules" / ".bin" / "snarkjs").exists(),
+    shutil.which("node") is None or not (find_zk_paths().node_modules / ".bin" / "snarkjs").exists(),
     reason="needs Node.js and node_modules (make installs them)",
 )
 
@@ -109,3 +108,46 @@ async def test_shield_transfer_unshield_and_double_spend(
             assert len((node.core.settled | set(node.core.certified)) & both) <= 1
         await c.wait_converged()
         assert len({len(node.core.ledger.notes) for node in c.nodes}) == 1
+
+
+async def test_shielded_orders_mid_quorum_settle_after_every_validator_restarts(
+    zk: tuple[object, str], autojump_clock: trio.abc.Clock
+) -> None:
+    """A shield (locks (account, seq)) and a note transfer (locks its input note) reach only
+    validators 0 and 1, which lock and vote; then every validator restarts and the partition heals.
+    Both settle everywhere: the restarted validators vote again for the orders they locked."""
+    from p2pnode.zk.notes import ShieldedKeys, build_shield, build_transfer, scan, tx_outputs
+
+    prover, vk = zk
+    chain_id, accounts = planned(4, 0, 3, shielded_vk=vk)
+    alice = ShieldedKeys.from_spending_key(accounts[0].to_bytes(), prover)  # type: ignore[arg-type]
+    bob = ShieldedKeys.from_spending_key(accounts[1].to_bytes(), prover)  # type: ignore[arg-type]
+    first = build_shield(prover, alice, accounts[0], chain_id, 0, 500)  # type: ignore[arg-type]
+    second = build_shield(prover, alice, accounts[0], chain_id, 1, 700)  # type: ignore[arg-type]
+    (note,) = scan(prover, alice, tx_outputs(first.tx))  # type: ignore[arg-type]
+    spend = build_transfer(prover, alice, chain_id, [note], [(bob.address, 200)])  # type: ignore[arg-type]
+
+    async with mem_cluster(4, accounts=3, shielded_vk=vk, bootstrap_all=True) as c:
+        assert c.chain_id == chain_id
+        await c.wait_connected(3)
+        assert (await submit(c, 2, first)).accepted
+        await settled_everywhere(c, first)
+        for a in (0, 1):
+            for b in (2, 3):
+                c.network.cut(f"n{a}", f"n{b}")
+        mid = [second, spend]
+        for order in mid:
+            assert (await submit(c, 0, order)).accepted
+        digests = [shielded_digest(o.tx) for o in mid]
+        while not all(d in c.nodes[i].core.validator.durable for i in (0, 1) for d in digests):  # type: ignore[union-attr]
+            await trio.sleep(0.01)
+        await trio.sleep(2)
+        assert not any(d in n.core.settled for n in c.nodes for d in digests)
+        await c.stop(0, 1, 2, 3)
+        c.network.heal()
+        await c.start(0, 1, 2, 3)
+        with trio.fail_after(60):
+            for order in mid:
+                await settled_everywhere(c, order)
+            await c.wait_converged()
+        assert all(len(n.core.settled) == 3 for n in c.nodes)

@@ -31,6 +31,8 @@ OTHER = {
     "peer_disconnected": ("peer", "reason"),
     "handshake_refused": ("addr", "reason"),
     "node_stopping": ("reason",),
+    "store_failed": ("cause", "error", "writes"),
+    "slot_blocked": ("sender", "seq", "quorum", "orders", "voters", "reason"),
 }
 
 

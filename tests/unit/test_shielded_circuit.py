@@ -25,13 +25,14 @@ from p2pnode.crypto.groth16 import Proof, VerifyingKey, groth16_batch_verify, gr
 from p2pnode.wire.messages import SHIELD, SHIELDED_TRANSFER, UNSHIELD, ShieldedOrder, decode
 from p2pnode.zk import notes
 from p2pnode.zk.notes import InsufficientNotes, Note, ShieldedKeys
+from p2pnode.zk.paths import find_zk_paths
 from p2pnode.zk.prover import Prover, ProverError
-from p2pnode.zk.setup import REPO_ROOT, ensure_circuit_keys
+from p2pnode.zk.setup import ensure_circuit_keys
 
 R = CURVE_ORDER
 VECTORS = Path(__file__).resolve().parents[1] / "zk" / "shielded"
 CHAIN = bytes(range(32))
-HAVE_NODE = shutil.which("node") is not None and (REPO_ROOT / "node_modules" / ".bin" / "snarkjs").exists()
+HAVE_NODE = shutil.which("node") is not None and (find_zk_paths().node_modules / ".bin" / "snarkjs").exists()
 needs_node = pytest.mark.skipif(
     not HAVE_NODE, reason="Node.js or node_modules missing: run `make node_modules/.installed` (npm ci)"
 )
