@@ -193,13 +193,17 @@ def render_report(report: dict[str, Any]) -> str:
     if inj.get("roles"):
         lines.append("roles: " + ", ".join(f"{n}={r}" for n, r in inj["roles"].items()))
     for t in report.get("timeline", []):
-        lines.append(f"  t={t['started_s']:6.1f}s  {t['action']}")
+        trigger = f"  [{t['trigger']}]" if t.get("trigger") else ""
+        lines.append(f"  t={t['started_s']:6.1f}s  {t['action']}{trigger}")
     load = report.get("load", {})
     if load:
         lines.append(
             f"load: {load['attempted']} attempted, {load['settled']} settled, outcomes {load['outcomes']}, "
             f"{load['skipped_busy']} slots skipped (accounts busy), p50 {load['latency_p50_s']}s"
         )
+    for account, f in report.get("final_payments", {}).items():
+        if f["outcome"] != "settled":
+            lines.append(f"  final payment of {account}: {f['outcome']} {f['detail']}".rstrip())
     for e in report.get("equivocations", []):
         lines.append(f"  equivocation seq {e['seq']} at {e['node']}: {e['outcome']} {e['error']}".rstrip())
     q = report.get("quiescence", {})
