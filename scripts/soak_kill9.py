@@ -24,8 +24,9 @@ Brings a local cluster up (``net up --no-shielded``: :class:`p2pnode.cli.cluster
 
 One line per round, then a summary (``--json``: the summary and the rounds as JSON on stdout, the
 round lines on stderr). Exit 0 when no round found a violation, 1 otherwise, 2 when the cluster could
-not be started, 130 when SIGINT or SIGTERM ended the run early (the summary covers the rounds done). Every wait is bounded; the cluster is torn down (SIGTERM, then SIGKILL, by recorded
-pid) at the end, also on a failure or Ctrl-C. Without ``--dir`` the cluster lives in a temporary
+not be started, 130 when SIGINT or SIGTERM ended the run early (the summary covers the rounds done).
+Every wait is bounded; the cluster is torn down (SIGTERM, then SIGKILL, by recorded pid) at the end,
+also on a failure or Ctrl-C. Without ``--dir`` the cluster lives in a temporary
 directory, removed after a passing run and kept (its path printed) after a failing one.
 
     python scripts/soak_kill9.py [--rounds 30] [--validators 4] [--full-nodes 1] [--accounts 8]
