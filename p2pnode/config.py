@@ -72,6 +72,7 @@ class LimitsSection:
     max_frame: int = 1 << 20
     pending_orders: int = 20_000
     held_certificates: int = 20_000
+    future_seqs: int = 16
     request_timeout_s: float = 30.0
 
 
@@ -133,6 +134,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "limits.max_frame": (1024, 64 << 20),
     "limits.pending_orders": (16, 10_000_000),
     "limits.held_certificates": (16, 10_000_000),
+    "limits.future_seqs": (1, 100_000),
     "limits.request_timeout_s": (0.1, 3600),
     "sync.interval_ms": (10, 3_600_000),
     "sync.batch": (1, 512),

@@ -14,14 +14,17 @@ from p2pnode.core.validator import static_checks
 from p2pnode.wire.messages import SHIELD, Order
 
 
-def admit(order: AnyOrder, chain_id: bytes, ledger: Ledger, shielded: bool) -> str | None:
+def admit(
+    order: AnyOrder, chain_id: bytes, ledger: Ledger, shielded: bool, future_seqs: int = 16
+) -> str | None:
     """Raise a refusal (OrderError, LedgerError, ShieldedError); return a reason to ignore the order
-    without penalty (settled already), or None to go on to the proof."""
+    without penalty (settled already, or a seq more than ``future_seqs`` past the account's next),
+    or None to go on to the proof."""
     if isinstance(order, Order):
         t = order.transfer
         static_checks(order, chain_id)
         ledger.check_sender(t)
-        return "already settled" if t.seq < ledger.next_seq(t.sender) else None
+        return _seq_window(t.seq, ledger.next_seq(t.sender), future_seqs)
     if not shielded:
         raise ShieldedError("shielded payments are not enabled on this chain")
     static_checks_shielded(order, chain_id)
@@ -29,10 +32,19 @@ def admit(order: AnyOrder, chain_id: bytes, ledger: Ledger, shielded: bool) -> s
     if tx.kind == SHIELD:
         if tx.account not in ledger.accounts:
             raise ShieldedError(f"unknown account {tx.account.hex()}")
-        if tx.seq < ledger.next_seq(tx.account):
-            return "already settled"
+        window = _seq_window(tx.seq, ledger.next_seq(tx.account), future_seqs)
+        if window is not None:
+            return window
     if any(ledger.notes.get(c) for c in tx.inputs):
         return "input already spent"
+    return None
+
+
+def _seq_window(seq: int, next_seq: int, future_seqs: int) -> str | None:
+    if seq < next_seq:
+        return "already settled"
+    if seq > next_seq + future_seqs:
+        return f"seq {seq} is too far ahead: the account's next seq is {next_seq} (window {future_seqs})"
     return None
 
 

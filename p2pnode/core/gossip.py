@@ -15,6 +15,16 @@ In the spirit of gossipsub and Plumtree:
   the next announcer.
 - Payloads are cached (``mcache``) for as long as their ids are announced, to answer IWANT.
 
+Flood protection (gossipsub v1.1's rules, kept per peer; all bounded, time passed in):
+
+- IHAVE: at most ``max_ihave`` announced ids are taken from one peer per heartbeat; the rest are
+  dropped unread (``ihave_dropped``). Of the ids taken, those we ask for (IWANT) are promises: an id
+  not delivered within ``iwant_timeout`` is a broken promise of the peer we asked
+  (``take_broken_promises``; the node penalizes it, as gossipsub's behaviour penalty P7 does).
+- IWANT: each id is served at most once per peer while it is cached (a peer that asks again gets
+  nothing: no amplification by repeated IWANTs), and at most ``max_ihave`` ids per peer per heartbeat.
+- Ids asked for but not yet delivered are bounded (``WANTED_LIMIT``).
+
 The router is sans-I/O: handlers return ``Send`` effects and take ``now`` as an argument.
 """
 
@@ -31,6 +41,7 @@ from p2pnode.wire.types import MsgId, NodeId
 
 MCACHE_TTL = 5.0  # seconds a payload stays available for IWANT
 HAS_LIMIT = 50_000  # ids for which we track which peers already have them
+WANTED_LIMIT = 50_000  # ids asked for (IWANT) and not delivered yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,9 @@ class GossipStats:
     ihave_sent: int = 0
     iwant_sent: int = 0
     iwant_served: int = 0
+    ihave_dropped: int = 0
+    iwant_refused: int = 0
+    promises_broken: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -71,9 +85,13 @@ class GossipRouter:
         self._mcache: OrderedDict[MsgId, tuple[float, bytes, int]] = OrderedDict()
         self._has: OrderedDict[MsgId, set[NodeId]] = OrderedDict()
         self._pending_ihave: dict[NodeId, list[MsgId]] = {}
-        # id -> (deadline, announcers still to ask)
-        self._wanted: dict[MsgId, tuple[float, list[NodeId]]] = {}
+        # id -> (deadline, announcers still to ask, the peer asked last)
+        self._wanted: dict[MsgId, tuple[float, list[NodeId], NodeId]] = {}
         self._neighbors: dict[NodeId, frozenset[NodeId]] = {}
+        self._ihave_taken: dict[NodeId, int] = {}  # ids taken from IHAVEs this heartbeat, per peer
+        self._iwant_served: dict[NodeId, int] = {}  # ids served to IWANTs this heartbeat, per peer
+        self._served: dict[MsgId, set[NodeId]] = {}  # cached id -> peers it was served to by IWANT
+        self._broken: dict[NodeId, int] = {}  # broken IHAVE promises since the last take
 
     # -- membership ---------------------------------------------------------------------------------
     def add_peer(self, peer: NodeId) -> None:
@@ -85,6 +103,8 @@ class GossipRouter:
             self.peers.remove(peer)
         self._pending_ihave.pop(peer, None)
         self._neighbors.pop(peer, None)
+        self._ihave_taken.pop(peer, None)
+        self._iwant_served.pop(peer, None)
 
     def set_neighbors(self, peer: NodeId, neighbors: frozenset[NodeId]) -> None:
         """What ``peer`` says its own peers are (peer exchange). When ``peer`` originates a message
@@ -188,17 +208,26 @@ class GossipRouter:
 
     # -- lazy path ----------------------------------------------------------------------------------
     def on_ihave(self, now: float, peer: NodeId, ids: tuple[bytes, ...]) -> list[Send]:
+        taken = self._ihave_taken.get(peer, 0)
+        budget = max(0, self.params.max_ihave - taken)
+        if len(ids) > budget:
+            self.stats.ihave_dropped += len(ids) - budget
+        ids = ids[:budget]
+        self._ihave_taken[peer] = taken + len(ids)
         want: list[bytes] = []
-        for raw in ids[: self.params.max_ihave]:
+        for raw in ids:
             mid = MsgId(raw)
             self._note_has(mid, peer)
             if mid in self._seen:
                 continue
             entry = self._wanted.get(mid)
             if entry is None:
-                self._wanted[mid] = (now + self.params.iwant_timeout, [])
+                if len(self._wanted) >= WANTED_LIMIT:
+                    self.stats.ihave_dropped += 1
+                    continue
+                self._wanted[mid] = (now + self.params.iwant_timeout, [], peer)
                 want.append(mid)
-            elif peer not in entry[1]:
+            elif peer not in entry[1] and len(entry[1]) < 8:
                 entry[1].append(peer)
         if not want:
             return []
@@ -207,12 +236,29 @@ class GossipRouter:
 
     def on_iwant(self, now: float, peer: NodeId, ids: tuple[bytes, ...]) -> list[Send]:
         out: list[Send] = []
+        served = self._iwant_served.get(peer, 0)
         for raw in ids[: self.params.max_ihave]:
-            hit = self._mcache.get(MsgId(raw))
-            if hit is not None:
-                self.stats.iwant_served += 1
-                out.append(Send(peer, Gossip(data=hit[1], hops=hit[2])))
+            if served >= self.params.max_ihave:
+                break
+            mid = MsgId(raw)
+            hit = self._mcache.get(mid)
+            if hit is None:
+                continue
+            peers = self._served.setdefault(mid, set())
+            if peer in peers:
+                self.stats.iwant_refused += 1  # asked again within the window: served once only
+                continue
+            peers.add(peer)
+            served += 1
+            self.stats.iwant_served += 1
+            out.append(Send(peer, Gossip(data=hit[1], hops=hit[2])))
+        self._iwant_served[peer] = served
         return out
+
+    def take_broken_promises(self) -> dict[NodeId, int]:
+        """Peers whose announced ids we asked for and never got since the last call, with counts."""
+        broken, self._broken = self._broken, {}
+        return broken
 
     def tick(self, now: float) -> list[Send]:
         """Heartbeat: flush announcements, re-ask for overdue IWANTs, expire caches."""
@@ -222,13 +268,17 @@ class GossipRouter:
                 self.stats.ihave_sent += 1
                 out.append(Send(peer, IHave(ids=tuple(ids[i : i + self.params.max_ihave]))))
         self._pending_ihave = {}
+        self._ihave_taken.clear()
+        self._iwant_served.clear()
         retry: dict[NodeId, list[MsgId]] = {}
-        for mid, (deadline, announcers) in list(self._wanted.items()):
+        for mid, (deadline, announcers, asked) in list(self._wanted.items()):
             if deadline > now:
                 continue
+            self._broken[asked] = self._broken.get(asked, 0) + 1
+            self.stats.promises_broken += 1
             if announcers:
                 nxt = announcers.pop(0)
-                self._wanted[mid] = (now + self.params.iwant_timeout, announcers)
+                self._wanted[mid] = (now + self.params.iwant_timeout, announcers, nxt)
                 retry.setdefault(nxt, []).append(mid)
             else:
                 del self._wanted[mid]  # nobody else announced it; a later IHAVE starts over
@@ -242,6 +292,7 @@ class GossipRouter:
                 break
             self._mcache.popitem(last=False)
             self._has.pop(mid, None)
+            self._served.pop(mid, None)
         horizon = now - self.params.seen_ttl
         while self._seen:
             mid, t = next(iter(self._seen.items()))

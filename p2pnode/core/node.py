@@ -92,6 +92,7 @@ class CoreParams:
     sync_interval: float = 1.0
     sync_batch: int = 256
     certificate_proofs: bool = True
+    future_seqs: int = 16
 
 
 @dataclass(slots=True)
@@ -303,6 +304,12 @@ class NodeCore:
 
     def tick(self, now: float) -> list[Effect]:
         out: list[Effect] = list(self.router.tick(now))
+        for peer, broken in self.router.take_broken_promises().items():
+            # One penalty per heartbeat whatever the count: a flood of fake announcements costs its
+            # sender the connection within PENALTY_LIMIT heartbeats; an honest peer that lost a
+            # payload from its cache now and then stays far below that.
+            if peer in self.router.peers:
+                out += self._reject(peer, "ihave", f"{broken} announced ids never delivered")
         if now >= self._next_sync and self.router.peers:
             self._next_sync = now + self.params.sync_interval
             peer = self.rng.choice(self.router.peers)
@@ -367,9 +374,10 @@ class NodeCore:
             return out
         try:
             if digest not in self.settled:
-                stale = admit(order, self.chain_id, self.ledger, self.shielded)
+                stale = admit(order, self.chain_id, self.ledger, self.shielded, self.params.future_seqs)
                 if stale is not None:
-                    raise OrderError(stale if isinstance(order, ShieldedOrder) else "seq too low")
+                    too_low = stale == "already settled" and isinstance(order, Order)
+                    raise OrderError("seq too low" if too_low else stale)
                 client_state_checks(order, self.ledger)
         except REFUSALS as exc:
             reason = str(exc)
@@ -392,11 +400,13 @@ class NodeCore:
         order = ctx.msg
         assert isinstance(order, (Order, ShieldedOrder))
         digest = statement_digest(order)
+        if digest in self.settled and ctx.kind == "order":
+            return []  # [IGNORE] settled here: neither verified nor logged nor relayed again
         out: list[Effect] = [
             Emit("order_received", {"tx": digest.hex(), "hops": ctx.hops, "peer": short(ctx.peer)})
         ]
         try:
-            stale = admit(order, self.chain_id, self.ledger, self.shielded)
+            stale = admit(order, self.chain_id, self.ledger, self.shielded, self.params.future_seqs)
         except REFUSALS as exc:
             return out + self._reject(ctx.peer, "order", str(exc), digest)
         if stale is not None:
@@ -565,6 +575,10 @@ class NodeCore:
     def _on_vote(
         self, now: float, peer: NodeId, mid: MsgId, data: bytes, hops: int, vote: Vote
     ) -> list[Effect]:
+        if vote.digest in self.settled or vote.digest in self.certified:
+            # [IGNORE] its certificate is here already: a late or replayed vote changes nothing, so it
+            # is neither verified nor logged nor relayed (a replay after the seen-cache expired too).
+            return []
         out: list[Effect] = [
             Emit("vote_received", {"tx": vote.digest.hex(), "validator": short(vote.validator), "hops": hops})
         ]

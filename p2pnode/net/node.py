@@ -135,6 +135,7 @@ class Node:
             sync_interval=cfg.sync.interval_ms / 1000,
             sync_batch=cfg.sync.batch,
             certificate_proofs=cfg.verify.certificate_proofs,
+            future_seqs=cfg.limits.future_seqs,
         )
         self.core = NodeCore(
             key=key,

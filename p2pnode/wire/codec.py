@@ -7,6 +7,10 @@ Rules (they are the wire format; tests pin golden bytes for every message):
   are in, before any buffer for the body exists. The caller closes the connection.
 - Values are packed with ``use_bin_type=True`` so that ``bytes`` and ``str`` stay distinct, and
   unpacked strictly: no ext types, no non-string map keys, bounded container sizes.
+- Canonical encodings only: bytes are accepted only if packing the decoded value gives them back
+  (smallest integer and length forms, float64, no duplicate map keys). A message therefore has
+  exactly one encoding, and ids that hash the bytes as received name it once: a relay cannot mint
+  fresh ids for one message by re-encoding it.
 - :class:`FrameDecoder` is sans-I/O: feed it bytes, take complete frames out.
 """
 
@@ -34,7 +38,7 @@ def unpack(data: bytes, *, max_len: int = DEFAULT_MAX_FRAME) -> Any:
     Error handling: raises :class:`DecodeError` for anything that is not exactly one well-formed value.
     """
     try:
-        return msgpack.unpackb(
+        value = msgpack.unpackb(
             data,
             raw=False,
             use_list=True,
@@ -48,6 +52,9 @@ def unpack(data: bytes, *, max_len: int = DEFAULT_MAX_FRAME) -> Any:
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         detail = str(exc) or "not a valid msgpack value"
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {detail}") from None
+    if pack(value) != data:
+        raise DecodeError("non-canonical msgpack encoding (it does not re-encode to itself)")
+    return value
 
 
 def nested_slice(data: bytes, path: tuple[int, ...]) -> bytes | None:

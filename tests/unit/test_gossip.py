@@ -171,9 +171,41 @@ def test_iwant_is_answered_from_mcache() -> None:
     assert r.on_iwant(0.1, PEERS[4], (unknown, MID)) == [Send(PEERS[4], Gossip(data=DATA, hops=1))]
     assert r.stats.iwant_served == 1
     r.tick(MCACHE_TTL - 0.01)
-    assert r.on_iwant(MCACHE_TTL - 0.01, PEERS[4], (MID,)) != []
+    assert r.on_iwant(MCACHE_TTL - 0.01, PEERS[5], (MID,)) != []
     r.tick(MCACHE_TTL)
-    assert r.on_iwant(MCACHE_TTL, PEERS[4], (MID,)) == [], "expired from mcache"
+    assert r.on_iwant(MCACHE_TTL, PEERS[6], (MID,)) == [], "expired from mcache"
+
+
+def test_iwant_serves_each_id_once_per_peer_and_is_budgeted() -> None:
+    r = router(max_ihave=3)
+    r.publish(0.0, DATA)
+    assert r.on_iwant(0.1, PEERS[4], (MID,)) != []
+    assert r.on_iwant(0.2, PEERS[4], (MID, MID)) == [], "the same peer asking again gets nothing"
+    assert r.stats.iwant_refused == 2
+    assert r.on_iwant(0.2, PEERS[5], (MID,)) != [], "another peer is served"
+    others = [message_id(bytes([i])) for i in range(5)]
+    for i in range(5):
+        r.publish(0.3, bytes([i]))
+    assert len(r.on_iwant(0.4, PEERS[6], tuple(others))) == 3, "at most max_ihave ids per heartbeat"
+    r.tick(0.5)
+    assert len(r.on_iwant(0.6, PEERS[6], tuple(others[3:]))) == 2, "the rest after the heartbeat"
+
+
+def test_ihave_is_capped_per_peer_per_heartbeat_and_undelivered_ids_are_broken_promises() -> None:
+    r = router(max_ihave=4, iwant_timeout=0.4)
+    fake = tuple(message_id(bytes([i, 1])) for i in range(10))
+    sent = r.on_ihave(0.0, PEERS[1], fake[:6])
+    assert sent == [Send(PEERS[1], IWant(ids=fake[:4]))] and r.stats.ihave_dropped == 2
+    assert r.on_ihave(0.01, PEERS[1], fake[6:]) == [], "the peer's budget for this heartbeat is spent"
+    assert r.take_broken_promises() == {}
+    r.tick(0.5)  # overdue: nothing arrived
+    assert r.take_broken_promises() == {PEERS[1]: 4}
+    assert r.take_broken_promises() == {}
+    delivered = r.on_ihave(0.6, PEERS[2], (MID,))
+    assert delivered == [Send(PEERS[2], IWant(ids=(MID,)))]
+    assert r.receive(0.7, PEERS[2], DATA)[1]
+    r.tick(1.2)
+    assert PEERS[2] not in r.take_broken_promises(), "a delivered id is a kept promise"
 
 
 def test_iwant_retries_the_next_announcer_after_the_timeout() -> None:
