@@ -94,7 +94,7 @@ class TestingSection:
     """Fault injection and Byzantine behaviour, for scenario tests only. Off unless ``enabled``."""
 
     enabled: bool = False
-    byzantine: str = ""  # validator: equivocate | bad_signature | silent | forget_locks; peer: see docs
+    byzantine: str = ""  # a role of p2pnode.testing.faults.BEHAVIOURS (checked where faults are built)
     fault_control: bool = False  # accept FaultControl requests (partitions, slow links) on the node port
 
 
@@ -144,17 +144,6 @@ _BOUNDS: dict[str, tuple[float, float]] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "log.format": ("json", "console", "auto"),
     "log.level": ("debug", "info", "warning", "error"),
-    "testing.byzantine": (
-        "",
-        "equivocate",
-        "bad_signature",
-        "silent",
-        "forget_locks",
-        "relay_invalid",
-        "replay",
-        "flood",
-        "malformed_frames",
-    ),
 }
 
 

@@ -30,23 +30,20 @@ from pathlib import Path
 
 import trio
 
-from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.shielded import choose, fetch_outputs, my_notes, open_prover, submit_shielded
-from p2pnode.cli.status import query_status
-from p2pnode.cli.wallet import PaymentRefused, load_account, pay
+from p2pnode.client import Client, PaymentRefused, Wallet, load_account, pay
+from p2pnode.client.shielded import choose, my_notes, open_prover
+from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import address_of
 from p2pnode.errors import P2PNodeError
-from p2pnode.net.client import Client
+from p2pnode.localnet import ClusterSpec, LocalNet, write_cluster
 from p2pnode.tools.latency import analyze, percentile, render_report, write_plot
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
-    SettledReply,
     ShieldedOrder,
     StatusRequest,
-    WaitSettled,
 )
-from p2pnode.wire.types import Address, Digest
+from p2pnode.wire.types import Address
 from p2pnode.zk.notes import Note, ShieldedKeys, build_shield, build_transfer, build_unshield
 
 VALIDATORS = 4
@@ -75,10 +72,18 @@ class Settled:
     ms: float
 
 
-async def show_status(cluster: Cluster) -> None:
-    for name, (host, port) in cluster.addresses().items():
+def node_addresses(cluster: LocalNet) -> dict[str, tuple[str, int]]:
+    return {n.name: (n.host, n.port) for n in cluster.cluster.nodes}
+
+
+def account_files(cluster: LocalNet) -> list[Path]:
+    return [a.path for a in cluster.cluster.accounts]
+
+
+async def show_status(cluster: LocalNet) -> None:
+    for name, (host, port) in node_addresses(cluster).items():
         with trio.fail_after(5):
-            info = await query_status(host, port)
+            info = await cluster.status(name)
         print(
             f"  {name}  {info['role']:<9}  {host}:{port}  peers {info['peer_count']}  "
             f"chain {info['chain_id'][:16]}  applied {info['applied']}"
@@ -92,18 +97,14 @@ async def wait_applied(client: Client, digest: bytes, timeout: float) -> None:
     before a payer switches nodes, the new node must have caught up, or the next order would reuse a seq
     that is already taken."""
     with trio.fail_after(timeout):
-        while True:
-            reply = await client.call(WaitSettled(digest=Digest(digest), wait_ms=1000))
-            assert isinstance(reply, SettledReply)
-            if reply.settled:
-                return
+        await client.wait_settled(digest)
 
 
-async def payment_stream(cluster: Cluster, chain_id: bytes) -> list[Settled]:
+async def payment_stream(cluster: LocalNet, chain_id: bytes) -> list[Settled]:
     """PAYERS concurrent payers, each sending PAYMENTS_PER_PAYER sequential payments; payment k of a payer
     goes through node (payer + k) mod N, so every node takes orders from clients."""
-    accounts = [load_account(p) for p in cluster.accounts()]
-    addresses = cluster.addresses()
+    accounts = [load_account(p) for p in account_files(cluster)]
+    addresses = node_addresses(cluster)
     names = cluster.names
     done: list[Settled] = []
 
@@ -121,8 +122,9 @@ async def payment_stream(cluster: Cluster, chain_id: bytes) -> list[Settled]:
                 payee = PAYERS + (i * PAYMENTS_PER_PAYER + k) % (ACCOUNTS - PAYERS)
                 to = address_of(accounts[payee].public)
                 amount = 100 + 10 * i + k
-                result = await pay(clients[node], key, chain_id, to, amount, PAY_TIMEOUT_S)
-                last = result.digest
+                with trio.fail_after(PAY_TIMEOUT_S):
+                    result = await pay(clients[node], Wallet.from_key(key), to, amount)
+                last = result.tx
                 entry = Settled(i, payee, amount, node, result.seq, result.seconds * 1000)
                 done.append(entry)
                 print(
@@ -140,13 +142,14 @@ async def payment_stream(cluster: Cluster, chain_id: bytes) -> list[Settled]:
     return done
 
 
-async def refused_payment(cluster: Cluster, chain_id: bytes) -> None:
-    key = load_account(cluster.accounts()[ACCOUNTS - 1])
-    to = address_of(load_account(cluster.accounts()[0]).public)
+async def refused_payment(cluster: LocalNet, chain_id: bytes) -> None:
+    key = load_account(account_files(cluster)[ACCOUNTS - 1])
+    to = address_of(load_account(account_files(cluster)[0]).public)
     name = cluster.names[0]
-    async with await Client.connect(*cluster.addresses()[name]) as client:
+    async with await Client.connect(*node_addresses(cluster)[name]) as client:
         try:
-            await pay(client, key, chain_id, to, 10**15, PAY_TIMEOUT_S)
+            with trio.fail_after(PAY_TIMEOUT_S):
+                await pay(client, Wallet.from_key(key), to, 10**15)
         except PaymentRefused as exc:
             print(f"  account-{ACCOUNTS - 1} tries to send 10^15 units via {name}")
             print(f"  refused by {name}: {exc}")
@@ -173,7 +176,12 @@ async def shielded_step(
     started = time.perf_counter()
     order = await trio.to_thread.run_sync(build, *args)
     prove_s = time.perf_counter() - started
-    digest, settle_s = await submit_shielded(client, order, PAY_TIMEOUT_S)
+    digest = shielded_digest(order.tx)
+    started = time.perf_counter()
+    with trio.fail_after(PAY_TIMEOUT_S):
+        await client.submit(order)
+        await client.wait_settled(digest)
+    settle_s = time.perf_counter() - started
     return order, digest, prove_s, settle_s
 
 
@@ -185,13 +193,13 @@ def listing(notes: list[tuple[Note, bool]]) -> list[tuple[int, bool]]:
     return sorted(((n.value, s) for n, s in notes), reverse=True)
 
 
-async def shielded_tour(cluster: Cluster, chain_id: bytes) -> int:
+async def shielded_tour(cluster: LocalNet, chain_id: bytes) -> int:
     """account-0 shields, pays account-1 in the shielded pool, account-1 unshields part of it to account-2,
     and account-1's wallet finds its notes. Returns 0, or 1 if a wallet sees other notes than expected.
 
     Each step goes through the next node. A wallet reads its notes (and a SHIELD its account's seq) from
     the node it talks to, so that node is first waited on until it has applied the previous step."""
-    keyfiles = cluster.accounts()
+    keyfiles = account_files(cluster)
     payer, payee, sink = (load_account(keyfiles[i]) for i in range(3))
     names = cluster.names
 
@@ -200,7 +208,7 @@ async def shielded_tour(cluster: Cluster, chain_id: bytes) -> int:
 
     async with AsyncExitStack() as stack:
         clients = [
-            await stack.enter_async_context(await Client.connect(*cluster.addresses()[n])) for n in names
+            await stack.enter_async_context(await Client.connect(*node_addresses(cluster)[n])) for n in names
         ]
         for c in clients:  # a node closes a connection whose first request is slow to come
             await c.call(StatusRequest())
@@ -272,7 +280,7 @@ async def shielded_tour(cluster: Cluster, chain_id: bytes) -> int:
         node = clients[3 % len(clients)]
         await wait_applied(node, unshield_tx, PAY_TIMEOUT_S)
         started = time.perf_counter()
-        outputs = await fetch_outputs(node)
+        outputs = await node.outputs()
         mine = await my_notes(node, prover, keys[1])
         scan_ms = (time.perf_counter() - started) * 1000
         print(
@@ -305,23 +313,23 @@ async def shielded_tour(cluster: Cluster, chain_id: bytes) -> int:
     return 0
 
 
-async def converge(cluster: Cluster, applied: int) -> dict[str, dict[str, object]]:
+async def converge(cluster: LocalNet, applied: int) -> dict[str, dict[str, object]]:
     """Poll every node until each has applied ``applied`` certificates (or the deadline passes)."""
     deadline = trio.current_time() + CONVERGE_TIMEOUT_S
     while True:
         infos: dict[str, dict[str, object]] = {}
-        for name, (host, port) in cluster.addresses().items():
+        for name in cluster.names:
             with trio.fail_after(5):
-                infos[name] = await query_status(host, port)
+                infos[name] = await cluster.status(name)
         if all(info["applied"] == applied for info in infos.values()) or trio.current_time() >= deadline:
             return infos
         await trio.sleep(0.05)
 
 
-async def tour(cluster: Cluster) -> int:
+async def tour(cluster: LocalNet) -> int:
     heading("1. Nodes: each is connected to the other three, on one chain")
     await show_status(cluster)
-    chain_id = bytes.fromhex(cluster.testnet.chain_id)
+    chain_id = cluster.cluster.chain_id
 
     heading(f"2. Payments: {PAYERS} concurrent payers, {PAYERS * PAYMENTS_PER_PAYER} transparent payments")
     print("  (settled = the node the payment was sent to applied its certificate)")
@@ -362,7 +370,7 @@ async def tour(cluster: Cluster) -> int:
     return 0
 
 
-def latency_report(cluster: Cluster) -> None:
+def latency_report(cluster: LocalNet) -> None:
     heading("7. Where the time went, from the nodes' logs (p2pnode latency)")
     logs = sorted((cluster.directory / "logs").glob("*.log"))
     shown = cluster.directory / "logs" / "*.log"
@@ -382,6 +390,11 @@ def latency_report(cluster: Cluster) -> None:
         print(f"\n  latency figure written to {png}")
 
 
+async def wait_ready(cluster: LocalNet) -> None:
+    with trio.fail_after(30):
+        await cluster.wait_ready()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, help="cluster directory (default: a fresh temporary one, kept)")
@@ -389,12 +402,19 @@ def main(argv: list[str] | None = None) -> int:
     directory = args.dir if args.dir is not None else Path(tempfile.mkdtemp(prefix="p2pnode-demo-"))
 
     heading(f"0. Starting {VALIDATORS} validators with {ACCOUNTS} funded accounts in {directory}")
-    cluster = Cluster(directory)
+    try:
+        spec = ClusterSpec(validators=VALIDATORS, accounts=ACCOUNTS)
+        log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        cluster = LocalNet(write_cluster(spec, directory, log=log))
+    except P2PNodeError as exc:
+        print(f"demo: the cluster could not be written: {exc}", file=sys.stderr)
+        return 2
     try:
         started = time.perf_counter()
         try:
-            cluster.up(validators=VALIDATORS, accounts=ACCOUNTS, timeout=30.0)
-        except P2PNodeError as exc:
+            cluster.start()
+            trio.run(wait_ready, cluster)
+        except (P2PNodeError, trio.TooSlowError) as exc:
             print(f"demo: the cluster did not start: {exc}", file=sys.stderr)
             return 2
         print(f"  cluster ready in {time.perf_counter() - started:.1f} s")
@@ -406,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             code = 1
     finally:
         heading("6. Stopping the cluster")
-        stopped = cluster.down()
+        stopped = cluster.stop()
         print("  " + ", ".join(f"{s.name} {s.outcome}" for s in stopped))
     # The logs are read once the nodes have stopped: a node may answer a status request a moment
     # before it has written the matching log line, and a stopped node has written everything.

@@ -18,17 +18,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-from p2pnode.cli.cluster import Cluster
+import trio
+
+from p2pnode.localnet import ClusterSpec, LocalNet, write_cluster
 from p2pnode.tools.latency import percentile
+
+
+async def ready(cluster: LocalNet) -> None:
+    with trio.fail_after(60):
+        await cluster.wait_ready()
 
 
 def one_run(count: int, validators: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="p2pnode-pay-") as tmp:
-        cluster = Cluster(Path(tmp))
+        cluster = LocalNet(write_cluster(ClusterSpec(validators=validators, accounts=8), Path(tmp)))
         try:
-            cluster.up(validators=validators, accounts=8)
-            addrs = list(cluster.addresses().values())
-            accounts = cluster.accounts()
+            cluster.start()
+            trio.run(ready, cluster)
+            addrs = [(n.host, n.port) for n in cluster.cluster.nodes]
+            accounts = [a.path for a in cluster.cluster.accounts]
             times: list[float] = []
             for i in range(count):
                 host, port = addrs[i % len(addrs)]
@@ -44,7 +52,7 @@ def one_run(count: int, validators: int) -> dict[str, float]:
                     raise SystemExit(f"payment {i} did not settle: {doc}")
                 times.append(float(doc["settlement_ms"]))
         finally:
-            cluster.down()
+            cluster.stop()
     times.sort()
     return {"p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99), "max_ms": times[-1]}
 

@@ -10,10 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-import trio
-
-from p2pnode.cli.failures import Budget
-from p2pnode.cli.wallet import blocked_error, connect, get_account, parse_recipient
+from p2pnode.cli.failures import connect, run_within
+from p2pnode.client import Progress, parse_recipient, slot_blocked
 
 
 def add_balance_args(parser: argparse.ArgumentParser) -> None:
@@ -29,10 +27,9 @@ def cmd_balance(args: argparse.Namespace) -> int:
     address = parse_recipient(args.account, option="ACCOUNT")
     label = args.account if Path(args.account).exists() else address.hex()
 
-    async def go() -> int:
-        budget = Budget.start(args.timeout)
-        async with await connect(args.node, budget) as client:
-            acct = await get_account(client, address, budget)
+    async def go(progress: Progress) -> int:
+        async with await connect(args.node, progress) as client:
+            acct = await client.account(address)
             doc: dict[str, object] = {
                 "address": address.hex(),
                 "balance": acct.balance,
@@ -43,11 +40,10 @@ def cmd_balance(args: argparse.Namespace) -> int:
             elif not args.json:
                 print(f"{label}: balance {acct.balance}, next seq {acct.next_seq}")
             if acct.blocked:
-                with budget.waiting(f"status reply from {client.name}"):
-                    error = await blocked_error(client, address, acct.next_seq, acct.blocked)
+                error = await slot_blocked(client, address, acct.next_seq, acct.blocked)
                 if args.json:
                     error.facts.update(doc)  # the dispatcher prints balance and next seq with the error
                 raise error
         return 0
 
-    return trio.run(go)
+    return run_within(args.timeout, go)

@@ -30,10 +30,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from p2pnode.config import load_config
 
     # Load once here so that a broken config fails as one line before the driver is imported.
-    load_config(args.config)
+    cfg = load_config(args.config)
+    hooks = None
+    if cfg.testing.enabled:  # test-only faults come from the testing layer, never from the driver
+        from p2pnode.testing.faults import node_faults
+
+        hooks = node_faults(cfg)
     from p2pnode.net.main import main_run
 
-    return main_run(args.config)
+    return main_run(args.config, hooks)
 
 
 def _cmd_testnet(args: argparse.Namespace) -> int:
@@ -86,13 +91,13 @@ def _version() -> str:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from p2pnode.tools.bench import cmd_bench
+    from p2pnode.cli.bench import cmd_bench
 
     return cmd_bench(args)
 
 
 def _cmd_latency(args: argparse.Namespace) -> int:
-    from p2pnode.tools.latency import cmd_latency
+    from p2pnode.cli.latency import cmd_latency
 
     return cmd_latency(args)
 
@@ -169,7 +174,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     command = _first_command(argv)
     p = sub.add_parser("bench", help="load a local cluster with payments and measure")
     if command == "bench":
-        from p2pnode.tools.bench import add_bench_args
+        from p2pnode.cli.bench import add_bench_args
 
         add_bench_args(p)
     p.set_defaults(handler=_cmd_bench)
@@ -180,7 +185,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     p = sub.add_parser("latency", help="per-stage settlement latency from node logs")
     if command == "latency":
-        from p2pnode.tools.latency import add_latency_args
+        from p2pnode.cli.latency import add_latency_args
 
         add_latency_args(p)
     p.set_defaults(handler=_cmd_latency)

@@ -1,8 +1,9 @@
 """``p2pnode pay``: one transparent payment, returning once it is settled at the node it was sent to.
 
 ``--timeout`` bounds the whole command: connecting, the status and account requests, waiting for the
-account's lock (another command paying from the same account file) and for settlement. Failures are
-typed (:mod:`p2pnode.cli.failures`) and printed by the dispatcher in :mod:`p2pnode.cli.main`.
+account's lock (another command paying from the same account file) and for settlement
+(:mod:`p2pnode.cli.failures`). The payment itself is :func:`p2pnode.client.pay`; failures are printed
+by the dispatcher in :mod:`p2pnode.cli.main`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-import trio
-
-from p2pnode.cli.failures import Budget, check_amount
-from p2pnode.cli.wallet import chain_id_of_node, connect, load_account, parse_recipient, pay
+from p2pnode.cli.failures import connect, run_within
+from p2pnode.client import Progress, Receipt, Wallet, check_amount, parse_recipient, pay
 
 
 def notify(line: str) -> None:
@@ -24,35 +23,30 @@ def notify(line: str) -> None:
 
 
 def cmd_pay(args: argparse.Namespace) -> int:
-    account_file = Path(args.from_)
-    key = load_account(account_file)
+    wallet = Wallet.from_file(Path(args.from_))
     to = parse_recipient(args.to)
     amount = check_amount(args.amount)
 
-    async def go() -> int:
-        budget = Budget.start(args.timeout)
-        async with await connect(args.node, budget) as client:
-            chain_id = await chain_id_of_node(client, budget)
-            result = await pay(
-                client, key, chain_id, to, amount, budget, account_file=account_file, notify=notify
-            )
-        if args.json:
-            doc: dict[str, object] = {
-                "settled": True,
-                "tx": result.digest.hex(),
-                "seq": result.seq,
-                "settlement_ms": round(result.seconds * 1000, 3),
-                "balance": result.balance,
-                "root": result.root.hex(),
-            }
-            if result.completed is not None:
-                doc["completed_earlier"] = {"seq": result.completed[0], "tx": result.completed[1].hex()}
-            print(json.dumps(doc))
-        else:
-            print(
-                f"settled tx {result.digest.hex()} seq {result.seq} in {result.seconds * 1000:.1f} ms; "
-                f"new balance {result.balance}"
-            )
-        return 0
+    async def go(progress: Progress) -> Receipt:
+        async with await connect(args.node, progress) as client:
+            return await pay(client, wallet, to, amount, notify=notify)
 
-    return trio.run(go)
+    receipt = run_within(args.timeout, go)
+    if args.json:
+        doc: dict[str, object] = {
+            "settled": True,
+            "tx": receipt.tx.hex(),
+            "seq": receipt.seq,
+            "settlement_ms": round(receipt.seconds * 1000, 3),
+            "balance": receipt.balance,
+            "root": receipt.root.hex(),
+        }
+        if receipt.completed is not None:
+            doc["completed_earlier"] = {"seq": receipt.completed[0], "tx": receipt.completed[1].hex()}
+        print(json.dumps(doc))
+    else:
+        print(
+            f"settled tx {receipt.tx.hex()} seq {receipt.seq} in {receipt.seconds * 1000:.1f} ms; "
+            f"new balance {receipt.balance}"
+        )
+    return 0

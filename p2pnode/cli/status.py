@@ -11,14 +11,14 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Mapping
 from typing import Any
 
-import trio
+from p2pnode.cli.failures import connect, run_within
+from p2pnode.client import NodeStatus, Progress, SlotBlocked, jsonable
 
-from p2pnode.cli.failures import NodeTimeout, SlotBlocked
-from p2pnode.config import parse_hostport
-from p2pnode.net.client import request_expect
-from p2pnode.wire.messages import StatusReply, StatusRequest
+# ``query_status`` moved to p2pnode.client; kept importable here until the cluster code moves too.
+from p2pnode.client import query_status as query_status
 
 # Display order of the keys a node is expected to report; anything else follows, sorted.
 _ORDER = (
@@ -50,60 +50,6 @@ _ORDER = (
 )
 
 
-async def query_status(host: str, port: int) -> dict[str, Any]:
-    """One status request on a fresh connection.
-
-    Error handling: ``OSError`` if the node cannot be reached, :class:`RemoteError` if it answers with
-    anything but a ``StatusReply``. The caller bounds the wait (``trio.fail_after``).
-    """
-    reply = await request_expect(host, port, StatusRequest(), StatusReply)
-    return reply.info
-
-
-def fetch_status(host: str, port: int, timeout: float = 10.0) -> dict[str, Any]:
-    """Synchronous :func:`query_status` bounded by ``timeout`` seconds (:class:`NodeTimeout`, a
-    LocalError's sibling with exit code 2, on expiry)."""
-
-    async def _run() -> dict[str, Any]:
-        with trio.fail_after(timeout):
-            return await query_status(host, port)
-
-    try:
-        return trio.run(_run)
-    except trio.TooSlowError:
-        raise NodeTimeout(f"{host}:{port}: no status reply within {timeout:g}s") from None
-
-
-def blocked_slots(info: dict[str, Any]) -> list[str]:
-    """One line per blocked slot the node reports: account, seq, conflicting orders and vote counts."""
-    from p2pnode.cli.wallet import describe_blocked, slot_orders
-
-    lines = []
-    for slot in info.get("blocked_slots") or []:
-        if not isinstance(slot, dict):
-            continue
-        try:
-            sender = bytes.fromhex(str(slot.get("sender", "")))
-        except ValueError:
-            sender = b""
-        seq = slot.get("seq")
-        lines.append(describe_blocked(sender, seq if isinstance(seq, int) else -1, "", slot_orders(slot)))
-    return lines
-
-
-def jsonable(value: Any) -> Any:
-    """The status value with bytes as hex strings, so that it serializes as JSON."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
 def _scalar(value: Any) -> str:
     if isinstance(value, bytes):
         return value.hex()
@@ -113,7 +59,7 @@ def _scalar(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if math.isfinite(value) else str(value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return ", ".join(f"{k}={_scalar(v)}" for k, v in value.items())
     if isinstance(value, list | tuple):
         return " ".join(_scalar(v) for v in value)
@@ -122,13 +68,17 @@ def _scalar(value: Any) -> str:
 
 def _lines(key: str, value: Any, width: int, indent: str = "") -> list[str]:
     label = f"{indent}{key}:".ljust(width + 2)
-    if isinstance(value, dict) and value:
+    if isinstance(value, Mapping) and value:
         inner = max(len(str(k)) for k in value) + len(indent) + 2
         out = [f"{indent}{key}:"]
         for k, v in value.items():
             out += _lines(str(k), v, inner, indent + "  ")
         return out
-    if isinstance(value, list | tuple) and value and all(isinstance(v, dict | list | tuple) for v in value):
+    if (
+        isinstance(value, list | tuple)
+        and value
+        and all(isinstance(v, Mapping | list | tuple) for v in value)
+    ):
         # e.g. peers: one line per peer with its id and address.
         out = [f"{indent}{key}: ({len(value)})"]
         out += [f"{indent}  - {_scalar(v)}" for v in value]
@@ -138,7 +88,7 @@ def _lines(key: str, value: Any, width: int, indent: str = "") -> list[str]:
     return [label + _scalar(value)]
 
 
-def format_status(info: dict[str, Any]) -> str:
+def format_status(info: Mapping[str, Any]) -> str:
     """A readable block: one ``key: value`` line per key, nested maps and peer lists indented."""
     keys = [k for k in _ORDER if k in info] + sorted(k for k in info if k not in _ORDER)
     width = max((len(k) for k in keys), default=0)
@@ -157,15 +107,17 @@ def add_status_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    host, port = parse_hostport(args.node, key="--node")
-    info = fetch_status(host, port, timeout=args.timeout)
+    async def go(progress: Progress) -> NodeStatus:
+        async with await connect(args.node, progress) as client:
+            return await client.status()
+
+    status = run_within(args.timeout, go)
     if args.json:
-        print(json.dumps(jsonable(info), sort_keys=True))
+        print(json.dumps(jsonable(status.info), sort_keys=True))
     else:
-        print(format_status(info))
-    blocked = blocked_slots(info)
+        print(format_status(status.info))
     # After the normal output (which, with --json, is the one object on stdout): the node answers,
     # but these accounts can never move at these seqs. A refusal-class outcome: exit 1.
-    for line in blocked:
-        print(f"p2pnode: error: {line}", file=sys.stderr)
-    return SlotBlocked.exit_code if blocked else 0
+    for slot in status.blocked:
+        print(f"p2pnode: error: {slot.describe()}", file=sys.stderr)
+    return SlotBlocked.exit_code if status.blocked else 0

@@ -57,7 +57,7 @@ from p2pnode.core.settlement import DurableView, Settlement
 from p2pnode.core.shielded import ShieldedError, static_checks_shielded
 from p2pnode.core.shielded import lock_keys as shielded_lock_keys
 from p2pnode.core.slots import BlockedSlot, Slot, SlotWatch
-from p2pnode.core.validator import OrderError, Validator, static_checks
+from p2pnode.core.validator import OrderError, Validator, ValidatorFactory, static_checks
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import DecodeError
 from p2pnode.wire.messages import (
@@ -121,7 +121,7 @@ class NodeCore:
         balances: dict[bytes, int],
         params: CoreParams = CoreParams(),
         rng: random.Random | None = None,
-        byzantine: str = "",
+        validator_factory: ValidatorFactory = Validator,
         shielded: bool = False,
     ) -> None:
         self.node_id = NodeId(key.public)
@@ -135,7 +135,7 @@ class NodeCore:
             self.ledger, held_limit=params.held_certificates, sync_batch=params.sync_batch
         )
         self.validator = (
-            Validator(key, chain_id, self.ledger, byzantine) if self.node_id in self.committee else None
+            validator_factory(key, chain_id, self.ledger) if self.node_id in self.committee else None
         )
         self.router = GossipRouter(params.gossip, self.rng)
         self.votes = VoteBook(chain_id, self.committee, limit=params.pending_orders)
@@ -172,12 +172,12 @@ class NodeCore:
         with this validator's vote, re-signed, so that it is pushed again and can still settle."""
         self.settlement.restore(accounts, certs, notes)
         v = self.validator
-        if v is None or v.byzantine == "forget_locks":
+        if v is None:
             return
         for key, seq, lock_digest, order_bytes in locks:
             digest = Digest(lock_digest)
-            v.locks[(Address(key), seq)] = digest
-            v.durable.add(digest)
+            if not v.restore_lock(Address(key), seq, digest):
+                continue  # the validator keeps no such lock: nor does the order come back with it
             if digest in self.settled or digest in self.orders or not order_bytes:
                 continue
             try:

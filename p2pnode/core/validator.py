@@ -15,13 +15,14 @@ Checks, in order (cheap first, the proof last), each failure a typed error with 
 Then the lock is persisted *before* the vote is signed (the driver reports durability back). An
 order that is already locked here gets the same vote again: handling is idempotent.
 
-Test-only behaviours (``byzantine``) exist for fault scenarios and are never on by default:
-``equivocate`` skips the lock check (votes for conflicting orders), ``bad_signature`` signs garbage,
-``silent`` never votes, ``forget_locks`` neither checks nor keeps locks (it votes for every order
-and remembers nothing across a restart: the behaviour the lock table exists to prevent).
+The places where a faulty validator would differ are small methods (``_conflicting_lock``,
+``_sign``, ``votes_enabled``, ``restore_lock``), so that fault scenarios can subclass this class
+(``p2pnode.testing.faults.validators``) while the honest rule here reads without them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from p2pnode.core.ledger import Ledger, LedgerError
 from p2pnode.core.payments import transfer_digest, vote_digest
@@ -31,8 +32,6 @@ from p2pnode.crypto import NodeKey, address_of, schnorr_verify
 from p2pnode.errors import P2PNodeError
 from p2pnode.wire.messages import SHIELD, Order, ShieldedOrder, Transfer, Vote
 from p2pnode.wire.types import Address, ChainId, Digest, NodeId
-
-BYZANTINE_BEHAVIOURS = ("", "equivocate", "bad_signature", "silent", "forget_locks")
 
 
 class OrderError(P2PNodeError):
@@ -89,14 +88,13 @@ class Validator:
     digest is signed. A lock leaves the table only when its certificate applies (seq then < next_seq).
     """
 
-    def __init__(self, key: NodeKey, chain_id: ChainId, ledger: Ledger, byzantine: str = "") -> None:
-        if byzantine not in BYZANTINE_BEHAVIOURS:
-            raise ValueError(f"unknown byzantine behaviour {byzantine!r}")
+    votes_enabled = True  # whether ``vote`` ever returns a vote
+
+    def __init__(self, key: NodeKey, chain_id: ChainId, ledger: Ledger) -> None:
         self.key = key
         self.node_id = NodeId(key.public)
         self.chain_id = chain_id
         self.ledger = ledger
-        self.byzantine = byzantine
         self.locks: dict[tuple[Address, int], Digest] = {}
         self.durable: set[Digest] = set()
         self._votes: dict[Digest, Vote] = {}
@@ -107,8 +105,8 @@ class Validator:
         t = order.transfer
         self.ledger.check_sender(t)
         self.ledger.check_seq(t)
-        locked = self.locks.get((t.sender, t.seq))
-        if locked is not None and locked != digest and self.byzantine not in ("equivocate", "forget_locks"):
+        locked = self._conflicting_lock((t.sender, t.seq), digest)
+        if locked is not None:
             raise ConflictingLock(t.sender, t.seq, locked)
         self.ledger.check_funds(t)
 
@@ -123,12 +121,16 @@ class Validator:
             )
             self.ledger.check_sender(probe)
             self.ledger.check_seq(probe)
-        if self.byzantine not in ("equivocate", "forget_locks"):
-            for key in shielded_lock_keys(tx):
-                locked = self.locks.get((Address(key[0]), key[1]))
-                if locked is not None and locked != digest:
-                    raise ConflictingLock(key[0], key[1], locked)
+        for key in shielded_lock_keys(tx):
+            locked = self._conflicting_lock((Address(key[0]), key[1]), digest)
+            if locked is not None:
+                raise ConflictingLock(key[0], key[1], locked)
         self.ledger.check_shielded(tx)
+
+    def _conflicting_lock(self, key: tuple[Address, int], digest: Digest) -> Digest | None:
+        """The digest ``key`` is locked to, if that is another order than ``digest``."""
+        locked = self.locks.get(key)
+        return locked if locked is not None and locked != digest else None
 
     def lock(self, order: Order, digest: Digest) -> bool:
         """Record the lock in memory; True if the caller must persist it (it is new)."""
@@ -145,15 +147,22 @@ class Validator:
 
     def vote(self, digest: Digest) -> Vote | None:
         """The vote for a durably locked digest (the same vote every time), or None if not votable."""
-        if digest not in self.durable or self.byzantine == "silent":
+        if digest not in self.durable or not self.votes_enabled:
             return None
         cached = self._votes.get(digest)
         if cached is None:
-            sig = self.key.sign(vote_digest(self.chain_id, digest))
-            if self.byzantine == "bad_signature":
-                sig = bytes(64 - len(b"garbage")) + b"garbage"
+            sig = self._sign(digest)
             cached = self._votes[digest] = Vote(digest=digest, validator=self.node_id, signature=sig)
         return cached
+
+    def _sign(self, digest: Digest) -> bytes:
+        return self.key.sign(vote_digest(self.chain_id, digest))
+
+    def restore_lock(self, sender: Address, seq: int, digest: Digest) -> bool:
+        """A durable lock read back at startup; True if it is kept (it then counts as durable)."""
+        self.locks[(sender, seq)] = digest
+        self.durable.add(digest)
+        return True
 
     def release(self, sender: bytes, seq: int) -> None:
         """The certificate for (sender, seq) applied: its lock and vote are no longer needed."""
@@ -183,4 +192,7 @@ class Validator:
         return vote
 
 
-__all__ = ["Validator", "OrderError", "LedgerError", "static_checks", "proof_ok"]
+# How a node makes its validator (the class itself, or a subclass for fault scenarios).
+ValidatorFactory = Callable[[NodeKey, ChainId, Ledger], "Validator"]
+
+__all__ = ["Validator", "ValidatorFactory", "OrderError", "LedgerError", "static_checks", "proof_ok"]

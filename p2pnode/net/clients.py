@@ -15,19 +15,21 @@ the votes) is answered at once with the reason (``blocked``), never with a timeo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import trio
 
-from p2pnode.core.effects import OrderOutcome
+from p2pnode.config import NodeConfig
+from p2pnode.core.effects import Effect, OrderOutcome
+from p2pnode.core.node import NodeCore
 from p2pnode.core.payments import statement_digest
 from p2pnode.errors import DecodeError, RemoteError
-from p2pnode.net.conn import FramedStream
+from p2pnode.net.conn import PEER_ERRORS, FramedStream
 from p2pnode.wire.messages import (
     AccountReply,
     ErrorReply,
-    FaultControl,
     GetAccount,
     GetNotes,
     Message,
@@ -44,10 +46,27 @@ from p2pnode.wire.messages import (
 )
 from p2pnode.wire.types import Address, Amount, Digest, Seq
 
-if TYPE_CHECKING:
-    from p2pnode.net.node import Node
+RequestHandler = Callable[[Message], Awaitable[Message]]
 
-PEER_ERRORS = (RemoteError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+class ClientHost(Protocol):
+    """What the client-request server needs from the node."""
+
+    @property
+    def core(self) -> NodeCore: ...
+
+    @property
+    def cfg(self) -> NodeConfig: ...
+
+    @property
+    def log(self) -> Any: ...
+
+    @property
+    def counters(self) -> dict[str, int]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def perform(self, effects: list[Effect]) -> None: ...
 
 
 @dataclass
@@ -59,10 +78,17 @@ class _Outcome:
 
 class ClientService:
     """Resource handling: each ``serve`` closes its connection when it returns; waiters are plain
-    events, dropped when their request ends."""
+    events, dropped when their request ends.
 
-    def __init__(self, node: Node) -> None:
+    ``handlers`` adds request types beyond the built-in ones (``{message type: handler}``); a
+    request of a type nobody handles is answered with an ``ErrorReply``.
+    """
+
+    def __init__(
+        self, node: ClientHost, handlers: Mapping[type[Message], RequestHandler] | None = None
+    ) -> None:
         self.node = node
+        self.handlers: dict[type[Message], RequestHandler] = dict(handlers or {})
         self._outcomes: dict[Digest, list[_Outcome]] = {}
         self._settled: dict[Digest, tuple[trio.Event, list[int]]] = {}  # event, [waiters]
 
@@ -120,8 +146,9 @@ class ClientService:
             return self._notes(msg)
         if isinstance(msg, WaitSettled):
             return await self._wait_settled(msg)
-        if isinstance(msg, FaultControl):
-            return self.node.fault_control(msg)
+        handler = self.handlers.get(type(msg))
+        if handler is not None:
+            return await handler(msg)
         return ErrorReply(reason=f"{type(msg).__name__} is not a client request")
 
     async def _submit(self, order: Order | ShieldedOrder) -> Message:

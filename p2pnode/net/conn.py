@@ -28,6 +28,9 @@ from p2pnode.wire import codec
 from p2pnode.wire.messages import Hello, HelloAuth, Message, Refuse, decode
 from p2pnode.wire.types import PROTOCOL_VERSION, ChainId, NodeId
 
+# What a remote side can make a stream operation raise: its fault, never the node's.
+PEER_ERRORS = (RemoteError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
 
 class FramedStream:
     """Messages over a byte stream. Not safe for concurrent senders (callers serialize sends).
@@ -141,4 +144,4 @@ async def handshake(
     return PeerHello(node_id=theirs.node_id, listen_port=theirs.listen_port, role=theirs.role)
 
 
-__all__ = ["FramedStream", "PeerHello", "handshake", "DecodeError"]
+__all__ = ["FramedStream", "PeerHello", "handshake", "DecodeError", "PEER_ERRORS"]

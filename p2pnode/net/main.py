@@ -13,19 +13,21 @@ from p2pnode.config import load_config
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import LocalError, P2PNodeError
 from p2pnode.genesis import load_genesis
-from p2pnode.net.node import Node
+from p2pnode.net.node import Node, NodeHooks
 from p2pnode.store import SqliteStore
 
 
-async def run_node(config_path: Path) -> int | None:
-    """Run one node from its config until SIGINT/SIGTERM; returns the signal that stopped it."""
+async def run_node(config_path: Path, hooks: NodeHooks | None = None) -> int | None:
+    """Run one node from its config until SIGINT/SIGTERM; returns the signal that stopped it.
+
+    ``hooks`` are what the node is given besides its config (test-only faults, built by the caller)."""
     cfg = load_config(config_path)
     genesis = load_genesis(cfg.node.genesis)
     key = load_node_key(cfg.node.key_file)
     name = cfg.node.name or config_path.stem
     logs.configure(file=cfg.log.file, fmt=cfg.log.format, level=cfg.log.level)
     store = SqliteStore(cfg.node.data_dir / "node.sqlite", genesis.chain_id)
-    node = Node(cfg, key, genesis, store=store, name=name)
+    node = Node(cfg, key, genesis, store=store, name=name, hooks=hooks)
     try:
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -50,11 +52,11 @@ def load_node_key(path: Path) -> NodeKey:
         raise LocalError(f"{path}: not a 32-byte hex Ed25519 seed") from None
 
 
-def main_run(config_path: Path) -> int:
+def main_run(config_path: Path, hooks: NodeHooks | None = None) -> int:
     """Exit code of ``p2pnode run``: 0 stopped by SIGTERM, 130 by SIGINT (Ctrl-C, as a shell reports
     an interrupted command), 2 a configuration or startup error (one line on stderr)."""
     try:
-        stopped_by = trio.run(run_node, Path(config_path))
+        stopped_by = trio.run(run_node, Path(config_path), hooks)
     except P2PNodeError as exc:
         print(f"p2pnode: error: {exc}", file=sys.stderr)
         return 2

@@ -7,21 +7,13 @@ from __future__ import annotations
 
 import trio
 
+from p2pnode.client import Client, Refused, SlotBlocked, request
 from p2pnode.core.payments import make_order, transfer_digest
 from p2pnode.errors import RemoteError
-from p2pnode.net.client import Client, request
 from p2pnode.scenario.spec import Step
 from p2pnode.scenario.state import NET_ERRORS, REQUEST_TIMEOUT_S, Account, Payment, Run
-from p2pnode.wire.messages import (
-    AccountReply,
-    GetAccount,
-    Order,
-    SettledReply,
-    SubmitOrder,
-    SubmitReply,
-    WaitSettled,
-)
-from p2pnode.wire.types import Address, Digest
+from p2pnode.wire.messages import AccountReply, GetAccount, Order
+from p2pnode.wire.types import Address
 
 __all__ = ["equivocate", "final_payments", "run_load"]
 
@@ -49,23 +41,16 @@ async def _submit(run: Run, node: str, order: Order, timeout: float, kind: str, 
     try:
         with trio.fail_after(timeout):
             async with await Client.connect(host, port) as client:
-                reply = await client.call(SubmitOrder(order=order))
-                assert isinstance(reply, SubmitReply)
-                if not reply.accepted:
-                    p.outcome, p.error = "refused", reply.error
-                else:
+                try:
+                    await client.submit(order)
                     p.accepted = True
-                    digest = bytes.fromhex(tx)
-                    while True:
-                        done = await client.call(WaitSettled(digest=Digest(digest), wait_ms=1000))
-                        assert isinstance(done, SettledReply)
-                        if done.blocked and not done.settled:  # can never settle: no use waiting
-                            p.outcome, p.error = "blocked", done.blocked
-                            break
-                        if done.settled:
-                            p.outcome = "settled"
-                            run.acknowledged(p)
-                            break
+                    await client.wait_settled(bytes.fromhex(tx))
+                    p.outcome = "settled"
+                    run.acknowledged(p)
+                except SlotBlocked as exc:  # its slot is blocked: it can never settle, no use waiting
+                    p.outcome, p.error = "blocked", str(exc.facts.get("blocked") or exc)
+                except Refused as exc:
+                    p.outcome, p.error = "refused", str(exc)
     except trio.TooSlowError:
         p.outcome, p.error = "timeout", f"not settled within {timeout:g}s"
     except (OSError, RemoteError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:

@@ -9,11 +9,11 @@ from typing import Any
 
 import trio
 
-from p2pnode.net.client import Client
+from p2pnode.client import Client, SlotBlocked
 from p2pnode.scenario import invariants as inv
 from p2pnode.scenario.state import NET_ERRORS, Run
-from p2pnode.wire.messages import AccountReply, GetAccount, SettledReply, WaitSettled
-from p2pnode.wire.types import Address, Digest
+from p2pnode.wire.messages import AccountReply, GetAccount
+from p2pnode.wire.types import Address
 
 __all__ = ["REPORT_JSON", "REPORT_TEXT", "collect", "exit_code", "render_report", "write_report"]
 
@@ -29,9 +29,11 @@ async def _settled_at(run: Run, name: str, digests: list[str]) -> set[str] | Non
         with trio.fail_after(30 + len(digests) * 0.05):
             async with await Client.connect(host, port) as client:
                 for tx in digests:
-                    reply = await client.call(WaitSettled(digest=Digest(bytes.fromhex(tx)), wait_ms=0))
-                    if isinstance(reply, SettledReply) and reply.settled:
-                        out.add(tx)
+                    try:
+                        if await client.settled(bytes.fromhex(tx)) is not None:
+                            out.add(tx)
+                    except SlotBlocked:
+                        pass  # can never settle: not settled here
     except NET_ERRORS:
         return None
     return out
@@ -76,7 +78,7 @@ async def collect(
     settled = {n: await _settled_at(run, n, acked) for n in honest_up}
     balances = {n: await _balances_at(run, n) for n in honest_up}
     running = await trio.to_thread.run_sync(cluster.running)
-    events = {n: _read_events(cluster.log_path(n)) for n in cluster.names if run.honest(n)}
+    events = {n: _read_events(cluster.cluster.node(n).log) for n in cluster.names if run.honest(n)}
     checks = [
         inv.unique_certificates(events, run.keys),
         inv.same_root({n: (s.get("root") if s else None) for n, s in statuses.items()}),

@@ -5,7 +5,8 @@ Procedure
 1. Write the cluster (``p2pnode testnet`` layout) into the scenario directory. Every node gets
    ``[testing] enabled = true, fault_control = true``; nodes named in ``[roles]`` also get
    ``testing.byzantine``. Nodes with a ``start`` step are left stopped.
-2. Start the other nodes and wait until each answers a status request with enough peers.
+2. Start the other nodes and wait until they are ready (:meth:`p2pnode.localnet.LocalNet.wait_ready`:
+   the expected chain and node id on each address, enough peers).
 3. Run, concurrently and on one clock (``t = 0`` when the cluster is ready):
 
    * the load (:mod:`p2pnode.scenario.load`): ``load.payers`` payer tasks, each owning a share of the
@@ -23,7 +24,7 @@ Procedure
      then wait. Partitions and slow links are ``FaultControl``
      requests to each node (blocked = node ids outside its group); a restarted node gets the current
      fault state again.
-   * an RSS sampler reading ``/proc/<pid>/status`` of every node twice a second.
+   * an RSS sampler reading every node's resident memory (psutil) twice a second.
 
 4. Quiescence: wait until every honest running node reports the same root and unchanged applied
    counts (or the counts stop moving, or ``expect.quiesce_timeout_s`` passes). With
@@ -47,19 +48,15 @@ from typing import Any
 
 import trio
 
-from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.status import query_status
-from p2pnode.cli.testnet import ClusterSpec, render_node_config, write_testnet
-from p2pnode.cli.wallet import load_account
+from p2pnode.client import load_account, request
 from p2pnode.config import read_toml
 from p2pnode.crypto import address_of
-from p2pnode.errors import LocalError
-from p2pnode.net.client import request
+from p2pnode.localnet import ClusterSpec, LocalNet, render_node_config, write_cluster
 from p2pnode.scenario.load import equivocate, final_payments, run_load
 from p2pnode.scenario.report import collect, exit_code, render_report, write_report
 from p2pnode.scenario.spec import Scenario, Step
 from p2pnode.scenario.state import NET_ERRORS, REQUEST_TIMEOUT_S, Account, Payment, Progress, Run
-from p2pnode.wire.messages import FaultControl
+from p2pnode.testing.faults import FaultControl
 from p2pnode.zk.paths import ZkPaths
 
 _RSS_PERIOD_S = 0.5
@@ -75,9 +72,9 @@ def _stderr(line: str) -> None:
 # -- preparation ------------------------------------------------------------------------------------------
 def prepare(
     scenario: Scenario, directory: Path, *, shielded: bool = True, zk: ZkPaths | None = None
-) -> Cluster:
+) -> LocalNet:
     """Write the cluster for ``scenario`` into ``directory`` (which must not hold one yet); ``shielded``
-    and ``zk`` as for :class:`ClusterSpec` and :func:`write_testnet`."""
+    and ``zk`` as for :class:`ClusterSpec` and :func:`write_cluster`."""
     c = scenario.cluster
     defaults: dict[str, dict[str, Any]] = {k: dict(v) for k, v in c.defaults.items()}
     defaults["testing"] = {"enabled": True, "fault_control": True}
@@ -88,52 +85,34 @@ def prepare(
         balance=c.balance,
         chain_name=f"scenario-{scenario.name}"[:64],
         shielded=shielded,
+        defaults=defaults,
     )
-    testnet = write_testnet(directory, spec, defaults, zk=zk)
+    cluster = write_cluster(spec, directory, zk=zk, log=_stderr)
     for name, role in scenario.roles.items():
-        path = testnet.config_path(name)
+        path = cluster.node(name).config
         sections = read_toml(path)
         sections.setdefault("testing", {})["byzantine"] = role
         header = f"{name} of scenario {scenario.name!r}: Byzantine role {role!r} (test-only)."
         path.write_text(render_node_config(sections, header), encoding="utf-8")
-    return Cluster(directory)
+    return LocalNet(cluster)
 
 
 # -- node requests ----------------------------------------------------------------------------------------
 async def _status(run: Run, name: str) -> dict[str, Any] | None:
-    host, port = run.addr(name)
     try:
         with trio.fail_after(REQUEST_TIMEOUT_S):
-            return await query_status(host, port)
+            return await run.cluster.status(name)
     except NET_ERRORS:
         return None
 
 
 async def _wait_up(run: Run, names: list[str], timeout: float) -> None:
-    """Until each node answers status with min(peers.target, running - 1) peers; LocalError on timeout."""
-    deadline = trio.current_time() + timeout
-    pending = list(names)
-    why: dict[str, str] = {}
-    while pending:
-        running = sum(1 for s in run.state.values() if s in ("up", "paused", "starting"))
-        for name in list(pending):
-            if name not in await trio.to_thread.run_sync(run.cluster.running):
-                raise LocalError(f"{name} exited while starting (see {run.cluster.out_path(name)})")
-            info = await _status(run, name)
-            need = min(run.cluster.config(name).peers.target, max(0, running - 1))
-            if info is None:
-                why[name] = "no status reply"
-            elif int(info.get("peer_count", 0)) < need:
-                why[name] = f"peer_count {info.get('peer_count')} < {need}"
-            else:
-                pending.remove(name)
-        if not pending:
-            return
-        if trio.current_time() > deadline:
-            raise LocalError(
-                "not ready within {:g}s: {}".format(timeout, "; ".join(f"{n}: {why.get(n)}" for n in pending))
-            )
-        await trio.sleep(0.1)
+    """:meth:`LocalNet.wait_ready` for ``names``; LocalError after ``timeout`` seconds."""
+    try:
+        with trio.fail_after(timeout):
+            await run.cluster.wait_ready(names)
+    except trio.TooSlowError:
+        raise run.cluster.failure(names, f"{', '.join(names)}: not ready within {timeout:g}s") from None
 
 
 async def _fault(run: Run, name: str) -> None:
@@ -159,18 +138,18 @@ async def _step(run: Run, step: Step, equivocator: Account | None) -> None:
     if a == "kill":
         await trio.to_thread.run_sync(_kill_now, run, step)
     elif a in ("restart", "start"):
+        await trio.to_thread.run_sync(lambda: c.start(*step.targets))
         for name in step.targets:
-            await trio.to_thread.run_sync(c.start_node, name)
             run.state[name] = "starting"  # not a load target and not sampled until it is up
         await _wait_up(run, list(step.targets), _START_TIMEOUT_S)
         for name in step.targets:
             run.state[name] = "up"
             await _fault(run, name)
     elif a == "pause":
-        await trio.to_thread.run_sync(c.pause_node, step.node)
+        await trio.to_thread.run_sync(c.pause, step.node)
         run.state[step.node] = "paused"
     elif a == "resume":
-        await trio.to_thread.run_sync(c.resume_node, step.node)
+        await trio.to_thread.run_sync(c.resume, step.node)
         run.state[step.node] = "up"
     elif a == "partition":
         for group in step.groups:
@@ -198,7 +177,7 @@ async def _step(run: Run, step: Step, equivocator: Account | None) -> None:
 
 def _kill_now(run: Run, step: Step) -> None:
     """SIGKILL every target of ``step`` at once (synchronous: it runs inside the ack hook too)."""
-    run.cluster.kill_nodes(step.targets)
+    run.cluster.kill(*step.targets)
     for name in step.targets:
         run.state[name] = "killed"
 
@@ -243,14 +222,13 @@ async def _timeline(run: Run, equivocator: Account | None) -> None:
 
 # -- memory -----------------------------------------------------------------------------------------------
 def read_rss_kb(pid: int) -> int | None:
+    """Resident memory of ``pid`` in KiB (psutil), or None if it cannot be read."""
+    import psutil
+
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+        return int(psutil.Process(pid).memory_info().rss // 1024)
+    except psutil.Error:
         return None
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return None
 
 
 async def _sampler(run: Run) -> None:
@@ -311,15 +289,15 @@ async def run_scenario(
     """
     directory = Path(directory).resolve()
     cluster = prepare(scenario, directory, shielded=shielded, zk=zk)
-    testnet = cluster.testnet
+    testnet = cluster.cluster
     accounts = []
-    for i, path in enumerate(cluster.accounts()):
-        key = load_account(path)
+    for i, entry in enumerate(testnet.accounts):
+        key = load_account(entry.path)
         accounts.append(Account(i, key, address_of(key.public)))
     run = Run(
         scenario=scenario,
         cluster=cluster,
-        chain_id=bytes.fromhex(testnet.chain_id),
+        chain_id=testnet.chain_id,
         node_ids={n.name: bytes.fromhex(n.node_id) for n in testnet.nodes},
         accounts=accounts,
         progress=progress,
@@ -332,9 +310,7 @@ async def run_scenario(
     wall_start = time.time()
     try:
         progress(f"scenario {scenario.name}: starting {len(cluster.names) - len(late)} nodes in {directory}")
-        for name in cluster.names:
-            if name not in late:
-                await trio.to_thread.run_sync(cluster.start_node, name)
+        await trio.to_thread.run_sync(lambda: cluster.start(*(n for n in cluster.names if n not in late)))
         await _wait_up(run, [n for n in cluster.names if n not in late], _START_TIMEOUT_S)
         run.t0 = trio.current_time()
         progress(f"t=   0.0s  cluster ready; load {scenario.load.rate:g}/s for {scenario.load.duration_s:g}s")
@@ -363,7 +339,7 @@ async def run_scenario(
             outer.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            stopped = await trio.to_thread.run_sync(cluster.down)
+            stopped = await trio.to_thread.run_sync(cluster.stop)
         if report:
             report["teardown"] = {s.name: s.outcome for s in stopped}
     report["wall_s"] = round(time.time() - wall_start, 1)

@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2pnode.cli.testnet import MAX_FULL_NODES, MAX_VALIDATORS, check_defaults
 from p2pnode.config import read_toml
-from p2pnode.core.validator import BYZANTINE_BEHAVIOURS
 from p2pnode.errors import ConfigError
+from p2pnode.localnet import MAX_FULL_NODES, MAX_VALIDATORS, check_defaults
+from p2pnode.testing.faults import PEER_ROLES, VALIDATOR_ROLES
 
-VALIDATOR_ROLES = tuple(r for r in BYZANTINE_BEHAVIOURS if r)  # need a committee key
-PEER_ROLES = ("relay_invalid", "replay", "flood", "malformed_frames")  # any node
 ACTIONS = ("kill", "restart", "start", "pause", "resume", "partition", "heal", "slow", "equivocate")
 LOAD_KINDS = ("transparent",)
 NODE_GROUPS = ("all", "validators", "full_nodes")  # ``nodes = "<group>"`` of kill / restart

@@ -8,9 +8,9 @@ from typing import Any
 
 import trio
 
-from p2pnode.cli.cluster import Cluster
 from p2pnode.crypto import SpendingKey
 from p2pnode.errors import P2PNodeError
+from p2pnode.localnet import LocalNet
 from p2pnode.scenario.spec import Scenario
 
 __all__ = ["NET_ERRORS", "REQUEST_TIMEOUT_S", "Account", "Payment", "Progress", "Run"]
@@ -30,7 +30,7 @@ class Payment:
     node: str
     kind: str  # "load" | "equivocation" | "final" (the payers_can_pay probe)
     submitted_s: float
-    outcome: str = "pending"  # settled | refused | timeout | error
+    outcome: str = "pending"  # settled | blocked | refused | timeout | error
     accepted: bool = False  # the node accepted the order (SubmitReply accepted)
     error: str = ""
     seconds: float = 0.0
@@ -50,7 +50,7 @@ class Run:
     """Mutable state of one run, shared by the tasks (all on one Trio thread)."""
 
     scenario: Scenario
-    cluster: Cluster
+    cluster: LocalNet
     chain_id: bytes
     node_ids: dict[str, bytes]
     accounts: list[Account]
@@ -96,4 +96,5 @@ class Run:
             hook(p)
 
     def addr(self, name: str) -> tuple[str, int]:
-        return self.cluster.addresses()[name]
+        entry = self.cluster.cluster.node(name)
+        return entry.host, entry.port

@@ -1,8 +1,9 @@
 """``p2pnode bench``: drive payments through a local cluster and say what they cost.
 
 The load and how it is applied are described in :mod:`p2pnode.tools.bench_load`; the CPU measurement and
-the crypto cost model behind the overhead ratio in :mod:`p2pnode.tools.bench_cost`. This module holds the
-command line and the report built from both.
+the crypto cost model behind the overhead ratio in :mod:`p2pnode.tools.bench_cost`. This module runs one
+benchmark (:func:`run_bench_command`, given a :class:`BenchRun` that ``p2pnode bench`` builds from its
+arguments in :mod:`p2pnode.cli.bench`) and renders the report built from both.
 
 Exit status: 0 when every payment settled and all nodes agree on the state root; 1 otherwise; 2 for
 usage or setup errors (missing files, unreachable nodes, underfunded accounts).
@@ -10,20 +11,19 @@ usage or setup errors (missing files, unreachable nodes, underfunded accounts).
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
-import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from p2pnode.crypto import SpendingKey
 from p2pnode.errors import LocalError
+from p2pnode.localnet import ClusterDir, LocalNet
 from p2pnode.tools.bench_cost import (
     CryptoCost,
     Groth16Cost,
@@ -35,16 +35,11 @@ from p2pnode.tools.bench_cost import (
     parse_proc_stat,
 )
 from p2pnode.tools.bench_load import (
-    DEFAULT_COUNT,
-    DEFAULT_SHIELDED_COUNT,
-    DEFAULT_WINDOW,
     BenchOptions,
     BenchResult,
-    Cluster,
     Conn,
     MakeOrder,
     TransferDigest,
-    load_cluster,
     run_bench,
     split_count,
 )
@@ -53,25 +48,26 @@ from p2pnode.tools.latency_report import Report, render_stages
 from p2pnode.tools.stats import Stats
 from p2pnode.wire.messages import ShieldedOrder
 
+if TYPE_CHECKING:
+    from p2pnode.zk.paths import ZkPaths
+
 __all__ = [
     "BenchOptions",
     "BenchResult",
-    "Cluster",
+    "BenchRun",
     "CryptoCost",
     "Groth16Cost",
     "Stats",
-    "add_bench_args",
     "build_document",
-    "cmd_bench",
     "cpu_per_payment",
     "crypto_per_payment",
-    "load_cluster",
     "measure_crypto",
     "measure_groth16",
     "overhead_ratios",
     "parse_proc_stat",
     "render_document",
     "run_bench",
+    "run_bench_command",
     "split_count",
 ]
 
@@ -80,7 +76,7 @@ JSON_VERSION = 1
 
 # == report ================================================================================================
 def build_document(
-    cluster: Cluster, opts: BenchOptions, result: BenchResult, crypto: CryptoCost, logs: Report | None
+    cluster: ClusterDir, opts: BenchOptions, result: BenchResult, crypto: CryptoCost, logs: Report | None
 ) -> dict[str, Any]:
     """The ``--json`` document (and the source of the text table)."""
     cpu = cpu_per_payment(result.cpu_before, result.cpu_after, result.settled)
@@ -192,32 +188,15 @@ def render_document(doc: Mapping[str, Any], logs: Report | None) -> str:
     return "\n".join(out)
 
 
-# == command line ==========================================================================================
-def add_bench_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dir", required=True, type=Path, help="cluster directory (made by testnet / net up)"
-    )
-    load = parser.add_mutually_exclusive_group()
-    load.add_argument("--rate", type=float, help="open loop: submit R payments per second")
-    load.add_argument(
-        "--window", type=int, help=f"closed loop: at most W payments in flight (default {DEFAULT_WINDOW})"
-    )
-    parser.add_argument(
-        "--count",
-        type=int,
-        help=f"payments to make (default {DEFAULT_COUNT}; {DEFAULT_SHIELDED_COUNT} with --shielded)",
-    )
-    parser.add_argument("--amount", type=int, default=1, help="amount of each payment (default 1)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds a payment may take (default 30)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument(
-        "--shielded",
-        action="store_true",
-        help="SHIELD orders with Groth16 proofs (account -> own note) instead of transparent transfers",
-    )
-    from p2pnode.zk.paths import add_zk_path_args
+# == the command ===========================================================================================
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchRun:
+    """One ``p2pnode bench`` run: the cluster directory, the load, and how to print the report."""
 
-    add_zk_path_args(parser)
+    directory: Path
+    opts: BenchOptions
+    json: bool = False
+    zk: ZkPaths | None = None  # where the circuit keys are (shielded load only)
 
 
 def _load_payments() -> tuple[MakeOrder, TransferDigest]:
@@ -229,13 +208,13 @@ def _load_payments() -> tuple[MakeOrder, TransferDigest]:
 
 
 async def _connect(host: str, port: int) -> Conn:
-    from p2pnode.net.client import Client
+    from p2pnode.client import Client
 
     return await Client.connect(host, port)
 
 
-def _log_report(cluster: Cluster, digests: Sequence[str]) -> Report | None:
-    files = sorted((cluster.dir / "logs").glob("*.log"))
+def _log_report(cluster: ClusterDir, digests: Sequence[str]) -> Report | None:
+    files = sorted({n.log for n in cluster.nodes if n.log.is_file()})
     if not files:
         return None
 
@@ -253,12 +232,11 @@ class _ShieldedBuilder:
     Resource handling: owns the prover helper process; :meth:`close` ends it.
     """
 
-    def __init__(self, vk_json: str, args: argparse.Namespace) -> None:
-        from p2pnode.cli.shielded import open_prover
-        from p2pnode.zk.paths import zk_paths_from_args
+    def __init__(self, vk_json: str, zk: ZkPaths | None) -> None:
+        from p2pnode.client.shielded import open_prover
 
         self.vk_json = vk_json
-        self.prover = open_prover(zk_paths_from_args(args))
+        self.prover = open_prover(zk)
         self.keys: dict[bytes, Any] = {}
         self.built: list[ShieldedOrder] = []
 
@@ -284,10 +262,10 @@ class _ShieldedBuilder:
         self.prover.close()
 
 
-def _genesis_vk(cluster: Cluster) -> str:
+def _genesis_vk(cluster: ClusterDir) -> str:
     from p2pnode.genesis import load_genesis
 
-    path = cluster.dir / "genesis.toml"
+    path = cluster.directory / "genesis.toml"
     try:
         vk = load_genesis(path).shielded_vk
     except (OSError, ValueError) as exc:
@@ -297,29 +275,17 @@ def _genesis_vk(cluster: Cluster) -> str:
     return vk
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run the benchmark; 0 if everything settled and the roots agree, 1 if not, 2 on setup errors."""
-    count = args.count
-    if count is None:
-        count = DEFAULT_SHIELDED_COUNT if args.shielded else DEFAULT_COUNT
-    bad_rate = args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0)
-    if count <= 0 or args.amount <= 0 or bad_rate or (args.window is not None and args.window <= 0):
-        print("p2pnode bench: --count, --amount, --rate and --window must be positive", file=sys.stderr)
-        return 2
-    opts = BenchOptions(
-        count=count,
-        amount=args.amount,
-        rate=args.rate,
-        window=args.window if args.window is not None else DEFAULT_WINDOW,
-        timeout=args.timeout,
-        shielded=args.shielded,
-    )
+def run_bench_command(run: BenchRun) -> int:
+    """Run the benchmark and print its report; 0 if everything settled and the roots agree, 1 if not,
+    2 on setup errors (printed as one line on stderr)."""
+    opts = run.opts
     builder: _ShieldedBuilder | None = None
     try:
-        cluster = load_cluster(args.dir)
+        net = LocalNet.open(run.directory)
+        cluster = net.cluster
         make_order, transfer_digest = _load_payments()
         if opts.shielded:
-            builder = _ShieldedBuilder(_genesis_vk(cluster), args)
+            builder = _ShieldedBuilder(_genesis_vk(cluster), run.zk)
         result = trio.run(
             lambda: run_bench(
                 cluster,
@@ -328,6 +294,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 make_order=make_order,
                 transfer_digest=transfer_digest,
                 make_shielded=builder,
+                pids=net.running(),
             )
         )
         crypto = measure_crypto()
@@ -341,18 +308,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             builder.close()
     logs = _log_report(cluster, result.digests)
     doc = build_document(cluster, opts, result, crypto, logs)
-    if args.json:
+    if run.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
         print(render_document(doc, logs))
     return 0 if result.settled == result.planned and result.roots_agree else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="p2pnode bench", description="load a local cluster and measure it")
-    add_bench_args(parser)
-    return cmd_bench(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,12 +23,10 @@ same nodes of their crypto work per payment. 1.0 would mean the nodes do nothing
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from p2pnode.crypto import NodeKey, SpendingKey, ed25519_verify, hash256, schnorr_verify
@@ -65,30 +63,24 @@ def parse_proc_stat(text: str, clk_tck: int) -> float:
 
 
 def read_proc_cpu(pid: int) -> float | None:
-    """CPU seconds of a local process and all its descendants (a node's proof-verification workers
-    are child processes), or None if the process cannot be read (gone, or not on this host)."""
-    clk = os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) of a local process and all its descendants (a node's proof-verification
+    workers are child processes), or None if the process cannot be read (gone, or not on this host).
+    Read with psutil, so it works wherever :mod:`p2pnode.localnet` does (Linux, macOS)."""
+    import psutil
+
     try:
-        own = parse_proc_stat(Path(f"/proc/{pid}/stat").read_text(), clk)
-    except (OSError, ValueError, IndexError):
+        proc = psutil.Process(pid)
+        members = [proc, *proc.children(recursive=True)]
+        own = proc.cpu_times()
+    except psutil.Error:
         return None
-    children: dict[int, list[int]] = {}
-    cpu: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    total = own.user + own.system
+    for child in members[1:]:
         try:
-            text = (entry / "stat").read_text()
-            ppid = int(text[text.rindex(")") + 1 :].split()[1])
-            cpu[int(entry.name)] = parse_proc_stat(text, clk)
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = own, list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        total += cpu.get(child, 0.0)
-        todo.extend(children.get(child, []))
+            t = child.cpu_times()
+        except psutil.Error:
+            continue  # exited meanwhile
+        total += t.user + t.system
     return total
 
 

@@ -2,7 +2,8 @@
 
 Procedure
 ---------
-1. Read ``DIR/cluster.json`` (nodes and funded accounts) and ``DIR/pids.json`` (node process ids).
+1. The cluster (:class:`p2pnode.localnet.ClusterDir`: nodes, funded accounts, chain id) and the node
+   process ids (:meth:`p2pnode.localnet.LocalNet.pids`, for the CPU readings).
 2. Ask a node for each account's next seq and balance (``GetAccount``) and spread ``--count`` payments
    over all funded accounts. Each account pays the next one, ``--amount`` each.
 3. Build every order (proof included) before the clock starts, with a progress line on stderr.
@@ -36,24 +37,24 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import trio
 
+from p2pnode.client import SlotBlocked, wait_settled
 from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import SpendingKey, hash256
 from p2pnode.errors import LocalError, RemoteError
+from p2pnode.localnet import AccountEntry, ClusterDir
 from p2pnode.tools.bench_cost import read_proc_cpu
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
     Message,
     Order,
-    SettledReply,
     ShieldedOrder,
     StatusReply,
     StatusRequest,
@@ -61,20 +62,17 @@ from p2pnode.wire.messages import (
     SubmitReply,
     SubmitShielded,
     Transfer,
-    WaitSettled,
 )
-from p2pnode.wire.types import Address, Digest
+from p2pnode.wire.types import Address
 
 __all__ = [
     "BenchOptions",
     "BenchResult",
-    "Cluster",
     "Conn",
     "Connect",
     "MakeOrder",
     "MakeShielded",
     "TransferDigest",
-    "load_cluster",
     "run_bench",
     "split_count",
 ]
@@ -82,75 +80,6 @@ __all__ = [
 DEFAULT_WINDOW = 64
 DEFAULT_COUNT = 1000
 DEFAULT_SHIELDED_COUNT = 64
-_WAIT_SLICE_MS = 5_000  # one WaitSettled request; repeated until the payment's deadline
-
-
-# == cluster files =========================================================================================
-@dataclass(frozen=True, kw_only=True)
-class NodeEntry:
-    name: str
-    host: str
-    port: int
-    role: str  # "validator" | "full"
-
-
-@dataclass(frozen=True, kw_only=True)
-class AccountEntry:
-    address: bytes
-    spending_key: bytes  # 32-byte scalar; secret
-
-
-@dataclass(frozen=True, kw_only=True)
-class Cluster:
-    dir: Path
-    nodes: tuple[NodeEntry, ...]
-    accounts: tuple[AccountEntry, ...]
-    chain_id: bytes | None  # from cluster.json if it says; else asked from a node
-    pids: dict[str, int]
-
-    @property
-    def validators(self) -> int:
-        return sum(1 for n in self.nodes if n.role == "validator")
-
-
-def load_cluster(directory: Path) -> Cluster:
-    """Parse ``DIR/cluster.json``, its account files and ``DIR/pids.json`` (optional).
-
-    Error handling: :class:`LocalError` naming the file and the problem.
-    """
-    path = directory / "cluster.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        nodes = tuple(
-            NodeEntry(name=str(n["name"]), host=str(n["host"]), port=int(n["port"]), role=str(n["role"]))
-            for n in doc["nodes"]
-        )
-        accounts = []
-        for entry in doc["accounts"]:
-            apath = Path(entry)
-            apath = apath if apath.is_absolute() else directory / apath
-            acc = json.loads(apath.read_text(encoding="utf-8"))
-            accounts.append(
-                AccountEntry(
-                    address=bytes.fromhex(acc["address"]), spending_key=bytes.fromhex(acc["spending_key"])
-                )
-            )
-        chain = doc.get("chain_id")
-        chain_id = bytes.fromhex(chain) if isinstance(chain, str) else None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LocalError(f"{path}: cannot read the cluster definition: {exc!r}") from None
-    if not nodes:
-        raise LocalError(f"{path}: no nodes")
-    if not accounts:
-        raise LocalError(f"{path}: no accounts")
-    pids: dict[str, int] = {}
-    pid_path = directory / "pids.json"
-    if pid_path.is_file():
-        try:
-            pids = {str(k): int(v) for k, v in json.loads(pid_path.read_text(encoding="utf-8")).items()}
-        except (OSError, ValueError, AttributeError) as exc:
-            raise LocalError(f"{pid_path}: {exc!r}") from None
-    return Cluster(dir=directory, nodes=nodes, accounts=tuple(accounts), chain_id=chain_id, pids=pids)
 
 
 # == pure accounting =======================================================================================
@@ -164,7 +93,7 @@ def split_count(count: int, accounts: int) -> list[int]:
 
 # == the run ===============================================================================================
 class Conn(Protocol):
-    """What the bench needs of a client connection (:class:`p2pnode.net.client.Client` is one)."""
+    """What the bench needs of a client connection (:class:`p2pnode.client.Client` is one)."""
 
     async def call(self, request: Message) -> Message: ...
 
@@ -254,15 +183,12 @@ class _Pool:
 
 
 async def _wait_settled(pool: _Pool, digest: bytes, deadline: float) -> bool:
-    while True:
-        left_ms = int((deadline - trio.current_time()) * 1000)
-        if left_ms <= 0:
-            return False
-        reply = await pool.call(WaitSettled(digest=Digest(digest), wait_ms=min(left_ms, _WAIT_SLICE_MS)))
-        if not isinstance(reply, SettledReply):
-            raise RemoteError(f"expected SettledReply, got {type(reply).__name__}")
-        if reply.settled:
+    """True once the node applied ``digest``, False at ``deadline`` (the connection is then closed)."""
+    with trio.move_on_at(deadline):
+        async with pool.conn() as c:
+            await wait_settled(c, digest)
             return True
+    return False
 
 
 def _progress(done: int, total: int) -> None:
@@ -280,7 +206,7 @@ def _progress(done: int, total: int) -> None:
 
 
 async def run_bench(
-    cluster: Cluster,
+    cluster: ClusterDir,
     opts: BenchOptions,
     *,
     connect: Connect,
@@ -289,9 +215,11 @@ async def run_bench(
     cpu_reader: Callable[[int], float | None] = read_proc_cpu,
     progress: Callable[[int, int], None] = _progress,
     make_shielded: MakeShielded | None = None,
+    pids: Mapping[str, int] | None = None,
 ) -> BenchResult:
     """Plan, build, run and settle ``opts.count`` payments (see the module docstring). With
     ``opts.shielded`` the orders come from ``make_shielded`` (required then), called in a worker thread.
+``pids`` (node name -> process id) are the processes whose CPU time ``cpu_reader`` reads.
 
     Error handling: :class:`LocalError` for setup problems found before the timed phase (unreachable node,
     underfunded account, no chain id). During the timed phase a payment that is refused, times out or
@@ -301,7 +229,15 @@ async def run_bench(
     pools = [_Pool(n.host, n.port, connect) for n in cluster.nodes]
     try:
         return await _run(
-            cluster, opts, pools, make_order, transfer_digest, cpu_reader, progress, make_shielded
+            cluster,
+            opts,
+            pools,
+            make_order,
+            transfer_digest,
+            cpu_reader,
+            progress,
+            make_shielded,
+            dict(pids or {}),
         )
     finally:
         with trio.CancelScope(shield=True):
@@ -310,7 +246,7 @@ async def run_bench(
 
 
 async def _run(
-    cluster: Cluster,
+    cluster: ClusterDir,
     opts: BenchOptions,
     pools: list[_Pool],
     make_order: MakeOrder,
@@ -318,6 +254,7 @@ async def _run(
     cpu_reader: Callable[[int], float | None],
     progress: Callable[[int, int], None],
     make_shielded: MakeShielded | None,
+    pids: dict[str, int],
 ) -> BenchResult:
     plan = await _plan(cluster, opts, pools, make_order, transfer_digest, progress, make_shielded)
     result = BenchResult(planned=len(plan), digests=[p.digest.hex() for p in plan])
@@ -333,7 +270,7 @@ async def _run(
     except (OSError, RemoteError) as exc:
         raise LocalError(f"cannot open {concurrent} connections per node: {exc}") from None
 
-    result.cpu_before = _cpu_snapshot(cluster, cpu_reader)
+    result.cpu_before = _cpu_snapshot(cluster, pids, cpu_reader)
     start = trio.current_time()
     last_settle = start
 
@@ -378,7 +315,7 @@ async def _run(
                 if not await _wait_settled(pool, p.digest, t0 + opts.timeout):
                     raise RemoteError(f"not settled within {opts.timeout:g} s")
                 t1 = trio.current_time()
-            except (RemoteError, OSError, trio.BrokenResourceError) as exc:
+            except (RemoteError, SlotBlocked, OSError, trio.BrokenResourceError) as exc:
                 result.failures.append(
                     {
                         "tx": p.digest.hex(),
@@ -411,12 +348,12 @@ async def _run(
     result.duration_s = last_settle - start
 
     result.roots = await _converge(cluster, pools, opts.timeout)
-    result.cpu_after = _cpu_snapshot(cluster, cpu_reader)
+    result.cpu_after = _cpu_snapshot(cluster, pids, cpu_reader)
     return result
 
 
 async def _plan(
-    cluster: Cluster,
+    cluster: ClusterDir,
     opts: BenchOptions,
     pools: list[_Pool],
     make_order: MakeOrder,
@@ -427,14 +364,10 @@ async def _plan(
     """Read accounts, check funds, and build every order (the slow part, done before the clock starts)."""
     if opts.shielded and make_shielded is None:
         raise LocalError("shielded load needs a shielded order builder")
+    if not cluster.accounts:
+        raise LocalError(f"{cluster.directory}: the cluster has no funded accounts")
+    chain_id = cluster.chain_id
     try:
-        chain_id = cluster.chain_id
-        if chain_id is None:
-            status = await pools[0].call(StatusRequest())
-            raw = status.info.get("chain_id") if isinstance(status, StatusReply) else None
-            chain_id = bytes.fromhex(raw) if isinstance(raw, str) else raw if isinstance(raw, bytes) else None
-            if chain_id is None:
-                raise LocalError("the chain id is in neither cluster.json nor the node's status")
         counts = split_count(opts.count, len(cluster.accounts))
         next_seq: list[int] = []
         for acc, n in zip(cluster.accounts, counts, strict=True):
@@ -450,7 +383,7 @@ async def _plan(
     except (OSError, RemoteError) as exc:
         raise LocalError(f"cannot query {cluster.nodes[0].name}: {exc}") from None
 
-    keys = [SpendingKey.from_bytes(a.spending_key) for a in cluster.accounts]
+    keys = [_spending_key(a) for a in cluster.accounts]
     k = len(cluster.accounts)
     plan: list[_Planned] = []
     total = sum(counts)
@@ -478,11 +411,21 @@ async def _plan(
     return plan
 
 
-def _cpu_snapshot(cluster: Cluster, reader: Callable[[int], float | None]) -> dict[str, float | None]:
-    return {n.name: reader(cluster.pids[n.name]) if n.name in cluster.pids else None for n in cluster.nodes}
+def _cpu_snapshot(
+    cluster: ClusterDir, pids: Mapping[str, int], reader: Callable[[int], float | None]
+) -> dict[str, float | None]:
+    return {n.name: reader(pids[n.name]) if n.name in pids else None for n in cluster.nodes}
 
 
-async def _converge(cluster: Cluster, pools: list[_Pool], timeout: float) -> dict[str, str | None]:
+def _spending_key(account: AccountEntry) -> SpendingKey:
+    try:
+        doc = json.loads(account.path.read_text(encoding="utf-8"))
+        return SpendingKey.from_bytes(bytes.fromhex(doc["spending_key"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LocalError(f"{account.path}: cannot read the account's key: {exc!r}") from None
+
+
+async def _converge(cluster: ClusterDir, pools: list[_Pool], timeout: float) -> dict[str, str | None]:
     """Poll every node's status until the roots agree or ``timeout`` passes; return the last roots seen."""
     roots: dict[str, str | None] = {}
     with trio.move_on_after(timeout):

@@ -36,13 +36,13 @@ simply not counted; logs holding only some events give only the stages they can.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +68,9 @@ __all__ = [
     "SkewFinding",
     "Stats",
     "Unsettled",
-    "add_latency_args",
     "analyze",
-    "cmd_latency",
+    "LatencyRun",
+    "run_latency",
     "percentile",
     "render_report",
     "render_stages",
@@ -411,13 +411,14 @@ def _unsettled(tx: str, p: _Tx, nodes: Sequence[str]) -> Unsettled:
     )
 
 
-# == command line ==========================================================================================
-def add_latency_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("logs", nargs="+", metavar="LOG", type=Path, help="node log files (JSON lines)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
-    parser.add_argument(
-        "--plot", metavar="FILE.png", type=Path, help="also draw the latency figure to FILE.png"
-    )
+# == the command ===========================================================================================
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LatencyRun:
+    """One ``p2pnode latency`` run (built from the command line by :mod:`p2pnode.cli.latency`)."""
+
+    logs: tuple[Path, ...]
+    json: bool = False
+    plot: Path | None = None  # also draw the latency figure to this PNG
 
 
 def _read_lines(path: Path) -> Iterator[str]:
@@ -426,8 +427,9 @@ def _read_lines(path: Path) -> Iterator[str]:
         yield from f
 
 
-def cmd_latency(args: argparse.Namespace) -> int:
-    """Analyze the given logs; 0 on success, 2 if no log could be read or the plot could not be made."""
+def run_latency(args: LatencyRun) -> int:
+    """Analyze the given logs and print the report; 0 on success, 2 if no log could be read or the plot
+    could not be made."""
     paths: list[Path] = []
     for p in args.logs:
         if p.is_file():
@@ -454,13 +456,3 @@ def cmd_latency(args: argparse.Namespace) -> int:
             return 2
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="p2pnode latency", description="per-stage latency from node logs")
-    add_latency_args(parser)
-    return cmd_latency(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

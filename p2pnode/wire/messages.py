@@ -504,15 +504,6 @@ class ErrorReply(Message):
     reason: str
 
 
-@message(49, _list(B32, 1024), U32)
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FaultControl(Message):
-    """Test-only (``testing.fault_control``): drop all traffic with these peers, delay every send."""
-
-    blocked: tuple[bytes, ...]
-    delay_ms: int
-
-
 # == canonical digests ==================================================================================
 def u64(v: int) -> bytes:
     if not 0 <= v <= U64_MAX:

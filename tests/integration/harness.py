@@ -11,22 +11,21 @@ from typing import Any
 
 import trio
 
+from p2pnode.client import Client
 from p2pnode.config import NodeConfig, config_from_dict
 from p2pnode.core.payments import make_order, transfer_digest
 from p2pnode.crypto import NodeKey, SpendingKey, address_of
 from p2pnode.genesis import Genesis, ValidatorEntry, chain_id_of, render_genesis
-from p2pnode.net.client import Client
 from p2pnode.net.node import Node
 from p2pnode.net.transport import MemoryNetwork
 from p2pnode.store import MemoryStore, Store
+from p2pnode.testing.faults import NodeFaults, faults_for
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
     Message,
-    SettledReply,
     SubmitOrder,
     SubmitReply,
-    WaitSettled,
 )
 from p2pnode.wire.types import Address, ChainId, NodeId
 
@@ -48,8 +47,14 @@ class MemCluster:
     store_thread: bool | None = None
     seed: int = 1
     restarts: dict[int, int] = field(default_factory=dict)
+    faults: dict[int, NodeFaults] = field(default_factory=dict)  # of the nodes' current runs
 
     def _node(self, i: int, generation: int = 0) -> Node:
+        """Node ``i``; its faults are ``byzantine[i]`` and its config's ``[testing]`` section."""
+        cfg = self.configs[i]
+        testing = cfg.testing
+        role = self.byzantine.get(i, "") or (testing.byzantine if testing.enabled else "")
+        faults = self.faults[i] = faults_for(role, fault_control=testing.enabled and testing.fault_control)
         return Node(
             self.configs[i],
             self.node_keys[i],
@@ -57,7 +62,7 @@ class MemCluster:
             store=self.stores[i],
             transport=self.network.transport(f"n{i}"),
             rng=random.Random(self.seed * 1000 + i + 100 * generation),
-            byzantine=self.byzantine.get(i, ""),
+            hooks=faults,
             store_thread=self.store_thread,
         )
 
@@ -106,10 +111,9 @@ class MemCluster:
         if reply.accepted:
             self.seqs[sender] = seq + 1
             if wait:
-                settled = await self.call(
-                    node, WaitSettled(digest=transfer_digest(order.transfer), wait_ms=60_000)
-                )
-                assert isinstance(settled, SettledReply) and settled.settled, "payment did not settle"
+                with trio.fail_after(60):  # virtual time: a payment that never settles fails the test
+                    async with await self.client(node) as c:
+                        await c.wait_settled(transfer_digest(order.transfer))
         return reply
 
     async def balance(self, node: int, account: int) -> int:

@@ -1,6 +1,6 @@
 """System-test fixtures: real node processes on 127.0.0.1, always stopped afterwards.
 
-Every fixture that starts nodes stops them in a ``finally`` (``Cluster.down``), so a failing test
+Every fixture that starts nodes stops them in a ``finally`` (``LocalNet.stop``), so a failing test
 leaves no process behind. Helpers here poll conditions with deadlines; none sleeps to let time pass.
 """
 
@@ -11,28 +11,80 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from p2pnode.cli.cluster import Cluster
-from p2pnode.net.client import Client
-from p2pnode.wire.messages import SettledReply, WaitSettled
-from p2pnode.wire.types import Digest
+from p2pnode.client import Client
+from p2pnode.localnet import ClusterSpec, LocalNet, write_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A fresh, not yet started :class:`Cluster` in ``tmp_path/cluster``; ``down()`` runs on exit."""
-    c = Cluster(tmp_path / "cluster")
+NetUp = Callable[..., LocalNet]
+
+
+def start_net(net: LocalNet, timeout: float = 60.0) -> LocalNet:
+    """Start every node of ``net`` and wait (at most ``timeout`` s) until all are ready; stops them all
+    if that fails."""
+    net.start()
     try:
-        yield c
+
+        async def ready() -> None:
+            with trio.fail_after(timeout):
+                await net.wait_ready()
+
+        trio.run(ready)
+    except BaseException:
+        net.stop(grace=5.0)
+        raise
+    return net
+
+
+@contextmanager
+def running_net(
+    directory: Path, spec: ClusterSpec | None = None, *, definition: Path | None = None, timeout: float = 60.0
+) -> Iterator[LocalNet]:
+    """A cluster written into ``directory`` (from ``spec``, or the definition file), started and ready;
+    every node is stopped on exit."""
+    if definition is not None:
+        spec = ClusterSpec.from_file(definition)
+    net = LocalNet(write_cluster(spec or ClusterSpec(), directory))
+    try:
+        yield start_net(net, timeout)
     finally:
-        c.down()
+        net.stop()
+
+
+@pytest.fixture
+def net_up(tmp_path: Path) -> Iterator[NetUp]:
+    """``net_up(spec=None, *, definition=None, timeout=60)``: write a cluster into ``tmp_path/cluster``,
+    start it and wait until it is ready. Every node is stopped on exit."""
+    nets: list[LocalNet] = []
+
+    def up(
+        spec: ClusterSpec | None = None, *, definition: Path | None = None, timeout: float = 60.0
+    ) -> LocalNet:
+        if definition is not None:
+            spec = ClusterSpec.from_file(definition)
+        net = LocalNet(write_cluster(spec or ClusterSpec(), tmp_path / "cluster"))
+        nets.append(net)
+        return start_net(net, timeout)
+
+    try:
+        yield up
+    finally:
+        for net in nets:
+            net.stop()
+
+
+def stop_any(directory: Path) -> None:
+    """Stop whatever nodes ``directory`` recorded (nothing if it holds no cluster)."""
+    if (directory / "cluster.json").is_file():
+        LocalNet.open(directory).stop()
 
 
 def p2pnode_cmd() -> list[str]:
@@ -96,8 +148,4 @@ async def wait_applied(client: Client, digest: bytes, timeout: float) -> None:
     ``wallet.pay`` reads the payer's next seq from the node it is given; a payer that switches nodes
     must first let the new node catch up with its previous payment."""
     with trio.fail_after(timeout):
-        while True:
-            reply = await client.call(WaitSettled(digest=Digest(digest), wait_ms=1000))
-            assert isinstance(reply, SettledReply)
-            if reply.settled:
-                return
+        await client.wait_settled(digest)

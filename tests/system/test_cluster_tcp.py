@@ -12,9 +12,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.status import fetch_status
-from tests.system.conftest import cli, cli_json, log_events, wait_until
+from p2pnode.client import fetch_status
+from p2pnode.localnet import LocalNet
+from tests.system.conftest import cli, cli_json, log_events, running_net, stop_any, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_net_up_status_pay_down(tmp_path: Path) -> None:
         out = cli("net", "up", "--validators", "4", "--accounts", "4", "--dir", str(d)).stdout
         assert "cluster ready" in out
         testnet = json.loads((d / "cluster.json").read_text())
-        pids: dict[str, int] = json.loads((d / "pids.json").read_text())
+        pids = LocalNet.open(d).pids()
         assert sorted(pids) == [n["name"] for n in testnet["nodes"]]
         addrs = [f"{n['host']}:{n['port']}" for n in testnet["nodes"]]
 
@@ -76,7 +76,7 @@ def test_net_up_status_pay_down(tmp_path: Path) -> None:
             assert not _alive(pid, d / f"{name}.toml"), f"{name} (pid {pid}) still running after net down"
         assert not (d / "pids.json").exists()
     finally:
-        Cluster(d).down()
+        stop_any(d)
 
 
 # -- hostile input over TCP ----------------------------------------------------------------------------
@@ -84,7 +84,7 @@ HANDSHAKE_TIMEOUT_S = 0.5
 
 
 @pytest.fixture(scope="module")
-def small_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def small_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     """Four validators whose handshake timeout is short enough to watch it fire."""
     base = tmp_path_factory.mktemp("hostile")
     definition = base / "cluster.toml"
@@ -98,12 +98,8 @@ def small_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         "[defaults.peers]\n"
         f"handshake_timeout_s = {HANDSHAKE_TIMEOUT_S}\n"
     )
-    c = Cluster(base / "cluster")
-    try:
-        c.up(config=definition, timeout=60)
+    with running_net(base / "cluster", definition=definition) as c:
         yield c
-    finally:
-        c.down()
 
 
 def _frame(payload: bytes) -> bytes:
@@ -132,15 +128,15 @@ EXPECTED_REASON = {
 }
 
 
-def _rejections(c: Cluster, name: str) -> list[dict[str, Any]]:
-    return log_events(c.log_path(name), "message_rejected", "handshake_refused")
+def _rejections(c: LocalNet, name: str) -> list[dict[str, Any]]:
+    return log_events(c.cluster.node(name).log, "message_rejected", "handshake_refused")
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
-def test_hostile_bytes_do_not_break_the_node(small_cluster: Cluster, case: str) -> None:
+def test_hostile_bytes_do_not_break_the_node(small_cluster: LocalNet, case: str) -> None:
     c = small_cluster
     name = "node-0"
-    host, port = c.addresses()[name]
+    host, port = c.cluster.node(name).host, c.cluster.node(name).port
     before = len(_rejections(c, name))
 
     with socket.create_connection((host, port), timeout=10) as sock:
@@ -168,6 +164,5 @@ def test_hostile_bytes_do_not_break_the_node(small_cluster: Cluster, case: str) 
     assert any(EXPECTED_REASON[case] in line["reason"] for line in new), new
 
     # Still up, still serving clients, still connected to its peers.
-    info = fetch_status(host, port)
-    assert info["peer_count"] == 3
+    assert fetch_status(host, port).peer_count == 3
     assert c.running().keys() == set(c.names)

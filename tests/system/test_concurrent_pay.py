@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pnode.cli.cluster import Cluster
-from tests.system.conftest import REPO
+from tests.system.conftest import REPO, stop_any
 
 pytestmark = pytest.mark.slow
 
@@ -41,4 +40,4 @@ def test_two_simultaneous_pays_from_one_account_never_collide(tmp_path: Path) ->
         assert result["next_seq_per_node"] == [10, 10, 10, 10], result
         assert proc.returncode == 0, proc.stderr[-4000:]
     finally:
-        Cluster(d).down()
+        stop_any(d)

@@ -3,20 +3,18 @@ or applied twice, and every node ends on the same state root."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass
 
 import pytest
 import trio
 
-from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.wallet import load_account, pay
+from p2pnode.client import Client, Wallet, load_account, pay
 from p2pnode.crypto import address_of
-from p2pnode.net.client import Client
+from p2pnode.localnet import ClusterSpec, LocalNet
 from p2pnode.wire.messages import AccountReply, GetAccount
 from p2pnode.wire.types import Address
-from tests.system.conftest import log_events, wait_applied
+from tests.system.conftest import NetUp, log_events, wait_applied
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +38,9 @@ class Ack:
     after_restart: bool
 
 
-async def _stream(cluster: Cluster) -> tuple[list[Ack], list[str]]:
-    keys = [load_account(p) for p in cluster.accounts()]
+async def _stream(cluster: LocalNet) -> tuple[list[Ack], list[str]]:
+    keys = [load_account(a.path) for a in cluster.cluster.accounts]
     addrs = [address_of(k.public) for k in keys]
-    chain_id = bytes.fromhex(cluster.testnet.chain_id)
     names = cluster.names
     acks: list[Ack] = []
     events: list[str] = []
@@ -55,14 +52,16 @@ async def _stream(cluster: Cluster) -> tuple[list[Ack], list[str]]:
         async with progress:
             while len(acks) < KILL_AFTER:
                 await progress.wait()
-        stopped = await trio.to_thread.run_sync(cluster.kill_node, VICTIM)
+        (stopped,) = await trio.to_thread.run_sync(cluster.kill, VICTIM)
         assert stopped.outcome in ("stopped", "killed"), stopped
         events.append(f"killed {VICTIM} after {len(acks)} payments")
         crashed.set()
         async with progress:
             while len(acks) < RESTART_AFTER:
                 await progress.wait()
-        await trio.to_thread.run_sync(cluster.restart_node, VICTIM)
+        cluster.start(VICTIM)
+        with trio.fail_after(60):
+            await cluster.wait_ready([VICTIM])
         events.append(f"restarted {VICTIM} after {len(acks)} payments")
         restarted.set()
 
@@ -79,15 +78,17 @@ async def _stream(cluster: Cluster) -> tuple[list[Ack], list[str]]:
                 node = pool[(i + k) % len(pool)]
                 client = clients.get(node)
                 if client is None:
-                    client = clients[node] = await Client.connect(*cluster.addresses()[node])
+                    entry = cluster.cluster.node(node)
+                    client = clients[node] = await Client.connect(entry.host, entry.port)
                 if last is not None:
                     await wait_applied(client, last, PAY_TIMEOUT_S)
                 payee = (i + 1 + k) % ACCOUNTS
                 if payee == i:
                     payee = (payee + 1) % ACCOUNTS
                 amount = 1000 + 37 * i + k
-                result = await pay(client, keys[i], chain_id, addrs[payee], amount, PAY_TIMEOUT_S)
-                last = result.digest
+                with trio.fail_after(PAY_TIMEOUT_S):
+                    result = await pay(client, Wallet.from_key(keys[i]), addrs[payee], amount)
+                last = result.tx
                 async with progress:
                     acks.append(Ack(i, payee, amount, result.seq, node, restarted.is_set()))
                     progress.notify_all()
@@ -102,19 +103,25 @@ async def _stream(cluster: Cluster) -> tuple[list[Ack], list[str]]:
     return acks, events
 
 
-async def _accounts_at(cluster: Cluster, name: str) -> dict[bytes, tuple[int, int]]:
+async def _accounts_at(cluster: LocalNet, name: str) -> dict[bytes, tuple[int, int]]:
     out: dict[bytes, tuple[int, int]] = {}
-    async with await Client.connect(*cluster.addresses()[name]) as client:
-        for path in cluster.accounts():
-            addr = address_of(load_account(path).public)
+    async with cluster.client(name) as client:
+        for account in cluster.cluster.accounts:
+            addr = account.address
             reply = await client.call(GetAccount(address=Address(addr)))
             assert isinstance(reply, AccountReply)
             out[addr] = (reply.balance, reply.next_seq)
     return out
 
 
-def test_validator_crash_and_restart_mid_stream(cluster: Cluster) -> None:
-    cluster.up(validators=4, accounts=ACCOUNTS, timeout=60)
+async def _converged(cluster: LocalNet) -> dict[str, dict[str, object]]:
+    with trio.fail_after(30):
+        await cluster.wait_converged()
+    return {n: await cluster.status(n) for n in cluster.names}
+
+
+def test_validator_crash_and_restart_mid_stream(net_up: NetUp) -> None:
+    cluster = net_up(ClusterSpec(validators=4, accounts=ACCOUNTS, shielded=False))
     genesis = trio.run(_accounts_at, cluster, "node-0")
     assert all(seq == 0 for _, seq in genesis.values())
 
@@ -125,14 +132,13 @@ def test_validator_crash_and_restart_mid_stream(cluster: Cluster) -> None:
     # restarted victim settled some itself.
     assert sum(1 for a in acks if not a.after_restart) > KILL_AFTER
     assert any(a.node == VICTIM for a in acks), Counter(a.node for a in acks)
-    starts = [line for line in log_events(cluster.log_path(VICTIM), "node_started")]
+    starts = [line for line in log_events(cluster.cluster.node(VICTIM).log, "node_started")]
     assert len(starts) == 2, starts
     # Each payer's acknowledged seqs are 0, 1, 2, ... with no gap and no repeat.
     for i in range(PAYERS):
         assert [a.seq for a in acks if a.payer == i] == list(range(PER_PAYER))
 
-    keys = [load_account(p) for p in cluster.accounts()]
-    addrs = [address_of(k.public) for k in keys]
+    addrs = [a.address for a in cluster.cluster.accounts]
     sent: Counter[int] = Counter()
     received: Counter[int] = Counter()
     for a in acks:
@@ -143,12 +149,8 @@ def test_validator_crash_and_restart_mid_stream(cluster: Cluster) -> None:
         for j in range(ACCOUNTS)
     }
 
-    deadline = time.monotonic() + 30
-    while True:
-        statuses = {n: cluster.status(n) for n in cluster.names}
-        if all(s["applied"] == len(acks) for s in statuses.values()) or time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
+    # Equal roots: every node holds the state of the node that acknowledged the last payment.
+    statuses = trio.run(_converged, cluster)
     applied = {n: s["applied"] for n, s in statuses.items()}
     assert set(applied.values()) == {len(acks)}, f"applied counts {applied}, expected {len(acks)}"
     roots = {n: s["root"] for n, s in statuses.items()}

@@ -7,7 +7,7 @@ stderr the one-line cause, and it exits with code 2. Payments keep settling on t
 of 4). Then the tmpfs is remounted larger and the node restarted: it starts from its own store, catches up,
 and ends on the same root as the others.
 
-The victim is started here (not by :class:`Cluster`) so that its exit code and stderr are its own.
+The victim is started here (not by :class:`LocalNet`) so that its exit code and stderr are its own.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
-from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.wallet import load_account, pay
+from p2pnode.client import Client, Wallet, load_account, pay
 from p2pnode.crypto import address_of
 from p2pnode.errors import P2PNodeError
-from p2pnode.net.client import Client
+from p2pnode.localnet import LocalNet
 from tests.system.conftest import cli, log_events, p2pnode_cmd, wait_applied, wait_until
 
 pytestmark = pytest.mark.slow
@@ -54,10 +54,20 @@ class Ack:
     node: str
 
 
+def _addr(net: LocalNet, name: str) -> tuple[str, int]:
+    entry = net.cluster.node(name)
+    return entry.host, entry.port
+
+
+async def _status_within(net: LocalNet, name: str, seconds: float) -> dict[str, Any]:
+    with trio.fail_after(seconds):
+        return await net.status(name)
+
+
 class Victim:
     """The victim's process: started and stopped here, its stdout and stderr in files of their own."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: LocalNet) -> None:
         self.cluster = cluster
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
@@ -68,7 +78,7 @@ class Victim:
         logs.mkdir(parents=True, exist_ok=True)
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [*p2pnode_cmd(), "run", "--config", str(self.cluster.config_path(VICTIM))],
+                [*p2pnode_cmd(), "run", "--config", str(self.cluster.cluster.node(VICTIM).config)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -91,8 +101,8 @@ class Victim:
             if self.exited() is not None:
                 raise AssertionError(f"{VICTIM} exited with {self.exited()}: {self.stderr_path.read_text()}")
             try:
-                info = self.cluster.status(VICTIM, timeout=2.0)
-            except (OSError, P2PNodeError):
+                info = trio.run(_status_within, self.cluster, VICTIM, 2.0)
+            except (OSError, P2PNodeError, trio.TooSlowError):
                 return False
             return info.get("peer_count", 0) >= 3 and info.get("ready", True) is not False
 
@@ -119,7 +129,7 @@ def run_quiet(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[Cluster, Victim, Path]]:
+def setup(tmp_path: Path) -> Iterator[tuple[LocalNet, Victim, Path]]:
     """A 4-validator cluster directory whose victim's data directory is a tmpfs of size ``TINY``.
 
     Teardown, also on failure: the victim is stopped, the cluster stopped, the tmpfs unmounted."""
@@ -127,7 +137,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[Cluster, Victim, Path]]:
         pytest.skip("mounting a tmpfs needs root")
     directory = tmp_path / "cluster"
     cli("testnet", "--validators", "4", "--accounts", str(ACCOUNTS), "--no-shielded", "--out", str(directory))
-    cluster = Cluster(directory)
+    cluster = LocalNet.open(directory)
     data_dir = cluster.config(VICTIM).node.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     # Mount at a fresh directory of our own, then point data_dir at it, so that a path of the cluster is
@@ -147,19 +157,18 @@ def setup(tmp_path: Path) -> Iterator[tuple[Cluster, Victim, Path]]:
             victim.stop()
         finally:
             try:
-                cluster.down()
+                cluster.stop()
             finally:
                 if run_quiet("umount", str(mnt)).returncode != 0:
                     run_quiet("umount", "-l", str(mnt))
                 mnt.rmdir()
 
 
-async def load_until_the_victim_fails(cluster: Cluster, victim: Victim) -> tuple[list[Ack], list[str]]:
+async def load_until_the_victim_fails(cluster: LocalNet, victim: Victim) -> tuple[list[Ack], list[str]]:
     """Victim payers pay through the victim until a payment fails; steady payers pay through the others
     until AFTER_CRASH payments each have settled after the victim exited."""
-    keys = [load_account(p) for p in cluster.accounts()]
+    keys = [load_account(a.path) for a in cluster.cluster.accounts]
     addrs = [address_of(k.public) for k in keys]
-    chain_id = bytes.fromhex(cluster.testnet.chain_id)
     others = [n for n in cluster.names if n != VICTIM]
     acks: list[Ack] = []
     notes: list[str] = []
@@ -183,13 +192,14 @@ async def load_until_the_victim_fails(cluster: Cluster, victim: Victim) -> tuple
                 node = VICTIM if through_victim else others[(i + k) % len(others)]
                 client = clients.get(node)
                 if client is None:
-                    client = clients[node] = await Client.connect(*cluster.addresses()[node])
+                    client = clients[node] = await Client.connect(*_addr(cluster, node))
                 if last is not None and not through_victim:
                     await wait_applied(client, last, PAY_TIMEOUT_S)
                 payee = (i + 1 + k) % ACCOUNTS
                 was_gone = gone.is_set()
                 try:
-                    result = await pay(client, keys[i], chain_id, addrs[payee], 1000 + k, PAY_TIMEOUT_S)
+                    with trio.fail_after(PAY_TIMEOUT_S):
+                        result = await pay(client, Wallet.from_key(keys[i]), addrs[payee], 1000 + k)
                 except (OSError, P2PNodeError, trio.BrokenResourceError, trio.TooSlowError) as exc:
                     if not through_victim:
                         raise
@@ -197,7 +207,7 @@ async def load_until_the_victim_fails(cluster: Cluster, victim: Victim) -> tuple
                     # signs a second order for the same seq.
                     notes.append(f"payer {i}: payment {k} through {VICTIM} failed: {exc!r}")
                     return
-                last = result.digest
+                last = result.tx
                 acks.append(Ack(i, result.digest, node))
                 if was_gone:
                     after += 1
@@ -217,8 +227,13 @@ async def load_until_the_victim_fails(cluster: Cluster, victim: Victim) -> tuple
     return acks, notes
 
 
-async def settled_at(cluster: Cluster, name: str, digests: list[bytes]) -> None:
-    async with await Client.connect(*cluster.addresses()[name]) as client:
+async def _ready(net: LocalNet, names: list[str]) -> None:
+    with trio.fail_after(READY_TIMEOUT_S):
+        await net.wait_ready(names)
+
+
+async def settled_at(cluster: LocalNet, name: str, digests: list[bytes]) -> None:
+    async with await Client.connect(*_addr(cluster, name)) as client:
         for d in digests:
             await wait_applied(client, d, PAY_TIMEOUT_S)
 
@@ -235,15 +250,14 @@ def durable_at(db: Path) -> tuple[set[bytes], set[bytes]]:
 
 
 def test_a_validator_with_a_full_disk_stops_with_the_cause_and_recovers(
-    setup: tuple[Cluster, Victim, Path],
+    setup: tuple[LocalNet, Victim, Path],
 ) -> None:
     cluster, victim, mnt = setup
     others = [n for n in cluster.names if n != VICTIM]
     data_dir = cluster.config(VICTIM).node.data_dir
     victim.start()
-    for name in others:
-        cluster.start_node(name)
-    cluster.wait_ready(others, READY_TIMEOUT_S)
+    cluster.start(*others)
+    trio.run(_ready, cluster, others)
     victim.wait_ready(READY_TIMEOUT_S)
 
     acks, notes = trio.run(load_until_the_victim_fails, cluster, victim)
@@ -267,7 +281,7 @@ def test_a_validator_with_a_full_disk_stops_with_the_cause_and_recovers(
     run = victim.runs
     certs, locks = durable_at(data_dir / "node.sqlite")
     assert {a.digest for a in through_victim} <= certs
-    voted = {bytes.fromhex(e["tx"]) for e in log_events(cluster.log_path(VICTIM), "vote_sent")}
+    voted = {bytes.fromhex(e["tx"]) for e in log_events(cluster.cluster.node(VICTIM).log, "vote_sent")}
     assert voted <= certs | locks, f"{len(voted - certs - locks)} votes signed without a durable lock"
 
     # Room again: the victim restarts from its own store, catches up and agrees with the others.
@@ -275,12 +289,12 @@ def test_a_validator_with_a_full_disk_stops_with_the_cause_and_recovers(
     victim.start()
     victim.wait_ready(READY_TIMEOUT_S)
     assert victim.runs == run + 1
-    started = log_events(cluster.log_path(VICTIM), "node_started")
+    started = log_events(cluster.cluster.node(VICTIM).log, "node_started")
     assert len(started) == 2 and started[1]["applied"] >= len(certs), started
     trio.run(settled_at, cluster, VICTIM, [a.digest for a in acks])
 
     def agreed() -> dict[str, dict[str, object]] | None:
-        statuses = {n: cluster.status(n) for n in cluster.names}
+        statuses = {n: trio.run(_status_within, cluster, n, 10.0) for n in cluster.names}
         counts = {s["applied"] for s in statuses.values()}
         roots = {s["root"] for s in statuses.values()}
         return statuses if len(counts) == 1 and len(roots) == 1 else None
@@ -289,7 +303,7 @@ def test_a_validator_with_a_full_disk_stops_with_the_cause_and_recovers(
     assert statuses[VICTIM]["applied"] >= len(acks)
 
     # The driver's log line for the failure (written by Node._writer before it re-raises).
-    failed = log_events(cluster.log_path(VICTIM), "store_failed")
+    failed = log_events(cluster.cluster.node(VICTIM).log, "store_failed")
     assert len(failed) == 1, f"{VICTIM}'s log has {len(failed)} store_failed lines (Node._writer logs it)"
     assert failed[0]["cause"] == "disk full"
     assert failed[0]["error"] == "database or disk is full"

@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 
-from p2pnode.cli.cluster import Cluster
+from p2pnode.localnet import LocalNet
+from tests.system.conftest import NetUp
 
 pytestmark = pytest.mark.slow
 
 TARGET = 6
 
 
-def test_sixteen_nodes_reach_their_peer_target(cluster: Cluster, tmp_path: Path) -> None:
+def test_sixteen_nodes_reach_their_peer_target(net_up: NetUp, tmp_path: Path) -> None:
     # configs/local-16.toml with free ports (base_port 0) so that runs never collide.
     definition = tmp_path / "local-16.toml"
     definition.write_text(
@@ -27,7 +29,7 @@ def test_sixteen_nodes_reach_their_peer_target(cluster: Cluster, tmp_path: Path)
         "[defaults.peers]\n"
         f"target = {TARGET}\n"
     )
-    cluster.up(config=definition, timeout=120)
+    cluster: LocalNet = net_up(definition=definition, timeout=120)
     names = cluster.names
     assert len(names) == 16
 
@@ -38,11 +40,11 @@ def test_sixteen_nodes_reach_their_peer_target(cluster: Cluster, tmp_path: Path)
 
     chain_ids = set()
     for name in names:
-        info = cluster.status(name)
+        info = trio.run(cluster.status, name)
         chain_ids.add(info["chain_id"])
         # One bootstrap address each: every peer beyond the first was found by peer exchange.
         assert info["peer_count"] >= TARGET, f"{name}: peer_count {info['peer_count']} < target {TARGET}"
         peer_ids = [p["node_id"] for p in info["peers"]]
         assert len(set(peer_ids)) == len(peer_ids), f"{name} lists a peer twice: {peer_ids}"
         assert info["node_id"] not in peer_ids, f"{name} counts itself as a peer"
-    assert chain_ids == {cluster.testnet.chain_id}
+    assert chain_ids == {cluster.cluster.chain_id.hex()}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from p2pnode.cli.cluster import Cluster
+from p2pnode.localnet import LocalNet
 
 ROOT = Path(__file__).parents[2]
 QUICK = Path(__file__).parent / "scenarios"
@@ -30,7 +30,7 @@ def run(path: Path, directory: Path) -> tuple[int, dict[str, object], str]:
         text=True,
         timeout=240,
     )
-    assert not Cluster(directory).running(), "the runner left nodes running"
+    assert not LocalNet.open(directory).running(), "the runner left nodes running"
     report = json.loads((directory / "report.json").read_text())
     return proc.returncode, report, proc.stdout + proc.stderr
 

@@ -7,7 +7,7 @@ and runs the commands a user would from a temporary working directory, with a pr
 checkout. With Node.js and the repository's ``node_modules`` present, it also makes a shielded testnet
 with ``--zk-toolchain`` and a key cache copied from ``build/zk`` (so no keys are computed) and shields.
 
-Resource handling: every cluster directory is stopped with :meth:`Cluster.down` in a ``finally``, also
+Resource handling: every cluster directory is stopped with :meth:`LocalNet.stop` in a ``finally``, also
 when a step fails or a command times out (``net up`` and the scenario runner start detached nodes).
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from p2pnode.cli.cluster import Cluster
 from p2pnode.errors import LocalError
+from p2pnode.localnet import LocalNet
 from p2pnode.zk.paths import find_zk_paths
 
 pytestmark = pytest.mark.slow
@@ -163,7 +163,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(installed: Env) -> None:
         latency = json.loads(env.p2pnode("latency", *logs, "--json").stdout)
         assert latency
         down = env.p2pnode("net", "down", "--dir", str(d))
-        assert not Cluster(d).running(), down.stdout
+        assert not LocalNet.open(d).running(), down.stdout
 
         # -- a scenario file of our own -------------------------------------------------------------------
         scenario = env.work / "smoke.toml"
@@ -172,7 +172,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(installed: Env) -> None:
             "scenario", "run", str(scenario), "--no-shielded", "--dir", str(s), "--json", timeout=150
         )
         assert json.loads(run.stdout)["passed"] is True
-        assert not Cluster(s).running()
+        assert not LocalNet.open(s).running()
 
         # -- shielded pool: without a toolchain, one line naming the flag and the variable -----------------
         refused = env.p2pnode("testnet", "--validators", "4", "--out", str(env.root / "no-zk"), check=False)
@@ -203,4 +203,4 @@ def test_wheel_installs_and_runs_outside_the_checkout(installed: Env) -> None:
     finally:
         for directory in (d, s, t):
             if (directory / "cluster.json").exists():
-                Cluster(directory).down(timeout=5.0)
+                LocalNet.open(directory).stop(grace=5.0)

@@ -22,7 +22,9 @@ from p2pnode.wire import codec
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
+    GetNotes,
     Message,
+    NotesReply,
     SettledReply,
     StatusReply,
     StatusRequest,
@@ -54,6 +56,8 @@ class FakeNode:
     submitted: list[bytes] = field(default_factory=list)  # encoded orders, in arrival order
     settled: set[bytes] = field(default_factory=set)
     requests: list[str] = field(default_factory=list)
+    outputs: list[tuple[bytes, bytes, bool]] = field(default_factory=list)  # (commitment, memo, spent)
+    page: int = 4096  # outputs per NotesReply
 
     def respond(self, msg: Message) -> Message | None:
         self.requests.append(type(msg).__name__)
@@ -96,6 +100,9 @@ class FakeNode:
                 applied=len(self.settled),
                 blocked=self.blocked,
             )
+        if isinstance(msg, GetNotes):
+            chunk = self.outputs[msg.start : msg.start + min(msg.limit, self.page)]
+            return NotesReply(notes=tuple(chunk), next=msg.start + len(chunk), total=len(self.outputs))
         raise AssertionError(f"unexpected request {msg!r}")
 
     async def serve(self, stream: trio.abc.Stream) -> None:

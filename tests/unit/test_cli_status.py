@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from p2pnode.cli import main as cli
-from p2pnode.cli.status import format_status, jsonable
+from p2pnode.cli.status import format_status
+from p2pnode.client import jsonable
 from p2pnode.wire import codec
 from p2pnode.wire.messages import ErrorReply, Message, StatusReply, StatusRequest, decode
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from p2pnode.errors import DecodeError, FrameTooLarge
+from p2pnode.testing.faults.control import FaultControl  # test-only message: registers its tag
 from p2pnode.wire import codec
 from p2pnode.wire.codec import HEADER, FrameDecoder, frame
 from p2pnode.wire.messages import (
@@ -25,7 +26,6 @@ from p2pnode.wire.messages import (
     Certificate,
     CertRequest,
     ErrorReply,
-    FaultControl,
     GetAccount,
     GetNotes,
     GetPeers,

@@ -16,8 +16,11 @@ import pytest
 import trio
 import trio.testing
 
+from p2pnode.cli import bench as bench_cli
+from p2pnode.cli import latency as latency_cli
 from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import SpendingKey, hash256
+from p2pnode.localnet import AccountEntry, ClusterDir, NodeEntry
 from p2pnode.tools import bench, latency, latency_plot
 from p2pnode.tools.latency import Report, analyze, percentile
 from p2pnode.wire.messages import (
@@ -353,13 +356,13 @@ def write_logs(tmp_path: Path, logs: dict[str, list[str]]) -> list[Path]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    latency.add_latency_args(parser)
+    latency_cli.add_latency_args(parser)
     return parser.parse_args(argv)
 
 
 def test_json_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     paths = write_logs(tmp_path, build_logs())
-    assert latency.cmd_latency(parse_args([*map(str, paths), "--json"])) == 0
+    assert latency_cli.cmd_latency(parse_args([*map(str, paths), "--json"])) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["version"] == latency.JSON_VERSION
     assert doc["stages"]["applied_median"] == {
@@ -378,13 +381,13 @@ def test_json_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_table_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     paths = write_logs(tmp_path, build_logs())
-    assert latency.cmd_latency(parse_args([str(p) for p in paths])) == 0
+    assert latency_cli.cmd_latency(parse_args([str(p) for p in paths])) == 0
     out = capsys.readouterr().out
     assert "applied, median node" in out and "node-3" in out and "insufficient funds" in out
 
 
 def test_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert latency.cmd_latency(parse_args([str(tmp_path / "nope.log")])) == 2
+    assert latency_cli.cmd_latency(parse_args([str(tmp_path / "nope.log")])) == 2
     assert "no log files" in capsys.readouterr().err
 
 
@@ -392,7 +395,7 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     paths = write_logs(tmp_path, build_logs())
     out = tmp_path / "latency.png"
-    assert latency.cmd_latency(parse_args([*map(str, paths), "--plot", str(out)])) == 0
+    assert latency_cli.cmd_latency(parse_args([*map(str, paths), "--plot", str(out)])) == 0
     data = out.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
 
@@ -557,8 +560,8 @@ class FakeConn:
         pass
 
 
-def make_cluster(tmp_path: Path, accounts: int = 3, nodes: int = 2) -> bench.Cluster:
-    paths = []
+def make_cluster(tmp_path: Path, accounts: int = 3, nodes: int = 2) -> ClusterDir:
+    entries = []
     for i in range(accounts):
         key = SpendingKey(1000 + i)
         p = tmp_path / "accounts" / f"account-{i}.json"
@@ -572,24 +575,27 @@ def make_cluster(tmp_path: Path, accounts: int = 3, nodes: int = 2) -> bench.Clu
                 }
             )
         )
-        paths.append(f"accounts/account-{i}.json")
+        entries.append(AccountEntry(name=p.stem, path=p, address=key.address))
     node_list = [
-        {
-            "name": f"node-{i}",
-            "host": "127.0.0.1",
-            "port": 7000 + i,
-            "role": "validator",
-            "config": f"node-{i}.toml",
-        }
+        NodeEntry(
+            name=f"node-{i}",
+            role="validator",
+            host="127.0.0.1",
+            port=7000 + i,
+            node_id="00" * 32,
+            config=tmp_path / f"node-{i}.toml",
+            log=tmp_path / "logs" / f"node-{i}.log",
+        )
         for i in range(nodes)
     ]
-    (tmp_path / "cluster.json").write_text(json.dumps({"nodes": node_list, "accounts": paths}))
-    (tmp_path / "pids.json").write_text(json.dumps({f"node-{i}": 100 + i for i in range(nodes)}))
-    return bench.load_cluster(tmp_path)
+    return ClusterDir(directory=tmp_path, chain_id=CHAIN, nodes=tuple(node_list), accounts=tuple(entries))
+
+
+PIDS = {"node-0": 100, "node-1": 101, "node-2": 102}
 
 
 async def run_fake(
-    cluster: bench.Cluster, opts: bench.BenchOptions, fake: FakeCluster
+    cluster: ClusterDir, opts: bench.BenchOptions, fake: FakeCluster
 ) -> tuple[bench.BenchResult, list[tuple[int, int]]]:
     ticks = iter(range(10**6))
     progress: list[tuple[int, int]] = []
@@ -602,6 +608,7 @@ async def run_fake(
             make_order=stub_make_order,
             transfer_digest=stub_digest,
             cpu_reader=lambda pid: float(next(ticks)),
+            pids={n.name: PIDS[n.name] for n in cluster.nodes},
             progress=lambda done, total: progress.append((done, total)),
         )
     return result, progress
@@ -611,7 +618,6 @@ async def test_bench_closed_loop_against_fake_nodes(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     cluster = make_cluster(tmp_path, accounts=3, nodes=2)
-    assert cluster.pids == {"node-0": 100, "node-1": 101} and cluster.chain_id is None
     fake = FakeCluster()
     result, progress = await run_fake(cluster, bench.BenchOptions(count=10, window=2), fake)
     assert (result.planned, result.settled, result.failures) == (10, 10, [])
@@ -704,22 +710,22 @@ async def test_bench_shielded_against_fake_nodes(
 
 def test_bench_shielded_needs_a_builder_and_a_cluster(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    bench.add_bench_args(parser)
-    assert bench.cmd_bench(parser.parse_args(["--dir", "x", "--shielded"])) == 2
+    bench_cli.add_bench_args(parser)
+    assert bench_cli.cmd_bench(parser.parse_args(["--dir", "x", "--shielded"])) == 2
     assert "cluster.json" in capsys.readouterr().err
     assert parser.parse_args(["--dir", "x"]).count is None  # 1000, or 64 with --shielded
 
 
 def test_bench_rejects_bad_args(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    bench.add_bench_args(parser)
-    assert bench.cmd_bench(parser.parse_args(["--dir", "x", "--rate", "0"])) == 2
+    bench_cli.add_bench_args(parser)
+    assert bench_cli.cmd_bench(parser.parse_args(["--dir", "x", "--rate", "0"])) == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["--dir", "x", "--rate", "5", "--window", "3"])
 
 
 def test_bench_missing_cluster_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    bench.add_bench_args(parser)
-    assert bench.cmd_bench(parser.parse_args(["--dir", str(tmp_path)])) == 2
+    bench_cli.add_bench_args(parser)
+    assert bench_cli.cmd_bench(parser.parse_args(["--dir", str(tmp_path)])) == 2
     assert "cluster.json" in capsys.readouterr().err

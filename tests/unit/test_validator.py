@@ -22,6 +22,7 @@ from p2pnode.core.validator import (
     ZeroAmount,
 )
 from p2pnode.crypto import NodeKey, SpendingKey, ed25519_verify
+from p2pnode.testing.faults.validators import VALIDATORS
 from p2pnode.wire.messages import Order
 from p2pnode.wire.types import ChainId
 
@@ -39,7 +40,8 @@ def validator_key(i: int) -> NodeKey:
 
 
 def new_validator(i: int = 0, byzantine: str = "") -> Validator:
-    return Validator(validator_key(i), CHAIN, Ledger(dict(GENESIS)), byzantine=byzantine)
+    cls = VALIDATORS[byzantine] if byzantine else Validator
+    return cls(validator_key(i), CHAIN, Ledger(dict(GENESIS)))
 
 
 def snapshot(v: Validator) -> tuple[object, ...]:

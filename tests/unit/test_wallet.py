@@ -1,5 +1,6 @@
 """The wallet's flows against a stand-in node over memory streams, under Trio's virtual clock:
-time budgets, typed replies, lost connections, blocked slots, the account lock and the pending order."""
+the command line's deadlines, typed replies, lost connections, blocked slots, the account lock and
+the pending order."""
 
 from __future__ import annotations
 
@@ -14,9 +15,22 @@ import pytest
 import trio
 import trio.testing
 
-from p2pnode.cli.failures import Budget, NodeTimeout, NotSettled, PaymentRefused, SlotBlocked, WalletBusy
-from p2pnode.cli.wallet import blocked_orders, chain_id_of_node, describe_blocked, pay
-from p2pnode.cli.wallet_state import (
+from p2pnode.cli.failures import within
+from p2pnode.client import (
+    Client,
+    ConnectionLost,
+    NodeStatus,
+    NodeTimeout,
+    NotSettled,
+    PaymentRefused,
+    SlotBlocked,
+    UnexpectedReply,
+    Wallet,
+    WalletBusy,
+    describe_blocked,
+    pay,
+)
+from p2pnode.client.state import (
     TRANSFER,
     Pending,
     WalletState,
@@ -27,7 +41,6 @@ from p2pnode.cli.wallet_state import (
 )
 from p2pnode.core.payments import make_order, transfer_digest
 from p2pnode.crypto import SpendingKey, address_of
-from p2pnode.net.client import Client, ConnectionLost, UnexpectedReply
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
@@ -67,6 +80,10 @@ def account(tmp_path: Path) -> Path:
     return path
 
 
+def wallet_of(account: Path) -> Wallet:
+    return Wallet.from_file(account)
+
+
 def funded(next_seq: int = 0, **kw: Any) -> FakeNode:
     return FakeNode(accounts={SENDER: [1000, next_seq]}, **kw)
 
@@ -83,23 +100,23 @@ def test_call_expect_names_both_types() -> None:
 def test_silent_node_is_bounded_by_the_budget() -> None:
     async def body(client: Client) -> float:
         start = trio.current_time()
-        budget = Budget.start(5)
         with pytest.raises(NodeTimeout, match=r"no status reply from fake:1 within 5s"):
-            await chain_id_of_node(client, budget)
+            await within(5, client.progress, client.chain_id)
         return trio.current_time() - start
 
     assert run(lambda: with_client(FakeNode(silent=True), body)) == pytest.approx(5)
 
 
 def test_budget_covers_every_step_of_pay(account: Path) -> None:
-    """The budget is one deadline: a node that answers status but never settles stops pay at 5 s."""
+    """One deadline around pay: a node that answers status but never settles stops it at 5 s, and
+    the error says the accepted order had not settled."""
 
     async def body(client: Client) -> float:
         start = trio.current_time()
-        budget = Budget.start(5)
-        chain = await chain_id_of_node(client, budget)
-        with pytest.raises(NotSettled, match=r"not settled within 5s: tx [0-9a-f]{64} was accepted"):
-            await pay(client, KEY, chain, TO, 5, budget, account_file=account)
+        with pytest.raises(
+            NotSettled, match=r"not settled within 5s: tx [0-9a-f]{64} was accepted by fake:1"
+        ):
+            await within(5, client.progress, lambda: pay(client, wallet_of(account), TO, 5))
         return trio.current_time() - start
 
     assert run(lambda: with_client(funded(settle=False), body)) == pytest.approx(5)
@@ -146,11 +163,13 @@ def test_the_nodes_blocked_slots_shape_decodes() -> None:
 
 
 def test_blocked_orders_reads_every_voter_shape() -> None:
+    voters = {d: tuple(v) for d, v in SLOT["orders"].items()}  # type: ignore[attr-defined]
     for slot in (SLOT, WIRE_SLOT):
-        info = {"blocked_slots": [slot]}
-        assert blocked_orders(info, SENDER, 3) == SLOT["orders"]
-    assert blocked_orders({"blocked_slots": [SLOT]}, SENDER, 4) == {}
-    assert blocked_orders({}, SENDER, 3) == {}
+        found = NodeStatus.from_info({"blocked_slots": [slot]}).blocked_slot(SENDER, 3)
+        assert found is not None and found.voters == voters
+        assert found.orders == {d: 2 for d in voters}
+    assert NodeStatus.from_info({"blocked_slots": [SLOT]}).blocked_slot(SENDER, 4) is None
+    assert NodeStatus.from_info({}).blocked_slot(SENDER, 3) is None
     line = describe_blocked(SENDER, 3, "blocked: split", {"ab" * 32: ["v0"], "cd" * 32: ["v1", "v2"]})
     orders = f"{'cd' * 8} (2 votes), {'ab' * 8} (1 vote)"
     assert line == f"account {SENDER.hex()} seq 3 is blocked: conflicting orders {orders}; split"
@@ -161,7 +180,7 @@ def test_blocked_account_is_reported_at_once(account: Path) -> None:
 
     async def body(client: Client) -> None:
         with pytest.raises(SlotBlocked) as info:
-            await pay(client, KEY, CHAIN_ID, TO, 5, 30, account_file=account)
+            await pay(client, wallet_of(account), TO, 5)
         text = str(info.value)
         assert text.startswith(f"account {SENDER.hex()} seq 3 is blocked: conflicting orders ")
         assert f"{'ab' * 8} (2 votes)" in text and f"{'cd' * 8} (2 votes)" in text
@@ -184,7 +203,7 @@ def test_wait_stops_when_the_slot_becomes_blocked(account: Path) -> None:
 
             n.start_soon(block_later)
             with pytest.raises(SlotBlocked, match=f"account {SENDER.hex()} seq 0 is blocked; seq 0 split"):
-                await pay(client, KEY, CHAIN_ID, TO, 5, 30, account_file=account)
+                await pay(client, wallet_of(account), TO, 5)
         return trio.current_time() - start
 
     # Blocked at 2 s: the wait ends with the next poll (at most one wait_ms later), not at 30 s.
@@ -196,7 +215,7 @@ def test_submit_refused_as_blocked(account: Path) -> None:
 
     async def body(client: Client) -> None:
         with pytest.raises(SlotBlocked, match="seq 0 is blocked; conflicting orders for seq 0"):
-            await pay(client, KEY, CHAIN_ID, TO, 5, 30, account_file=account)
+            await pay(client, wallet_of(account), TO, 5)
 
     run(lambda: with_client(node, body))
 
@@ -226,7 +245,7 @@ def test_pay_records_next_seq_and_uses_the_larger(account: Path) -> None:
 
     async def body(client: Client) -> None:
         with pytest.raises(NotSettled):
-            await pay(client, KEY, CHAIN_ID, TO, 5, 1, account_file=account)
+            await within(1, client.progress, lambda: pay(client, wallet_of(account), TO, 5))
 
     run(lambda: with_client(node, body))
     assert decode(node.submitted[0], expect=Order).transfer.seq == 6
@@ -236,7 +255,7 @@ def test_pay_settles_and_records(account: Path) -> None:
     node = funded(next_seq=0)
 
     async def body(client: Client) -> None:
-        result = await pay(client, KEY, CHAIN_ID, TO, 5, 30, account_file=account)
+        result = await pay(client, wallet_of(account), TO, 5)
         assert (result.seq, result.balance, result.completed) == (0, 995, None)
 
     run(lambda: with_client(node, body))
@@ -250,7 +269,7 @@ def test_pending_order_is_resubmitted_before_a_new_one(account: Path) -> None:
     lines: list[str] = []
 
     async def body(client: Client) -> None:
-        result = await pay(client, KEY, CHAIN_ID, TO, 5, 30, account_file=account, notify=lines.append)
+        result = await pay(client, wallet_of(account), TO, 5, notify=lines.append)
         assert result.seq == 1 and result.completed == (0, p.digest)
         assert result.balance == 1000 - 9 - 5
 
@@ -267,7 +286,7 @@ def test_pending_order_already_settled_is_cleared(account: Path) -> None:
     node = funded(next_seq=1)
 
     async def body(client: Client) -> None:
-        result = await pay(client, KEY, CHAIN_ID, TO, 5, 30, account_file=account)
+        result = await pay(client, wallet_of(account), TO, 5)
         assert result.seq == 1 and result.completed is None
 
     run(lambda: with_client(node, body))
@@ -282,7 +301,7 @@ def test_refused_pending_order_is_kept_and_nothing_new_is_signed(account: Path) 
 
     async def body(client: Client) -> None:
         with pytest.raises(PaymentRefused, match="earlier payment seq 0 .* is still pending and was refused"):
-            await pay(client, KEY, CHAIN_ID, TO, 5, 30, account_file=account)
+            await pay(client, wallet_of(account), TO, 5)
 
     run(lambda: with_client(node, body))
     assert node.submitted == [p.order]
@@ -294,7 +313,7 @@ def test_refused_new_order_clears_its_pending_entry(account: Path) -> None:
 
     async def body(client: Client) -> None:
         with pytest.raises(PaymentRefused, match="^insufficient funds"):
-            await pay(client, KEY, CHAIN_ID, TO, 5000, 30, account_file=account)
+            await pay(client, wallet_of(account), TO, 5000)
 
     run(lambda: with_client(node, body))
     assert load_state(account) == WalletState(chain_id=CHAIN_ID, next_seq=0, pending=None)
@@ -306,7 +325,7 @@ def test_state_of_another_chain_is_ignored(account: Path) -> None:
     node = funded(next_seq=0)
 
     async def body(client: Client) -> None:
-        assert (await pay(client, KEY, CHAIN_ID, TO, 5, 30, account_file=account)).seq == 0
+        assert (await pay(client, wallet_of(account), TO, 5)).seq == 0
 
     run(lambda: with_client(node, body))
 
@@ -320,7 +339,7 @@ def test_lock_wait_counts_against_the_budget(account: Path) -> None:
         async def body(client: Client) -> float:
             start = trio.current_time()
             with pytest.raises(WalletBusy, match=r"account .*account-0.json is in use by another p2pnode"):
-                await pay(client, KEY, CHAIN_ID, TO, 5, 4, account_file=account)
+                await within(4, client.progress, lambda: pay(client, wallet_of(account), TO, 5))
             return trio.current_time() - start
 
         assert run(lambda: with_client(node, body)) == pytest.approx(4, abs=0.05)
@@ -337,7 +356,7 @@ def test_lock_serializes_two_pays_in_one_process(account: Path) -> None:
     async def main() -> None:
         async def one() -> None:
             async def body(client: Client) -> None:
-                seqs.append((await pay(client, KEY, CHAIN_ID, TO, 5, 30, account_file=account)).seq)
+                seqs.append((await pay(client, wallet_of(account), TO, 5)).seq)
 
             await with_client(node, body)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import trio
 
-from p2pnode.cli.failures import Budget, WalletBusy
+from p2pnode.client.progress import LOCK, Progress
 from p2pnode.errors import LocalError
 
 TRANSFER, SHIELDED = "transfer", "shielded"
@@ -134,12 +134,13 @@ def save_state(account_file: Path, state: WalletState) -> None:
 
 
 @contextlib.asynccontextmanager
-async def account_lock(account_file: Path, budget: Budget) -> AsyncIterator[None]:
-    """Hold the exclusive lock of ``account_file`` for the body.
+async def account_lock(account_file: Path, progress: Progress | None = None) -> AsyncIterator[None]:
+    """Hold the exclusive lock of ``account_file`` for the body, waiting for it as long as it takes.
 
-    Waiting counts against ``budget``: :class:`WalletBusy` if another process holds the lock until
-    the deadline. Resource handling: the lock file descriptor is closed (the lock released) when the
-    body ends, however it ends; a crashed holder's lock is released by the kernel.
+    The caller bounds the wait (``trio.fail_after``); while waiting, ``progress`` is at a ``lock``
+    step naming the account and the lock file. Resource handling: the lock file descriptor is closed
+    (the lock released) when the body ends, however it ends; a crashed holder's lock is released by
+    the kernel.
     """
     path = lock_path(account_file)
     try:
@@ -147,11 +148,7 @@ async def account_lock(account_file: Path, budget: Budget) -> AsyncIterator[None
     except OSError as exc:
         raise LocalError(f"{path}: cannot open the wallet lock: {exc.strerror}") from None
     try:
-        busy = (
-            f"account {account_file} is in use by another p2pnode command (lock {path}): "
-            "not free within {seconds}s"
-        )
-        with budget.waiting("lock", WalletBusy, busy, lock=str(path)):
+        with (progress or Progress()).step(LOCK, f"lock {path}", account=str(account_file), lock=str(path)):
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,5 +1,5 @@
-"""``p2pnode testnet``: generated clusters load with the node's own loaders, secrets are private, and
-cluster definition files are validated key by key."""
+"""``p2pnode.localnet`` cluster directories: generated clusters load with the node's own loaders,
+secrets are private, and cluster definition files are validated key by key."""
 
 from __future__ import annotations
 
@@ -10,17 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from p2pnode.cli.testnet import (
-    ClusterSpec,
-    load_cluster_definition,
-    read_testnet,
-    resolve_spec,
-    write_testnet,
-)
 from p2pnode.config import load_config, parse_hostport
 from p2pnode.crypto import NodeKey, SpendingKey, address_of
 from p2pnode.errors import ConfigError, LocalError
 from p2pnode.genesis import load_genesis
+from p2pnode.localnet import ClusterSpec, load_cluster_definition, read_cluster, write_cluster
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -32,10 +26,10 @@ def mode(path: Path) -> int:
 def test_writes_a_loadable_cluster(tmp_path: Path) -> None:
     out = tmp_path / "net"
     spec = ClusterSpec(validators=3, full_nodes=2, accounts=2, balance=500, chain_name="t")
-    testnet = write_testnet(out, spec)
+    testnet = write_cluster(spec, out)
 
     genesis = load_genesis(out / "genesis.toml")
-    assert genesis.chain_id.hex() == testnet.chain_id
+    assert genesis.chain_id == testnet.chain_id
     assert genesis.chain_name == "t"
     assert [n.role for n in testnet.nodes] == ["validator"] * 3 + ["full"] * 2
     committee = {v.node_id.hex() for v in genesis.validators}
@@ -65,7 +59,8 @@ def test_writes_a_loadable_cluster(tmp_path: Path) -> None:
 
     assert mode(out / "keys") == 0o700
     balances: dict[bytes, int] = dict(genesis.balances)
-    for path in testnet.account_paths():
+    for account in testnet.accounts:
+        path = account.path
         assert mode(path) == 0o600
         doc = json.loads(path.read_text())
         assert set(doc) == {"address", "spending_key", "public"}
@@ -73,32 +68,34 @@ def test_writes_a_loadable_cluster(tmp_path: Path) -> None:
         assert sk.public.hex() == doc["public"]
         assert address_of(sk.public).hex() == doc["address"]
         assert balances[bytes.fromhex(doc["address"])] == 500
+        assert account.address.hex() == doc["address"]
 
-    assert read_testnet(out) == testnet
+    assert read_cluster(out) == testnet
     doc = json.loads((out / "cluster.json").read_text())
     assert set(doc) == {"chain_name", "chain_id", "nodes", "accounts"}
-    assert set(doc["nodes"][0]) == {"name", "role", "host", "port", "config", "node_id"}
+    assert set(doc["nodes"][0]) == {"name", "role", "host", "port", "config", "log", "node_id"}
+    assert doc["nodes"][0]["config"] == "node-0.toml" and doc["accounts"][0] == "accounts/account-0.json"
 
 
 def test_single_validator_has_no_bootstrap(tmp_path: Path) -> None:
-    testnet = write_testnet(tmp_path / "one", ClusterSpec(validators=1, accounts=0))
+    testnet = write_cluster(ClusterSpec(validators=1, accounts=0, shielded=False), tmp_path / "one")
     assert load_config(tmp_path / "one" / "node-0.toml").node.bootstrap == ()
     assert testnet.accounts == ()
 
 
 def test_base_port_gives_consecutive_ports(tmp_path: Path) -> None:
-    testnet = write_testnet(
-        tmp_path / "n", ClusterSpec(validators=2, full_nodes=1, accounts=0, base_port=17000)
+    testnet = write_cluster(
+        ClusterSpec(validators=2, full_nodes=1, accounts=0, base_port=17000), tmp_path / "n"
     )
     assert [n.port for n in testnet.nodes] == [17000, 17001, 17002]
 
 
 def test_refuses_to_overwrite_keys(tmp_path: Path) -> None:
     spec = ClusterSpec(validators=1, accounts=0)
-    write_testnet(tmp_path, spec)
+    write_cluster(spec, tmp_path)
     before = (tmp_path / "keys" / "node-0.key").read_text()
     with pytest.raises(LocalError, match="already holds a testnet"):
-        write_testnet(tmp_path, spec)
+        write_cluster(spec, tmp_path)
     assert (tmp_path / "keys" / "node-0.key").read_text() == before
 
 
@@ -108,11 +105,11 @@ def test_defaults_are_merged_into_every_node(tmp_path: Path) -> None:
         "[cluster]\nvalidators = 2\naccounts = 1\n"
         '[defaults.peers]\ntarget = 3\n[defaults.log]\nlevel = "debug"\n[defaults.verify]\nworkers = 0\n'
     )
-    spec, defaults = resolve_spec(definition, full_nodes=1)
-    testnet = write_testnet(tmp_path / "out", spec, defaults)
+    spec = ClusterSpec.from_file(definition, full_nodes=1)
+    testnet = write_cluster(spec, tmp_path / "out")
     assert len(testnet.nodes) == 3
     for node in testnet.nodes:
-        cfg = load_config(tmp_path / "out" / node.config)
+        cfg = load_config(node.config)
         assert (cfg.peers.target, cfg.log.level, cfg.log.format, cfg.verify.workers) == (
             3,
             "debug",
@@ -122,9 +119,9 @@ def test_defaults_are_merged_into_every_node(tmp_path: Path) -> None:
 
 
 def test_flags_override_the_definition() -> None:
-    spec, defaults = resolve_spec(CONFIGS / "local-16.toml", full_nodes=2, base_port=0, accounts=None)
+    spec = ClusterSpec.from_file(CONFIGS / "local-16.toml", full_nodes=2, base_port=0, accounts=None)
     assert (spec.validators, spec.full_nodes, spec.accounts, spec.base_port) == (4, 2, 16, 0)
-    assert defaults == {"peers": {"target": 6}}
+    assert spec.defaults == {"peers": {"target": 6}}
 
 
 @pytest.mark.parametrize(
@@ -132,15 +129,15 @@ def test_flags_override_the_definition() -> None:
     [("local-4", 4, 0, 16), ("local-7", 7, 2, 16), ("local-16", 4, 12, 16)],
 )
 def test_shipped_definitions(name: str, validators: int, full_nodes: int, accounts: int) -> None:
-    spec, defaults = resolve_spec(CONFIGS / f"{name}.toml")
+    spec = ClusterSpec.from_file(CONFIGS / f"{name}.toml")
     assert (spec.validators, spec.full_nodes, spec.accounts) == (validators, full_nodes, accounts)
     assert spec.chain_name == name
     assert spec.balance == 1_000_000_000
 
 
 def test_shipped_definition_generates(tmp_path: Path) -> None:
-    spec, defaults = resolve_spec(CONFIGS / "local-16.toml", base_port=0, accounts=1)
-    testnet = write_testnet(tmp_path, spec, defaults)
+    spec = ClusterSpec.from_file(CONFIGS / "local-16.toml", base_port=0, accounts=1, shielded=False)
+    testnet = write_cluster(spec, tmp_path)
     assert len(testnet.nodes) == 16
     assert load_config(tmp_path / "node-15.toml").peers.target == 6
 
@@ -181,14 +178,28 @@ def test_bad_definition_names_the_key(tmp_path: Path, text: str, names: str) -> 
         ({"validators": 4, "accounts": 3, "balance": 2**63}, "total supply"),
         ({"validators": 4, "base_port": 65534}, "base_port"),
         ({"validators": 4, "host": "a b"}, "host"),
-        ({}, "validators: not given"),
+        ({"chain_name": ""}, "chain_name"),
+        ({"defaults": {"peers": {"target": 0}}}, "peers.target"),
     ],
 )
-def test_bad_parameters(overrides: dict[str, int | str], names: str) -> None:
+def test_bad_parameters(overrides: dict[str, object], names: str) -> None:
     with pytest.raises(ConfigError, match=names):
-        resolve_spec(None, **overrides)
+        ClusterSpec(**overrides).validate()  # type: ignore[arg-type]
+
+
+def test_unknown_override() -> None:
+    with pytest.raises(TypeError, match="bogus"):
+        ClusterSpec().with_overrides(bogus=1)
 
 
 def test_missing_definition_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
-        resolve_spec(tmp_path / "absent.toml")
+        ClusterSpec.from_file(tmp_path / "absent.toml")
+
+
+def test_malformed_cluster_file(tmp_path: Path) -> None:
+    with pytest.raises(LocalError, match="no such file"):
+        read_cluster(tmp_path)
+    (tmp_path / "cluster.json").write_text('{"nodes": []}')
+    with pytest.raises(LocalError, match="malformed cluster file"):
+        read_cluster(tmp_path)

@@ -1,6 +1,8 @@
 """Test-only Byzantine peer behaviours (``[testing] enabled = true, byzantine = "<role>"``).
 
-Started by the node driver inside the node's nursery; each runs until the node stops, and each is
+Each is a service the node is given (``NodeHooks.services``), started in the node's nursery; it uses
+only the driver's public API (``node.peers``, ``node.core``, ``node.transport``, ``node.known``),
+runs until the node stops, and is
 bounded in rate so that a scenario measures the victims, not this node's own CPU. Roles:
 
 - ``relay_invalid``  gossips orders with broken proofs: transfers of real, funded senders (keys learnt
@@ -13,7 +15,8 @@ bounded in rate so that a scenario measures the victims, not this node's own CPU
 - ``malformed_frames`` opens raw connections to its peers' listen addresses and sends garbage: random
                      bytes, oversized length prefixes, undecodable msgpack, truncated frames.
 
-Nothing here is reachable unless the node's config enables testing and names the role.
+Nothing here is reachable unless the node's config enables testing and names the role
+(:func:`p2pnode.testing.faults.node_faults`).
 """
 
 from __future__ import annotations
@@ -21,20 +24,16 @@ from __future__ import annotations
 import os
 import random
 import struct
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from p2pnode.config import parse_hostport
 from p2pnode.crypto import NodeKey, SpendingKey, address_of
 from p2pnode.errors import P2PNodeError
-from p2pnode.wire.messages import Certificate, Gossip, Order, Transfer, Vote
+from p2pnode.net.node import Node
+from p2pnode.wire.messages import Certificate, Gossip, Order, Transfer, Vote, decode
 from p2pnode.wire.types import Address, Amount, Digest, NodeId, Seq
-
-if TYPE_CHECKING:
-    from p2pnode.net.node import Node
-
-PEER_BEHAVIOURS = ("relay_invalid", "replay", "flood", "malformed_frames")
 
 RELAY_INVALID_RATE = 50  # orders per second
 REPLAY_RATE = 100  # messages per second
@@ -46,20 +45,17 @@ _TICK_S = 0.05
 START_DELAY_S = 5.0
 
 
-async def run_peer_behaviour(node: Node, role: str) -> None:
-    """Run ``role`` for ``node`` until cancelled. Unknown roles raise ValueError."""
-    behaviours = {
-        "relay_invalid": _relay_invalid,
-        "replay": _replay,
-        "flood": _flood,
-        "malformed_frames": _malformed_frames,
-    }
-    if role not in behaviours:
-        raise ValueError(f"unknown peer behaviour {role!r}")
-    rng = random.Random(os.urandom(8))
-    await trio.sleep(START_DELAY_S)
-    node.log.warning("byzantine_behaviour_started", role=role)
-    await behaviours[role](node, rng)
+def peer_service(role: str) -> Callable[[Node], Awaitable[None]]:
+    """The node service that plays ``role``; KeyError for a role that is not a peer role."""
+    behaviour = _BEHAVIOURS[role]
+
+    async def run(node: Node) -> None:
+        rng = random.Random(os.urandom(8))
+        await trio.sleep(START_DELAY_S)
+        node.log.warning("byzantine_behaviour_started", role=role)
+        await behaviour(node, rng)
+
+    return run
 
 
 def _per_tick(rate: int) -> int:
@@ -67,8 +63,8 @@ def _per_tick(rate: int) -> int:
 
 
 def _broadcast(node: Node, data: bytes) -> None:
-    for peer in list(node.peers):
-        node._send(peer, Gossip(data=data, hops=1))
+    for peer in node.peers.ids():
+        node.peers.send(peer, Gossip(data=data, hops=1))
 
 
 def _seen_orders(node: Node) -> list[Order]:
@@ -76,8 +72,6 @@ def _seen_orders(node: Node) -> list[Order]:
     if len(orders) < 8:
         for raw in list(node.core.certs.values())[-32:]:
             try:
-                from p2pnode.wire.messages import decode
-
                 orders.append(decode(raw, Certificate).order)
             except P2PNodeError:
                 continue
@@ -210,3 +204,13 @@ async def _malformed_frames(node: Node, rng: random.Random) -> None:
             addrs = [p.addr for p in node.peers.values() if p.addr] or [a for a in node.known if a]
             if addrs:
                 nursery.start_soon(one, rng.choice(addrs))
+
+
+_BEHAVIOURS: dict[str, Callable[[Node, random.Random], Awaitable[None]]] = {
+    "relay_invalid": _relay_invalid,
+    "replay": _replay,
+    "flood": _flood,
+    "malformed_frames": _malformed_frames,
+}
+
+__all__ = ["peer_service"]

@@ -1,0 +1,61 @@
+"""Local networks as a library: define a cluster, write and read its directory, run its node processes.
+
+::
+
+    cluster = write_cluster(ClusterSpec(validators=4, shielded=False), Path("clusters/four"))
+    net = LocalNet(cluster)
+    net.start()
+    try:
+        with trio.fail_after(60):
+            await net.wait_ready()
+        ...
+    finally:
+        net.stop()
+
+``p2pnode testnet``, ``p2pnode net up/down``, ``bench``, ``scenario``, the demo and the system tests all
+use this package. Platforms: Linux and macOS (process supervision with psutil); Windows is not supported.
+"""
+
+from p2pnode.localnet.directory import (
+    CLUSTER_FILE,
+    GENESIS_FILE,
+    AccountEntry,
+    ClusterDir,
+    NodeEntry,
+    free_ports,
+    read_cluster,
+    render_node_config,
+    write_cluster,
+)
+from p2pnode.localnet.processes import PIDS_FILE, ClusterError, LocalNet, Stopped, tail
+from p2pnode.localnet.spec import (
+    DEFAULT_BALANCE,
+    MAX_FULL_NODES,
+    MAX_VALIDATORS,
+    ClusterSpec,
+    check_defaults,
+    load_cluster_definition,
+)
+
+__all__ = [
+    "CLUSTER_FILE",
+    "DEFAULT_BALANCE",
+    "GENESIS_FILE",
+    "MAX_FULL_NODES",
+    "MAX_VALIDATORS",
+    "PIDS_FILE",
+    "AccountEntry",
+    "ClusterDir",
+    "ClusterError",
+    "ClusterSpec",
+    "LocalNet",
+    "NodeEntry",
+    "Stopped",
+    "check_defaults",
+    "free_ports",
+    "load_cluster_definition",
+    "read_cluster",
+    "render_node_config",
+    "tail",
+    "write_cluster",
+]

@@ -1,0 +1,208 @@
+"""The effect interpreter: performs the core's effects, runs the group-commit store writer, the proof
+verifier loop and the heartbeat ticker.
+
+Effects are performed in order (see :mod:`p2pnode.core.effects`): sends go to the peer's bounded
+queue (``Outbox.send``; a full queue drops the message and counts it), persistence is awaited before
+anything after it, and log events are written as structlog lines.
+
+Durable before visible: the writes of one effect list are queued before the first await, so the
+store commits them in the order the core produced them, across all tasks; the writer reports
+applied certificates durable to the core (``on_durable``) right after their commit returned, in
+that order, and only then are waiting clients told "settled" and the waiting tasks go on. A failed
+commit (``store_failed``) stops the node: nothing after it is acknowledged and no vote waits on it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Protocol
+
+import trio
+
+from p2pnode.config import NodeConfig
+from p2pnode.core.effects import (
+    Blocked,
+    Disconnect,
+    Effect,
+    Emit,
+    OrderOutcome,
+    PersistApplied,
+    PersistLock,
+    Send,
+    Settled,
+    VerifyProofs,
+)
+from p2pnode.core.node import NodeCore
+from p2pnode.core.shielded import public_signals
+from p2pnode.errors import LocalError, StorageError
+from p2pnode.net.verifier import ProofVerifier
+from p2pnode.store import Store
+from p2pnode.store.thread import StoreThread
+from p2pnode.wire.messages import Message, Order, ShieldedOrder
+from p2pnode.wire.types import Digest, NodeId
+
+
+class Outbox(Protocol):
+    """Where ``Send`` and ``Disconnect`` effects go (the peer connections)."""
+
+    def send(self, nid: bytes, msg: Message) -> None: ...
+
+    def penalize(self, nid: bytes, reason: str) -> None: ...
+
+
+class Waiters(Protocol):
+    """Who waits on outcomes and settlement (the client-request server)."""
+
+    def on_settled(self, digest: Digest) -> None: ...
+
+    def on_outcome(self, e: OrderOutcome) -> None: ...
+
+
+class Interpreter:
+    def __init__(
+        self,
+        *,
+        cfg: NodeConfig,
+        core: NodeCore,
+        store: Store,
+        verifier: ProofVerifier,
+        outbox: Outbox,
+        waiters: Waiters,
+        log: Any,
+        store_thread: bool,
+    ) -> None:
+        self.cfg = cfg
+        self.core = core
+        self.store = store
+        self.verifier = verifier
+        self.outbox = outbox
+        self.waiters = waiters
+        self.log = log
+        self._verify_send, self._verify_recv = trio.open_memory_channel[tuple[Digest, Any]](
+            cfg.limits.pending_orders
+        )
+        # Writes in the order the core produced them; bounded by the core's own bounds on what can
+        # be in flight (pending orders, held certificates), so appending never waits.
+        self._writes: deque[tuple[PersistLock | PersistApplied, trio.Event]] = deque()
+        self._writes_ready = trio.Event()
+        # Commits on a thread of their own (a real node), or inline (deterministic in-process tests).
+        self._store_thread = store_thread
+
+    async def perform(self, effects: list[Effect]) -> None:
+        # Queue this list's writes before anything can yield, so that the commit order is the order
+        # the core changed its state in, whatever other tasks do meanwhile.
+        tickets = {
+            i: self._enqueue_write(e)
+            for i, e in enumerate(effects)
+            if isinstance(e, (PersistLock, PersistApplied))
+        }
+        for i, e in enumerate(effects):
+            if isinstance(e, Send):
+                self.outbox.send(e.peer, e.msg)
+            elif isinstance(e, Emit):
+                self.log.info(e.event, **e.fields)
+            elif isinstance(e, VerifyProofs):
+                for item in e.orders:
+                    try:
+                        self._verify_send.send_nowait(item)
+                    except trio.WouldBlock:
+                        self.log.warning("verify_queue_full", tx=item[0].hex())
+            elif isinstance(e, PersistLock):
+                await tickets[i].wait()
+                await self.perform(self.core.on_lock_persisted(trio.current_time(), e.digest))
+            elif isinstance(e, PersistApplied):
+                await tickets[i].wait()  # the writer already made it visible (on_durable)
+            elif isinstance(e, Settled):
+                self.waiters.on_settled(e.digest)
+            elif isinstance(e, Blocked):
+                for digest in e.digests:
+                    self.waiters.on_settled(digest)  # wakes the wait; the reply names the block
+            elif isinstance(e, OrderOutcome):
+                self.waiters.on_outcome(e)
+            elif isinstance(e, Disconnect):
+                self.outbox.penalize(NodeId(e.peer), e.reason)
+
+    def _enqueue_write(self, write: PersistLock | PersistApplied) -> trio.Event:
+        done = trio.Event()
+        self._writes.append((write, done))
+        self._writes_ready.set()
+        return done
+
+    async def writer(self) -> None:
+        """Group commit: everything queued while a commit runs goes into the next one.
+
+        After a commit returns, its applied certificates become visible to clients (the core's
+        ``on_durable``, whose ``Settled`` effects wake waiting clients), then the waiting tasks go
+        on. With ``store_thread`` commits run on one long-lived thread that owns the SQLite
+        connection; starting a thread per commit cost more CPU than the commit.
+
+        Error handling: a failed commit is logged as ``store_failed`` with its cause and re-raised,
+        which stops the node; the writes in it and after it are never acknowledged.
+        """
+        thread: StoreThread | None = StoreThread(self.store) if self._store_thread else None
+        try:
+            while True:
+                await self._writes_ready.wait()
+                self._writes_ready = trio.Event()
+                batch = list(self._writes)
+                self._writes.clear()
+                if not batch:
+                    continue
+                writes = [w for w, _ in batch]
+                try:
+                    if thread is not None:
+                        await thread.commit(writes)
+                    else:
+                        self.store.commit(writes)
+                except StorageError as exc:
+                    self.log.error("store_failed", cause=exc.cause, error=exc.detail, writes=len(writes))
+                    raise
+                except LocalError as exc:  # the store thread failed in another way: our bug
+                    self.log.error("store_failed", cause="database error", error=str(exc), writes=len(writes))
+                    raise
+                applied = [w for w in writes if isinstance(w, PersistApplied)]
+                if applied:
+                    await self.perform(self.core.on_durable(trio.current_time(), applied))
+                for _, done in batch:
+                    done.set()
+        finally:
+            if thread is not None:
+                thread.stop()
+
+    async def verify(self) -> None:
+        """Proof verification in batches of up to ``verify.batch_max``, off the event loop."""
+        batch_max = self.cfg.verify.batch_max
+        while True:
+            first = await self._verify_recv.receive()
+            items = [first]
+            while len(items) < batch_max:
+                try:
+                    items.append(self._verify_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            work = [verify_item(digest, order) for digest, order in items]
+            results, duration_us = await self.verifier.verify(work)
+            per = duration_us // max(1, len(items))
+            out = [
+                (digest, order, ok, per, len(items))
+                for (digest, order), ok in zip(items, results, strict=True)
+            ]
+            await self.perform(self.core.on_proofs_verified(trio.current_time(), out))
+
+    async def tick(self) -> None:
+        """The core's heartbeat, every ``gossip.heartbeat_ms``."""
+        period = self.cfg.gossip.heartbeat_ms / 1000
+        while True:
+            await trio.sleep(period)
+            await self.perform(self.core.tick(trio.current_time()))
+
+
+def verify_item(digest: Digest, order: Order | ShieldedOrder) -> tuple[Any, ...]:
+    """What a verification worker needs for one order (see ``p2pnode.net.verifier.Item``)."""
+    if isinstance(order, Order):
+        return ("t", order.sender_key, digest, order.proof)
+    account = (order.account_key, digest, order.account_proof) if order.account_key else None
+    return ("z", public_signals(order.tx), order.proof, account)
+
+
+__all__ = ["Interpreter", "Outbox", "Waiters", "verify_item"]

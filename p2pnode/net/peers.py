@@ -1,0 +1,367 @@
+"""Peer connections: the registry of connected peers, their reader, writer and keepalive tasks, bans,
+the address book and the peer list this node tells others.
+
+One connection per peer. Each runs three tasks in its own nursery: the reader hands every protocol
+message to the core (through ``perform``) and answers the link-level ones (Ping, GetPeers, Peers)
+itself; the writer drains the peer's bounded send queue, coalescing what is queued into one write;
+the keepalive pings and closes a connection that has received nothing for ``peers.idle_timeout_s``.
+Sending never waits: a full queue drops the message and counts it (``send_dropped``).
+
+Resource handling: ``run`` returns when the connection ends, and has closed it; the core is told the
+peer left before ``run`` returns (shielded), and only by the connection that is registered, so a
+replaced duplicate never removes the peer that replaced it. Error handling: a peer's bad input ends
+that connection (or bans the peer, for a ``Disconnect`` effect), never the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from p2pnode.config import NodeConfig, parse_hostport
+from p2pnode.core.effects import Effect
+from p2pnode.core.node import NodeCore
+from p2pnode.crypto import NodeKey
+from p2pnode.errors import DecodeError, HandshakeError
+from p2pnode.net.conn import PEER_ERRORS, FramedStream, PeerHello, handshake
+from p2pnode.wire.codec import frame
+from p2pnode.wire.messages import GetPeers, Hello, Message, Peers, Ping, Pong, Refuse
+from p2pnode.wire.types import ChainId, NodeId
+
+Perform = Callable[[list[Effect]], Awaitable[None]]
+ServeClient = Callable[[FramedStream, Message], Awaitable[None]]
+
+PEER_LIST_MAX = 64  # addresses per Peers message; a full list may be truncated
+COALESCE_BYTES = 256 * 1024  # one write carries at most about this much queued data
+
+
+def short(node_id: bytes) -> str:
+    return node_id.hex()[:16]
+
+
+@dataclass(eq=False)
+class PeerConn:
+    node_id: NodeId
+    conn: FramedStream
+    direction: str  # "in" | "out"
+    addr: str  # dialable "host:port", or "" if the peer does not listen
+    role: str
+    send: trio.MemorySendChannel[bytes]
+    recv: trio.MemoryReceiveChannel[bytes]
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    last_rx: float = 0.0
+    dropped: int = 0
+
+
+class AddressBook:
+    """Dialable addresses this node knows, ``"host:port" -> node id`` once known.
+
+    Bounded: peer exchange adds at most ``4 * peers.max_connections`` addresses; configured bootstrap
+    addresses are always kept.
+    """
+
+    def __init__(self, cfg: NodeConfig, node_id: NodeId, core: NodeCore) -> None:
+        self.cfg = cfg
+        self.node_id = node_id
+        self.core = core
+        self.known: dict[str, NodeId | None] = {}
+        for b in cfg.node.bootstrap:
+            self.known.setdefault(b, None)
+
+    def note(self, addr: str, nid: NodeId) -> None:
+        """``nid`` answered at ``addr``."""
+        self.known[addr] = nid
+
+    def addresses_of(self, nid: bytes) -> set[str]:
+        return {a for a, n in self.known.items() if n == nid}
+
+    def learn(self, msg: Peers, source: NodeId) -> None:
+        """A peer told us its peers: remember their addresses (bounded), and tell the core who its
+        neighbours are (gossip skips pushes that would duplicate)."""
+        if len(msg.peers) < PEER_LIST_MAX:
+            self.core.on_peer_neighbors(source, (nid for _, _, nid in msg.peers))
+        for host, port, nid in msg.peers:
+            if nid == self.node_id or port == 0:
+                continue
+            addr = f"{host}:{port}"
+            if addr not in self.known and len(self.known) < 4 * self.cfg.peers.max_connections:
+                self.known[addr] = NodeId(nid)
+
+
+class PeerSet:
+    """The connected peers. Iterating or ``len`` gives their node ids; ``send`` queues a message."""
+
+    def __init__(
+        self,
+        *,
+        cfg: NodeConfig,
+        key: NodeKey,
+        chain_id: ChainId,
+        role: str,
+        core: NodeCore,
+        book: AddressBook,
+        log: Any,
+        counters: dict[str, int],
+        perform: Perform,
+        serve_client: ServeClient,
+    ) -> None:
+        self.cfg = cfg
+        self.key = key
+        self.node_id = NodeId(key.public)
+        self.chain_id = chain_id
+        self.role = role
+        self.core = core
+        self.book = book
+        self.log = log
+        self.counters = counters
+        self.perform = perform
+        self.serve_client = serve_client
+        self.listen_port = 0  # told to peers in the handshake; set once the node listens
+        self.banned: dict[bytes, float] = {}  # peers disconnected for misbehaving -> refused until
+        self._conns: dict[NodeId, PeerConn] = {}
+
+    # == the registry ===============================================================================
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def __contains__(self, nid: object) -> bool:
+        return nid in self._conns
+
+    def __iter__(self) -> Iterator[NodeId]:
+        return iter(list(self._conns))
+
+    def ids(self) -> list[NodeId]:
+        return list(self._conns)
+
+    def get(self, nid: bytes) -> PeerConn | None:
+        return self._conns.get(NodeId(nid))
+
+    def values(self) -> list[PeerConn]:
+        return list(self._conns.values())
+
+    def send(self, nid: bytes, msg: Message) -> None:
+        """Queue ``msg`` for ``nid`` without waiting; dropped (and counted) if its queue is full."""
+        peer = self._conns.get(NodeId(nid))
+        if peer is None:
+            return
+        try:
+            peer.send.send_nowait(msg.encode())
+        except trio.WouldBlock:
+            peer.dropped += 1
+            self.counters["send_dropped"] += 1
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the peer is being torn down
+
+    def disconnect(self, nid: bytes) -> bool:
+        """Close the connection to ``nid`` (it may dial again); False if not connected."""
+        peer = self._conns.get(NodeId(nid))
+        if peer is None:
+            return False
+        peer.scope.cancel()
+        return True
+
+    def penalize(self, nid: bytes, reason: str) -> None:
+        """Disconnect ``nid`` and refuse it for ``peers.ban_s``."""
+        ban_s = self.cfg.peers.ban_s
+        self.banned[nid] = trio.current_time() + ban_s
+        if self.disconnect(nid):
+            self.log.warning("peer_penalized", peer=short(nid), reason=reason, ban_s=ban_s)
+
+    def is_banned(self, nid: bytes) -> bool:
+        until = self.banned.get(nid)
+        if until is None:
+            return False
+        if until <= trio.current_time():
+            del self.banned[nid]
+            return False
+        return True
+
+    def peer_list(self, exclude: NodeId) -> tuple[tuple[str, int, bytes], ...]:
+        out = []
+        for p in self._conns.values():
+            if p.node_id != exclude and p.addr:
+                host, port = parse_hostport(p.addr)
+                out.append((host, port, bytes(p.node_id)))
+        return tuple(out[:PEER_LIST_MAX])
+
+    # == connections ================================================================================
+    async def handshake(self, conn: FramedStream, first: Hello | None = None) -> PeerHello:
+        return await handshake(conn, self.key, self.chain_id, self.listen_port, self.role, first=first)
+
+    async def on_incoming(self, stream: trio.abc.Stream, addr: str) -> None:
+        """A stream accepted on the node port: a peer (first frame ``Hello``) or a client."""
+        conn = FramedStream(stream, self.cfg.limits.max_frame)
+        try:
+            with trio.fail_after(self.cfg.peers.handshake_timeout_s):
+                first = await conn.receive()
+            if not isinstance(first, Hello):
+                self.counters["clients"] += 1
+                await self.serve_client(conn, first)
+                return
+            with trio.fail_after(self.cfg.peers.handshake_timeout_s):
+                hello = await self.handshake(conn, first)
+                if len(self._conns) >= self.cfg.peers.max_connections:
+                    # Full: hand the newcomer other addresses before refusing, so that it can fill up.
+                    await conn.send(Peers(peers=self.peer_list(exclude=hello.node_id)))
+                    await conn.send(Refuse(reason="too many connections"))
+                    raise HandshakeError("too many connections")
+        except trio.TooSlowError:
+            self.counters["handshakes_refused"] += 1
+            self.log.warning(
+                "handshake_refused", addr=addr, reason="timeout: peer did not complete the handshake"
+            )
+            await conn.aclose()
+            return
+        except DecodeError as exc:
+            self.counters["frames_rejected"] += 1
+            self.log.warning("message_rejected", kind="frame", reason=str(exc), peer=addr)
+            await refuse_quietly(conn, f"malformed frame: {exc}")
+            await conn.aclose()
+            return
+        except PEER_ERRORS as exc:
+            self.counters["handshakes_refused"] += 1
+            self.log.warning("handshake_refused", addr=addr, reason=str(exc) or type(exc).__name__)
+            await conn.aclose()
+            return
+        host = addr.rpartition(":")[0]
+        dial_addr = f"{host}:{hello.listen_port}" if hello.listen_port else ""
+        await self.run(conn, hello, "in", dial_addr)
+
+    async def run(self, conn: FramedStream, hello: PeerHello, direction: str, addr: str) -> None:
+        """Serve one handshaken connection until it ends; closes it."""
+        nid = hello.node_id
+        if self.is_banned(nid):
+            await refuse_quietly(conn, "banned for misbehaviour; try again later")
+            await conn.aclose()
+            return
+        existing = self._conns.get(nid)
+        if existing is not None:
+            # Both sides dialed at once: keep the connection dialed by the smaller node id, on both sides.
+            dialer = self.node_id if direction == "out" else nid
+            if dialer != min(self.node_id, nid):
+                await conn.aclose()
+                return
+            existing.scope.cancel()
+            while self._conns.get(nid) is existing:
+                await trio.sleep(0)
+            if nid in self._conns:  # yet another connection won meanwhile
+                await conn.aclose()
+                return
+        send, recv = trio.open_memory_channel[bytes](self.cfg.peers.send_queue)
+        peer = PeerConn(nid, conn, direction, addr, hello.role, send, recv, last_rx=trio.current_time())
+        self._conns[nid] = peer
+        if addr:
+            self.book.note(addr, nid)
+        self.log.info("peer_connected", peer=short(nid), addr=addr, direction=direction, role=hello.role)
+        reason = "closed"
+        try:
+            with peer.scope:
+                await self.perform(self.core.on_peer_connected(trio.current_time(), nid))
+                self.send(nid, GetPeers())
+                async with trio.open_nursery() as n:
+                    n.start_soon(self._writer, peer)
+                    n.start_soon(self._keepalive, peer)
+                    reason = await self._reader(peer)
+                    n.cancel_scope.cancel()
+            if peer.scope.cancelled_caught and reason == "closed":
+                reason = "disconnected by this node"
+        finally:
+            # Only the registered connection tells the core; a replaced duplicate must not remove
+            # the peer that replaced it. Both happen before the first await.
+            effects: list[Effect] = []
+            if self._conns.get(nid) is peer:
+                del self._conns[nid]
+                effects = self.core.on_peer_disconnected(trio.current_time(), nid)
+            with trio.CancelScope(shield=True):
+                await self.perform(effects)
+                await conn.aclose()
+            self.log.info("peer_disconnected", peer=short(nid), reason=reason)
+
+    async def _reader(self, peer: PeerConn) -> str:
+        while True:
+            try:
+                msg = await peer.conn.receive()
+            except DecodeError as exc:
+                self.counters["frames_rejected"] += 1
+                self.log.warning("message_rejected", kind="frame", reason=str(exc), peer=short(peer.node_id))
+                await refuse_quietly(peer.conn, f"malformed frame: {exc}")
+                return f"malformed frame: {exc}"
+            except PEER_ERRORS as exc:
+                return str(exc) or type(exc).__name__
+            peer.last_rx = trio.current_time()
+            now = peer.last_rx
+            if isinstance(msg, Ping):
+                self.send(peer.node_id, Pong(nonce=msg.nonce))
+            elif isinstance(msg, Pong):
+                pass
+            elif isinstance(msg, GetPeers):
+                self.send(peer.node_id, Peers(peers=self.peer_list(exclude=peer.node_id)))
+            elif isinstance(msg, Peers):
+                self.book.learn(msg, peer.node_id)
+            elif isinstance(msg, Refuse):
+                return f"refused by peer: {msg.reason}"
+            else:
+                await self.perform(self.core.on_message(now, peer.node_id, msg))
+
+    async def _writer(self, peer: PeerConn) -> None:
+        try:
+            async for data in peer.recv:
+                # Coalesce whatever else is queued into one write: one syscall, not one per frame.
+                chunks = [frame(data)]
+                size = len(chunks[0])
+                while size < COALESCE_BYTES:
+                    try:
+                        more = peer.recv.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    chunks.append(frame(more))
+                    size += len(chunks[-1])
+                await peer.conn.send_raw(b"".join(chunks))
+        except PEER_ERRORS:
+            peer.scope.cancel()
+
+    async def _keepalive(self, peer: PeerConn) -> None:
+        p = self.cfg.peers
+        nonce = 0
+        while True:
+            await trio.sleep(p.keepalive_s)
+            if trio.current_time() - peer.last_rx > p.idle_timeout_s:
+                self.log.warning(
+                    "peer_idle", peer=short(peer.node_id), idle_s=round(trio.current_time() - peer.last_rx, 3)
+                )
+                peer.scope.cancel()
+                return
+            nonce += 1
+            self.send(peer.node_id, Ping(nonce=nonce))
+
+    def status(self) -> list[dict[str, Any]]:
+        return [
+            {"node_id": p.node_id.hex(), "addr": p.addr, "direction": p.direction, "role": p.role}
+            for p in self._conns.values()
+        ]
+
+
+async def refuse_quietly(conn: FramedStream, reason: str) -> None:
+    """Tell the other side why we close, if it still listens (best effort, bounded)."""
+    with trio.move_on_after(1):
+        try:
+            await conn.send(Refuse(reason=reason[:256]))
+        except PEER_ERRORS:
+            pass  # it is gone already; the reason is in our log
+
+
+def addresses(peers: PeerSet, book: AddressBook, nids: Iterable[bytes]) -> set[str]:
+    """Every dialable address known for these node ids: their connections' and the address book's."""
+    out: set[str] = set()
+    for nid in nids:
+        peer = peers.get(nid)
+        if peer is not None and peer.addr:
+            out.add(peer.addr)
+        out |= book.addresses_of(nid)
+    return out
+
+
+__all__ = ["AddressBook", "PeerConn", "PeerSet", "refuse_quietly", "addresses"]

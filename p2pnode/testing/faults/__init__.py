@@ -1,0 +1,73 @@
+"""Every test-only fault of a node, in one place, injected at construction.
+
+The one list of Byzantine behaviours is here (``VALIDATOR_ROLES``, ``PEER_ROLES``, ``BEHAVIOURS``).
+:func:`node_faults` turns a node's ``[testing]`` section into the hooks the driver accepts
+(:class:`~p2pnode.net.node.NodeHooks`): the validator class of a Byzantine validator
+(:mod:`.validators`), the service of a Byzantine peer (:mod:`.peers`), the link-fault transport
+wrapper (:mod:`.links`) and the ``FaultControl`` request handler (:mod:`.control`). A node given no
+hooks has none of them, whatever its config says; the production entry point builds them only for
+``[testing] enabled = true``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from p2pnode.config import NodeConfig
+from p2pnode.errors import ConfigError
+from p2pnode.net.node import NodeHooks
+from p2pnode.testing.faults.control import FaultControl, LinkControl
+from p2pnode.testing.faults.links import FaultyTransport
+from p2pnode.testing.faults.peers import peer_service
+from p2pnode.testing.faults.validators import VALIDATORS
+
+VALIDATOR_ROLES = ("equivocate", "bad_signature", "silent", "forget_locks")  # need a committee key
+PEER_ROLES = ("relay_invalid", "replay", "flood", "malformed_frames")  # any node
+BEHAVIOURS = VALIDATOR_ROLES + PEER_ROLES
+
+assert set(VALIDATORS) == set(VALIDATOR_ROLES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeFaults(NodeHooks):
+    """The hooks of one node, plus what a test may want to reach directly."""
+
+    role: str = ""
+    links: LinkControl | None = None  # set when the node accepts FaultControl
+
+
+def faults_for(role: str = "", *, fault_control: bool = False) -> NodeFaults:
+    """The faults of a node playing ``role`` ("" honest); ConfigError for an unknown role."""
+    if role and role not in BEHAVIOURS:
+        raise ConfigError(f"testing.byzantine: {role!r} is not one of {', '.join(BEHAVIOURS)}")
+    links = LinkControl() if fault_control else None
+    validator = VALIDATORS.get(role)
+    return NodeFaults(
+        role=role,
+        links=links,
+        validator_factory=validator if validator is not None else NodeHooks().validator_factory,
+        services=(peer_service(role),) if role in PEER_ROLES else (),
+        request_handlers={FaultControl: links.handle} if links is not None else {},
+        wrap_transport=links.wrap if links is not None else None,
+    )
+
+
+def node_faults(cfg: NodeConfig) -> NodeFaults:
+    """The faults ``cfg``'s ``[testing]`` section asks for; none unless ``enabled = true``."""
+    t = cfg.testing
+    if not t.enabled:
+        return NodeFaults()
+    return faults_for(t.byzantine, fault_control=t.fault_control)
+
+
+__all__ = [
+    "BEHAVIOURS",
+    "PEER_ROLES",
+    "VALIDATOR_ROLES",
+    "FaultControl",
+    "FaultyTransport",
+    "LinkControl",
+    "NodeFaults",
+    "faults_for",
+    "node_faults",
+]

@@ -1,0 +1,236 @@
+"""LocalNet with stand-in node processes: a small script that answers status requests like a node would
+(its name, chain id and node id, read from its config). It exercises process handling (start, readiness,
+identity checks, stop, kill, pause, pid safety) without the node driver."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import trio
+
+from p2pnode.errors import LocalError
+from p2pnode.localnet import ClusterError, ClusterSpec, LocalNet, write_cluster
+
+# Its file name contains "p2pnode", as the pid checks require of every node command line.
+FAKE_NODE = """
+import os, pathlib, socket, sys, threading, tomllib
+from p2pnode.crypto import NodeKey
+from p2pnode.genesis import chain_id_of
+from p2pnode.wire import codec
+from p2pnode.wire.messages import StatusReply, decode
+
+path = pathlib.Path(sys.argv[sys.argv.index("--config") + 1])
+with open(path, "rb") as fh:
+    doc = tomllib.load(fh)
+if os.environ.get("FAKE_NODE_EXIT"):
+    print("fatal: cannot open the store", file=sys.stderr)
+    sys.exit(3)
+base = path.parent
+seed = bytes.fromhex((base / doc["node"]["key_file"]).read_text().strip())
+chain_id = chain_id_of((base / doc["node"]["genesis"]).read_bytes())
+host, port = doc["node"]["listen"].rsplit(":", 1)
+srv = socket.create_server((host, int(port)))
+info = {
+    "name": doc["node"]["name"],
+    "peer_count": int(os.environ.get("FAKE_NODE_PEERS", "99")),
+    "node_id": NodeKey.from_seed(seed).public.hex(),
+    "chain_id": chain_id.hex(),
+    "root": "ab" * 32,
+}
+
+def serve(conn):
+    decoder = codec.FrameDecoder()
+    with conn:
+        while data := conn.recv(65536):
+            for frame in decoder.feed(data):
+                decode(frame)
+                conn.sendall(codec.frame(StatusReply(info=info).encode()))
+
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[LocalNet]:
+    script = tmp_path / "p2pnode_fake_node.py"
+    script.write_text(FAKE_NODE)
+    spec = ClusterSpec(validators=2, full_nodes=1, accounts=1, shielded=False)
+    cluster = write_cluster(spec, tmp_path / "c")
+    n = LocalNet(cluster, node_command=[sys.executable, str(script)])
+    try:
+        yield n
+    finally:
+        n.stop(grace=2.0)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def ready(net: LocalNet, names: list[str] | None = None, seconds: float = 20.0) -> None:
+    with trio.fail_after(seconds):
+        await net.wait_ready(names)
+
+
+def test_start_status_stop_restart(net: LocalNet) -> None:
+    pids = net.start()
+    trio.run(ready, net)
+    assert set(pids) == {"node-0", "node-1", "node-2"} and net.pids() == pids == net.running()
+    recorded = json.loads((net.directory / "pids.json").read_text())
+    assert {n: r["pid"] for n, r in recorded.items()} == pids
+    assert all(isinstance(r["created"], float) for r in recorded.values())
+    assert all(alive(p) for p in pids.values())
+    assert trio.run(net.status, "node-1")["name"] == "node-1"
+    assert trio.run(net.wait_converged) == bytes.fromhex("ab" * 32)
+
+    with pytest.raises(LocalError, match="already running"):
+        net.start("node-0")
+
+    (stopped,) = net.stop("node-1")
+    assert (stopped.name, stopped.pid, stopped.outcome) == ("node-1", pids["node-1"], "stopped")
+    assert not alive(pids["node-1"])
+    assert "node-1" not in net.pids()
+    assert net.stop("node-1")[0].outcome == "not running"
+
+    new_pid = net.start("node-1")["node-1"]
+    trio.run(ready, net, ["node-1"])
+    assert new_pid != pids["node-1"] and alive(new_pid)
+
+    (killed,) = net.kill("node-2")
+    assert killed.outcome == "stopped" and not alive(pids["node-2"])
+
+    async def paused_answers_nothing() -> None:
+        with trio.move_on_after(0.3) as scope:
+            await net.status("node-0")
+        assert scope.cancelled_caught
+
+    net.pause("node-0")
+    trio.run(paused_answers_nothing)
+    net.resume("node-0")
+    assert trio.run(net.status, "node-0")["name"] == "node-0"
+    net.pause("node-0")  # stop must still stop a paused node
+    results = net.stop()
+    outcomes = {r.name: r.outcome for r in results}
+    assert outcomes == {"node-0": "stopped", "node-1": "stopped", "node-2": "not running"}
+    assert not (net.directory / "pids.json").exists()
+    assert not alive(pids["node-0"]) and not alive(new_pid)
+    out = (net.directory / "logs" / "node-1.out").read_text()
+    assert out.count("=== ") == 2  # one header per start, appended
+
+
+def test_wait_ready_fails_fast_when_a_node_exits(net: LocalNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_NODE_EXIT", "1")
+    net.start()
+    with pytest.raises(ClusterError) as info:
+        trio.run(ready, net)
+    message = str(info.value)
+    assert message.splitlines()[0].startswith("node-")
+    assert "exited with code 3" in message.splitlines()[0]
+    assert "fatal: cannot open the store" in message
+    assert "logs/node-" in message
+
+
+def test_wait_ready_waits_for_peers(net: LocalNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_NODE_PEERS", "1")  # needs min(8, 3 - 1) = 2
+    net.start()
+    with pytest.raises(trio.TooSlowError):
+        trio.run(ready, net, None, 1.0)
+    assert set(net.running()) == {"node-0", "node-1", "node-2"}  # waiting stops nothing
+
+
+def test_wait_ready_refuses_another_node_on_the_expected_port(net: LocalNet) -> None:
+    net.start()
+    trio.run(ready, net)
+    # cluster.json says node-1 listens where node-0 does: node-0 answers there, with node-0's id.
+    entries = [
+        dataclasses.replace(n, port=net.cluster.node("node-0").port) if n.name == "node-1" else n
+        for n in net.cluster.nodes
+    ]
+    wrong = LocalNet(dataclasses.replace(net.cluster, nodes=tuple(entries)))
+    with pytest.raises(ClusterError) as info:
+        trio.run(ready, wrong, ["node-1"])
+    first = str(info.value).splitlines()[0]
+    assert first.startswith("node-1: ") and "answers as node" in first
+    assert net.cluster.node("node-0").node_id[:16] in first
+    # The same for a cluster.json of another chain.
+    other_chain = LocalNet(dataclasses.replace(net.cluster, chain_id=bytes(32)))
+    with pytest.raises(ClusterError, match="of chain 0000"):
+        trio.run(ready, other_chain, ["node-0"])
+
+
+def test_stop_never_signals_a_foreign_pid(net: LocalNet) -> None:
+    # A pid recorded for node-0 that now belongs to another program (pid reuse) is left alone, both
+    # with the creation time recorded and without (an old pids.json).
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        for record in ({"pid": other.pid, "created": 1.0}, other.pid):
+            (net.directory / "pids.json").write_text(json.dumps({"node-0": record}))
+            assert LocalNet.open(net.directory).running() == {}
+            results = LocalNet.open(net.directory).stop("node-0", grace=1)
+            assert [(r.name, r.outcome) for r in results] == [("node-0", "not running")]
+            assert other.poll() is None
+            assert not (net.directory / "pids.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_stop_from_another_object_stops_detached_nodes(net: LocalNet) -> None:
+    pids = net.start()
+    trio.run(ready, net)
+    # A second LocalNet (another `net down` process) has no Popen handles; it relies on psutil checks.
+    results = LocalNet.open(net.directory).stop()
+    assert {r.name: r.outcome for r in results} == dict.fromkeys(pids, "stopped")
+    net.stop()  # reaps our children; nothing left to signal
+    assert not any(alive(p) for p in pids.values())
+
+
+def test_unknown_node_name(net: LocalNet) -> None:
+    with pytest.raises(LocalError, match="no node named 'node-9'"):
+        net.stop("node-9")
+    with pytest.raises(LocalError, match="no node named 'node-9'"):
+        trio.run(net.wait_ready, ["node-9"])
+
+
+def test_sigterm_ignored_leads_to_kill(tmp_path: Path) -> None:
+    script = tmp_path / "p2pnode_stubborn.py"
+    marker = tmp_path / "ignoring"
+    script.write_text(
+        "import pathlib, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"pathlib.Path({str(marker)!r}).touch()\n"
+        "while True: time.sleep(1)\n"
+    )
+    cluster = write_cluster(ClusterSpec(validators=1, accounts=0, shielded=False), tmp_path / "c")
+    net = LocalNet(cluster, node_command=[sys.executable, str(script)])
+    pid = net.start()["node-0"]
+    deadline = time.monotonic() + 10
+    while not marker.exists():  # wait for the handler to be in place
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    (result,) = net.stop(grace=0.5)
+    assert (result.outcome, result.pid) == ("killed", pid)
+    assert not alive(pid)
+
+
+async def test_waits_inside_a_trio_run(net: LocalNet) -> None:
+    net.start()
+    with trio.fail_after(20):
+        await net.wait_ready()
+        assert (await net.status("node-0"))["name"] == "node-0"
+        async with net.client("node-2") as client:
+            assert client is not None
+    assert net.log_tail("node-0") == []  # the stand-in writes no JSON log
