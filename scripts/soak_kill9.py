@@ -1,14 +1,14 @@
 """kill -9 soak: every validator SIGKILLed at once under payment load, restarted, checked; round after round.
 
-Brings a local cluster up (``net up --no-shielded``: :class:`p2pnode.cli.cluster.Cluster`), then per round:
+Brings a local cluster up (:class:`p2pnode.localnet.LocalNet`, no shielded pool), then per round:
 
 1. load: ``--payers`` payer tasks, each the owner of one funded account, pay in a closed loop through
-   random nodes (one payment in flight per payer; ``WaitSettled`` at the submitting node is the
-   acknowledgement);
+   random nodes (one payment in flight per payer; :meth:`p2pnode.client.Client.wait_settled` at the
+   submitting node is the acknowledgement);
 2. crash: at a random instant of the round's load, or (about half of the rounds) the instant a node
    acknowledges a payment as settled, every validator is SIGKILLed at once; so is the acknowledging
    node when it is a full node, so that the acknowledgement it gave is put to the test;
-3. restart: the killed nodes are started again on the same directory (``Cluster.start_node`` and
+3. restart: the killed nodes are started again on the same directory (``LocalNet.start`` and
    ``wait_ready``, what ``net up --dir`` does);
 4. checks, once the cluster is quiet:
 
@@ -16,8 +16,8 @@ Brings a local cluster up (``net up --no-shielded``: :class:`p2pnode.cli.cluster
      payer never signs a second order for a seq whose outcome it does not know), then one new payment;
      each within ``--settle-timeout``. A payer that cannot is frozen, unless a node reports its slot
      as blocked by conflicting orders (this load never equivocates, so expect none of those either);
-   - *lost*: every payment acknowledged in the round is settled on every node (``WaitSettled`` with
-     ``wait_ms = 0``: the node's durable answer);
+   - *lost*: every payment acknowledged in the round is settled on every node (``Client.settled``:
+     the node's durable answer, no waiting);
    - *roots*: every node reports the same state root;
    - *supply*: on every node the funded accounts' balances sum to the genesis total (every payment
      goes between them), and every node reports the same (balance, next seq) for each account.
@@ -26,8 +26,12 @@ One line per round, then a summary (``--json``: the summary and the rounds as JS
 round lines on stderr). Exit 0 when no round found a violation, 1 otherwise, 2 when the cluster could
 not be started, 130 when SIGINT or SIGTERM ended the run early (the summary covers the rounds done).
 Every wait is bounded; the cluster is torn down (SIGTERM, then SIGKILL, by recorded pid) at the end,
-also on a failure or Ctrl-C. Without ``--dir`` the cluster lives in a temporary
-directory, removed after a passing run and kept (its path printed) after a failing one.
+also on a failure or Ctrl-C. Without ``--dir`` the cluster lives in a temporary directory, removed
+after a passing run and kept (its path printed) after a failing one.
+
+A payer keeps its one order of unknown outcome itself (``Payer.pending``) rather than in a
+:class:`p2pnode.client.Wallet`: the soak must see the acknowledgement of exactly that order the
+instant it arrives (the at-ack kill fires from it), and it never pays anything else for that seq.
 
     python scripts/soak_kill9.py [--rounds 30] [--validators 4] [--full-nodes 1] [--accounts 8]
                                  [--payers 4] [--dir DIR] [--seed S] [--json]
@@ -52,16 +56,12 @@ from typing import Any
 
 import trio
 
-from p2pnode.cli.cluster import Cluster
-from p2pnode.cli.status import query_status
-from p2pnode.cli.testnet import resolve_spec, write_testnet
-from p2pnode.cli.wallet import PaymentRefused, load_account, submit_and_wait
+from p2pnode.client import AccountState, Client, NodeStatus, PaymentRefused, SlotBlocked, load_account
 from p2pnode.core.payments import make_order, transfer_digest
-from p2pnode.crypto import SpendingKey, address_of
+from p2pnode.crypto import SpendingKey
 from p2pnode.errors import LocalError, P2PNodeError
-from p2pnode.net.client import Client
-from p2pnode.wire.messages import AccountReply, GetAccount, Order, SettledReply, SubmitOrder, WaitSettled
-from p2pnode.wire.types import Address, Digest
+from p2pnode.localnet import ClusterSpec, LocalNet, write_cluster
+from p2pnode.wire.messages import Order
 
 PAY_TIMEOUT_S = 5.0  # one attempt: submit until settled at that node
 REQUEST_TIMEOUT_S = 5.0
@@ -166,16 +166,16 @@ def _short(text: str, n: int = 90) -> str:
 class Soak:
     """The cluster, the payers and the records of a soak run (all on one Trio thread)."""
 
-    def __init__(self, cluster: Cluster, args: argparse.Namespace, rng: random.Random) -> None:
-        self.cluster = cluster
+    def __init__(self, net: LocalNet, args: argparse.Namespace, rng: random.Random) -> None:
+        self.net = net
         self.args = args
         self.rng = rng
-        self.chain_id = bytes.fromhex(cluster.testnet.chain_id)
-        self.names = cluster.names
-        self.validators = [n.name for n in cluster.testnet.nodes if n.role == "validator"]
-        self.addrs = cluster.addresses()
-        keys = [load_account(p) for p in cluster.accounts()]
-        self.accounts = [address_of(k.public) for k in keys]
+        self.chain_id = net.cluster.chain_id
+        self.names = net.names
+        self.validators = [n.name for n in net.cluster.nodes if n.role == "validator"]
+        self.addrs = {n.name: (n.host, n.port) for n in net.cluster.nodes}
+        keys = [load_account(a.path) for a in net.cluster.accounts]
+        self.accounts = [a.address for a in net.cluster.accounts]
         self.payers = [Payer(i, keys[i], self.accounts[i]) for i in range(args.payers)]
         self.acks: list[Ack] = []
         self.down: set[str] = set()
@@ -210,24 +210,30 @@ class Soak:
         digest = transfer_digest(order.transfer)
         host, port = self.addrs[node]
         try:
-            with trio.fail_after(timeout + 1.0):
+            with trio.fail_after(timeout):
                 async with await Client.connect(host, port) as client:
                     try:
-                        await submit_and_wait(client, SubmitOrder(order=order), digest, timeout)
+                        await client.submit(order)
+                        await client.wait_settled(digest)
                     except PaymentRefused as exc:
                         # A resubmission of an order that settled while its outcome was unknown to us is
                         # refused as stale: the node's durable answer for the digest decides.
-                        done = await client.call(WaitSettled(digest=Digest(digest), wait_ms=0))
-                        if not (isinstance(done, SettledReply) and done.settled):
-                            reason = _short(f"refused: {exc}")
-                            rnd.refusals[reason] = rnd.refusals.get(reason, 0) + 1
-                            return reason
+                        if await client.settled(digest) is None:
+                            return self._refused(rnd, f"refused: {exc}")
+                    except SlotBlocked as exc:  # cannot settle; the probe reports the slot
+                        return self._refused(rnd, f"blocked: {exc.facts.get('blocked') or exc}")
                     self._acknowledged(payer, order, node, rnd)
                     return ""
         except trio.TooSlowError:
             return f"not settled at {node} within {timeout:g}s"
         except NET_ERRORS as exc:
             return _short(f"{node}: {str(exc) or type(exc).__name__}")
+
+    @staticmethod
+    def _refused(rnd: Round, text: str) -> str:
+        reason = _short(text)
+        rnd.refusals[reason] = rnd.refusals.get(reason, 0) + 1
+        return reason
 
     async def _payer_loop(self, payer: Payer, rnd: Round) -> None:
         while True:
@@ -244,7 +250,7 @@ class Soak:
         victims = list(self.validators)
         if ack is not None and ack.node not in victims:
             victims.append(ack.node)
-        self.cluster.kill_nodes(victims)
+        self.net.kill(*victims)  # every signal before the first wait
         self.down.update(victims)
         rnd.killed = victims
         rnd.kill_at_s = round(trio.current_time() - start, 3)
@@ -276,31 +282,36 @@ class Soak:
                 self._kill_now(rnd, start, None)
         done.set()
 
-    def _restart(self, names: list[str]) -> None:
-        for name in names:
-            self.cluster.start_node(name)
-        self.cluster.wait_ready(names, READY_TIMEOUT_S)
+    async def _restart(self, names: list[str]) -> None:
+        """Start ``names`` again and wait until they are ready; ClusterError (with log tails) if one
+        exits or ``READY_TIMEOUT_S`` passes."""
+        await trio.to_thread.run_sync(lambda: self.net.start(*names))
+        try:
+            with trio.fail_after(READY_TIMEOUT_S):
+                await self.net.wait_ready(names)
+        except trio.TooSlowError:
+            raise self.net.failure(names, f"not ready within {READY_TIMEOUT_S:g}s") from None
 
     # -- checks -----------------------------------------------------------------------------------------
-    async def _status(self, name: str) -> dict[str, Any] | None:
-        host, port = self.addrs[name]
+    async def _status(self, name: str) -> NodeStatus | None:
         try:
             with trio.fail_after(REQUEST_TIMEOUT_S):
-                return await query_status(host, port)
+                async with self.net.client(name) as client:
+                    return await client.status()
         except NET_ERRORS:
             return None
 
-    async def _quiet(self, timeout: float) -> tuple[bool, float, dict[str, dict[str, Any] | None]]:
+    async def _quiet(self, timeout: float) -> tuple[bool, float, dict[str, NodeStatus | None]]:
         """Until every node reports one root with applied counts unchanged over two polls, or the counts
         stop moving for ``STUCK_POLLS`` polls with roots that differ (nothing will change any more), or
         ``timeout`` passes."""
         start = trio.current_time()
         prev: dict[str, tuple[Any, Any]] | None = None
         same = 0
-        statuses: dict[str, dict[str, Any] | None] = {}
+        statuses: dict[str, NodeStatus | None] = {}
         while True:
             statuses = {n: await self._status(n) for n in self.names}
-            sig = {n: (s.get("applied"), s.get("root")) if s else (None, None) for n, s in statuses.items()}
+            sig = {n: (s.applied, s.root or None) if s else (None, None) for n, s in statuses.items()}
             same = same + 1 if sig == prev else 0
             prev = sig
             roots = {r for _, r in sig.values()}
@@ -312,15 +323,14 @@ class Soak:
 
     async def _blocked_reason(self, payer: Payer) -> str:
         for name in self.names:
-            host, port = self.addrs[name]
             try:
                 with trio.fail_after(REQUEST_TIMEOUT_S):
-                    async with await Client.connect(host, port) as client:
-                        reply = await client.call(GetAccount(address=Address(payer.address)))
+                    async with self.net.client(name) as client:
+                        acct: AccountState = await client.account(payer.address)
             except NET_ERRORS:
                 continue
-            if isinstance(reply, AccountReply) and reply.blocked:
-                return reply.blocked
+            if acct.blocked:
+                return acct.blocked
         return ""
 
     async def _probe(self, payer: Payer, rnd: Round) -> None:
@@ -353,16 +363,13 @@ class Soak:
 
     async def balances(self, name: str) -> list[tuple[int, int]] | None:
         """(balance, next seq) of every funded account at ``name``; None if it does not answer."""
-        host, port = self.addrs[name]
         out: list[tuple[int, int]] = []
         try:
             with trio.fail_after(CHECK_TIMEOUT_S):
-                async with await Client.connect(host, port) as client:
+                async with self.net.client(name) as client:
                     for addr in self.accounts:
-                        reply = await client.call(GetAccount(address=Address(addr)))
-                        if not isinstance(reply, AccountReply):
-                            return None
-                        out.append((reply.balance, reply.next_seq))
+                        acct = await client.account(addr)
+                        out.append((acct.balance, acct.next_seq))
         except NET_ERRORS:
             return None
         return out
@@ -380,15 +387,17 @@ class Soak:
                 rnd.accounts_differ.append(f"account-{i}: {text}")
 
     async def _settled_at(self, name: str, txs: list[str]) -> set[str] | None:
-        host, port = self.addrs[name]
+        """The digests of ``txs`` that ``name`` has applied durably; None if it does not answer."""
         have: set[str] = set()
         try:
             with trio.fail_after(CHECK_TIMEOUT_S):
-                async with await Client.connect(host, port) as client:
+                async with self.net.client(name) as client:
                     for tx in txs:
-                        reply = await client.call(WaitSettled(digest=Digest(bytes.fromhex(tx)), wait_ms=0))
-                        if isinstance(reply, SettledReply) and reply.settled:
-                            have.add(tx)
+                        try:
+                            if await client.settled(bytes.fromhex(tx)) is not None:
+                                have.add(tx)
+                        except SlotBlocked:
+                            pass  # a node that calls it blocked has not applied it: it counts as lost
         except NET_ERRORS:
             return None
         return have
@@ -420,12 +429,12 @@ class Soak:
         rnd.in_doubt = sum(1 for p in self.payers if p.pending is not None)
         t = trio.current_time()
         try:
-            await trio.to_thread.run_sync(self._restart, rnd.killed)
+            await self._restart(rnd.killed)
             self.down.clear()
         except LocalError as exc:
             rnd.restart_error = _short(str(exc).splitlines()[0], 160)
         rnd.restart_s = round(trio.current_time() - t, 2)
-        running = await trio.to_thread.run_sync(self.cluster.running)
+        running = await trio.to_thread.run_sync(self.net.running)
         rnd.crashed = [n for n in self.names if n not in running and n not in self.down]
         if not rnd.restart_error:
             await self._quiet(self.args.quiet_timeout)
@@ -433,8 +442,8 @@ class Soak:
                 for payer in self.payers:
                     nursery.start_soon(self._probe, payer, rnd)
             rnd.converged, rnd.quiet_s, statuses = await self._quiet(self.args.quiet_timeout)
-            rnd.roots = {n: (s or {}).get("root") for n, s in statuses.items()}
-            rnd.applied = {n: (s or {}).get("applied") for n, s in statuses.items()}
+            rnd.roots = {n: s.root if s is not None else None for n, s in statuses.items()}
+            rnd.applied = {n: s.applied if s is not None else None for n, s in statuses.items()}
             rnd.roots_equal = rnd.converged
             rnd.lost = await self.lost(self.acks[first_ack:])
             await self._check_accounts(rnd)
@@ -442,22 +451,27 @@ class Soak:
         return rnd
 
 
-def _make_cluster(args: argparse.Namespace, directory: Path) -> Cluster:
-    spec, defaults = resolve_spec(
-        None,
-        validators=args.validators,
-        full_nodes=args.full_nodes,
-        accounts=args.accounts,
-        shielded=False,
+def _make_net(args: argparse.Namespace, directory: Path) -> LocalNet:
+    spec = ClusterSpec(
+        validators=args.validators, full_nodes=args.full_nodes, accounts=args.accounts, shielded=False
     )
-    write_testnet(directory, spec, defaults)
-    return Cluster(directory)
+    return LocalNet(write_cluster(spec, directory))
 
 
-async def soak(cluster: Cluster, args: argparse.Namespace, emit: Callable[[str], None]) -> dict[str, Any]:
+async def _start(net: LocalNet) -> None:
+    """Start every node and wait until all are ready (ClusterError with log tails if not)."""
+    net.start()
+    try:
+        with trio.fail_after(READY_TIMEOUT_S):
+            await net.wait_ready()
+    except trio.TooSlowError:
+        raise net.failure(net.names, f"not ready within {READY_TIMEOUT_S:g}s") from None
+
+
+async def soak(net: LocalNet, args: argparse.Namespace, emit: Callable[[str], None]) -> dict[str, Any]:
     rng = random.Random(args.seed)
     wall = time.monotonic()
-    s = Soak(cluster, args, rng)
+    s = Soak(net, args, rng)
     genesis = await s.balances(s.names[0])
     if genesis is None:
         raise LocalError(f"{s.names[0]}: no account replies before the first round")
@@ -563,21 +577,21 @@ def main() -> int:
     temporary = args.dir is None
     directory = Path(tempfile.mkdtemp(prefix="p2pnode-soak-")) if temporary else args.dir.resolve()
     signal.signal(signal.SIGTERM, _on_sigterm)
-    cluster: Cluster | None = None
+    net: LocalNet | None = None
     doc: dict[str, Any] | None = None
     try:
         try:
-            cluster = _make_cluster(args, directory)
+            net = _make_net(args, directory)
             emit(f"soak: {args.rounds} rounds, cluster in {directory}, seed {args.seed}")
-            cluster.up(timeout=READY_TIMEOUT_S)
+            trio.run(_start, net)
         except LocalError as exc:
             print(f"soak: cluster did not start: {exc}", file=sys.stderr)
             return 2
-        doc = trio.run(soak, cluster, args, emit)
+        doc = trio.run(soak, net, args, emit)
     finally:
-        if cluster is not None:
+        if net is not None:
             try:
-                cluster.down()
+                net.stop()
             except LocalError as exc:
                 print(f"soak: teardown: {exc}", file=sys.stderr)
         passed = doc is not None and doc["summary"]["passed"]
