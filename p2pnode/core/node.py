@@ -35,7 +35,7 @@ passed to ``on_submit``). Orders beyond the budget are ``[IGNORE]``d from peers 
 clients, before any proof work. Queued work remembers its sources; when a peer is penalized or
 disconnected, or a client connection cut, its queued-but-unverified orders are dropped
 (``still_wanted`` says False and the driver skips them). Sources with a recent invalid proof are
-*suspect*: ``verify_lane`` puts their proofs in batches of their own.
+*suspect*: ``verify_lane`` puts each source's proofs in batches of their own, suspects' last.
 """
 
 from __future__ import annotations
@@ -371,15 +371,18 @@ class NodeCore:
         penalized or disconnected (or its result is known): the driver skips it."""
         return proof_key(digest, order) in self.verifying
 
-    def verify_lane(self, now: float, digest: Digest, order: AnyOrder) -> Hashable:
-        """Which batch this queued proof goes in: ``None`` (the common batch) if any source that asked
-        for it is in good standing (or it is a certificate's), else its suspect source, so that a
-        bisection over a suspect source's bad proofs never delays another source's proof."""
+    def verify_lane(self, now: float, digest: Digest, order: AnyOrder) -> tuple[int, Hashable]:
+        """Which batch this queued proof goes in, and how urgent that batch is (lower first): ``(0,
+        None)`` for a certificate's, else one lane per source, ``1`` for a source in good standing
+        and ``2`` for a suspect one. A batch that fails is bisected: with one source per batch, that
+        bisection over one source's bad proofs never delays another source's proof in the batch."""
         ctxs = self.verifying.get(proof_key(digest, order), [])
-        for c in ctxs:
-            if c.kind == "cert" or not self.proof_budget.suspect(c.source, now):
-                return None
-        return ("suspect", ctxs[0].source) if ctxs else None
+        if not ctxs or any(c.kind == "cert" for c in ctxs):
+            return (0, None)
+        good = [c for c in ctxs if not self.proof_budget.suspect(c.source, now)]
+        if good:
+            return (1, good[0].source)
+        return (2, ctxs[0].source)
 
     # == gossip =====================================================================================
     def _on_gossip(self, now: float, peer: NodeId, msg: Gossip) -> list[Effect]:

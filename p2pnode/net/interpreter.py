@@ -14,8 +14,8 @@ commit (``store_failed``) stops the node: nothing after it is acknowledged and n
 Proof verification: the queue is a deque the core can thin out. Right before a batch is verified the
 driver asks the core which queued proofs are still wanted (``NodeCore.still_wanted``: a penalized or
 disconnected peer's work is skipped, never verified) and splits the batch into lanes
-(``NodeCore.verify_lane``): proofs of sources in good standing together, each suspect source's apart,
-so a bisection over one source's bad proofs never delays another source's proof.
+(``NodeCore.verify_lane``): one batch per source, certificates first and suspect sources last, so a
+bisection over one source's bad proofs never delays another source's proof.
 
 Client connections are named to the core by their task (``trio.lowlevel.current_task()``, one task
 per connection); ``CloseClient`` for the connection being served raises :class:`ClientCut`, which
@@ -222,14 +222,15 @@ class Interpreter:
                     items.append(item)
                 else:
                     self.skipped += 1
-            lanes: dict[Hashable, list[tuple[Digest, Order | ShieldedOrder]]] = {}
+            lanes: dict[tuple[int, Hashable], list[tuple[Digest, Order | ShieldedOrder]]] = {}
             now = trio.current_time()
             for item in items:
                 lanes.setdefault(self.core.verify_lane(now, *item), []).append(item)
-            for lane, batch in sorted(lanes.items(), key=lambda kv: kv[0] is not None):
-                if lane is not None:
-                    # The batches before may have got this source cut off: skip what it alone wanted.
-                    batch = [i for i in batch if self.core.still_wanted(*i)]
+            # Certificates first, then sources in good standing (the smallest lanes first: one
+            # client's payment does not wait for a relay's 60 proofs), suspect sources last.
+            for (_, _), batch in sorted(lanes.items(), key=lambda kv: (kv[0][0], len(kv[1]))):
+                # The batches before may have got this source cut off: skip what it alone wanted.
+                batch = [i for i in batch if self.core.still_wanted(*i)]
                 if batch:
                     await self._verify_batch(batch)
 

@@ -93,9 +93,9 @@ def test_an_invalid_proof_costs_its_source_more_and_makes_it_suspect() -> None:
     attacker_order = took[0][0]
     honest_order = make_order(PAYER, CHAIN, PAYEE, 500, 0)
     gossip(c, 0.0, HONEST, honest_order)
-    assert c.verify_lane(0.0, statement_digest(attacker_order), attacker_order) is not None
-    assert c.verify_lane(0.0, statement_digest(honest_order), honest_order) is None
-    assert c.verify_lane(30.0, statement_digest(attacker_order), attacker_order) is None  # window over
+    assert c.verify_lane(0.0, statement_digest(attacker_order), attacker_order) == (2, ATTACKER)
+    assert c.verify_lane(0.0, statement_digest(honest_order), honest_order) == (1, HONEST)
+    assert c.verify_lane(30.0, statement_digest(attacker_order), attacker_order) == (1, ATTACKER)
 
 
 def test_a_penalized_peers_queued_orders_are_dropped_before_verification() -> None:
