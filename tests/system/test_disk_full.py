@@ -208,7 +208,7 @@ async def load_until_the_victim_fails(cluster: LocalNet, victim: Victim) -> tupl
                     notes.append(f"payer {i}: payment {k} through {VICTIM} failed: {exc!r}")
                     return
                 last = result.tx
-                acks.append(Ack(i, result.digest, node))
+                acks.append(Ack(i, result.tx, node))
                 if was_gone:
                     after += 1
                     if after >= AFTER_CRASH:
