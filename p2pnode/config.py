@@ -73,6 +73,7 @@ class LimitsSection:
     pending_orders: int = 20_000
     held_certificates: int = 20_000
     future_seqs: int = 16
+    held_order_s: float = 30.0
     request_timeout_s: float = 30.0
 
 
@@ -87,6 +88,8 @@ class VerifySection:
     workers: int = 1
     batch_max: int = 64
     certificate_proofs: bool = True
+    per_source_rate: float = 500.0
+    per_source_burst: int = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,11 +138,14 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "limits.pending_orders": (16, 10_000_000),
     "limits.held_certificates": (16, 10_000_000),
     "limits.future_seqs": (1, 100_000),
+    "limits.held_order_s": (0.1, 86_400),
     "limits.request_timeout_s": (0.1, 3600),
     "sync.interval_ms": (10, 3_600_000),
     "sync.batch": (1, 512),
     "verify.workers": (0, 64),
     "verify.batch_max": (1, 1024),
+    "verify.per_source_rate": (0.1, 1_000_000),
+    "verify.per_source_burst": (1, 10_000_000),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "log.format": ("json", "console", "auto"),

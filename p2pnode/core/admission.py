@@ -15,16 +15,32 @@ from p2pnode.wire.messages import SHIELD, Order
 
 
 def admit(
-    order: AnyOrder, chain_id: bytes, ledger: Ledger, shielded: bool, future_seqs: int = 16
+    order: AnyOrder,
+    chain_id: bytes,
+    ledger: Ledger,
+    shielded: bool,
+    future_seqs: int = 16,
+    *,
+    check_balance: bool = True,
 ) -> str | None:
     """Raise a refusal (OrderError, LedgerError, ShieldedError); return a reason to ignore the order
-    without penalty (settled already, or a seq more than ``future_seqs`` past the account's next),
-    or None to go on to the proof."""
+    without penalty (settled already, a seq more than ``future_seqs`` past the account's next, or an
+    amount above the sender's whole balance here), or None to go on to the proof.
+
+    The balance check is an ``[IGNORE]``: a credit this node has not applied yet may cover it, and the
+    node that took the order from its client (which checked the funds there) pushes it again. A
+    client's own submission skips it (``check_balance=False``): ``client_state_checks`` answers it."""
     if isinstance(order, Order):
         t = order.transfer
         static_checks(order, chain_id)
         ledger.check_sender(t)
-        return _seq_window(t.seq, ledger.next_seq(t.sender), future_seqs)
+        window = _seq_window(t.seq, ledger.next_seq(t.sender), future_seqs)
+        if window is not None:
+            return window
+        balance = ledger.accounts[t.sender].balance
+        if check_balance and t.amount > balance:
+            return f"balance {balance} does not cover the amount {t.amount}"
+        return None
     if not shielded:
         raise ShieldedError("shielded payments are not enabled on this chain")
     static_checks_shielded(order, chain_id)

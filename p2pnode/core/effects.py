@@ -29,6 +29,14 @@ class Disconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class CloseClient:
+    """Close the client connection the driver named ``source`` (it sent too many invalid proofs)."""
+
+    source: object
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyProofs:
     """Verify these orders' proofs off the event loop, then call ``on_proofs_verified``."""
 
@@ -97,5 +105,14 @@ class Emit:
 
 
 Effect = (
-    Send | Disconnect | VerifyProofs | PersistLock | PersistApplied | OrderOutcome | Settled | Blocked | Emit
+    Send
+    | Disconnect
+    | CloseClient
+    | VerifyProofs
+    | PersistLock
+    | PersistApplied
+    | OrderOutcome
+    | Settled
+    | Blocked
+    | Emit
 )

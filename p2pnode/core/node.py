@@ -25,23 +25,34 @@ clients at once instead of a timeout.
 Held state (all bounded): orders a validator cannot vote on yet (predecessor or funds missing) and
 certificates that cannot apply yet (same reasons). Each apply retries what it may have unblocked;
 missing predecessors are fetched with CertRequest; anti-entropy (SyncSummary → SyncHeads → CertBatch)
-repairs everything else.
+repairs everything else. A held order is never dropped silently: after ``held_order_s`` it expires
+(``order_expired``); one a client submitted here is then refused to it (``blocked_for`` names the
+expiry, so its WaitSettled is answered at once).
+
+Proof verification budgets (:class:`p2pnode.core.budget.ProofBudget`): every order queued for
+verification is charged to its source, a peer or one client connection (the driver's key for it,
+passed to ``on_submit``). Orders beyond the budget are ``[IGNORE]``d from peers and refused to
+clients, before any proof work. Queued work remembers its sources; when a peer is penalized or
+disconnected, or a client connection cut, its queued-but-unverified orders are dropped
+(``still_wanted`` says False and the driver skips them). Sources with a recent invalid proof are
+*suspect*: ``verify_lane`` puts each source's proofs in batches of their own, suspects' last.
 """
 
 from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from p2pnode.core.admission import admit, client_state_checks
-from p2pnode.core.budget import Budgets
+from p2pnode.core.budget import Budgets, ProofBudget, Source
 from p2pnode.core.certificates import VoteBook, check_certificate
 from p2pnode.core.committee import Committee
 from p2pnode.core.effects import (
     Blocked,
+    CloseClient,
     Disconnect,
     Effect,
     Emit,
@@ -80,7 +91,9 @@ from p2pnode.wire.messages import (
 )
 from p2pnode.wire.types import Address, ChainId, Digest, MsgId, NodeId
 
-PENALTY_LIMIT = 20  # invalid messages from one peer before it is disconnected
+PENALTY_LIMIT = 20  # invalid messages from one peer (or client connection) before it is cut off
+BAD_PROOF_COST = 8.0  # verification tokens an invalid proof costs its source, besides its own one
+BUSY = "node busy: verification budget of this connection spent, try again"
 
 REFUSALS = (OrderError, LedgerError, ShieldedError)
 
@@ -94,6 +107,9 @@ class CoreParams:
     sync_batch: int = 256
     certificate_proofs: bool = True
     future_seqs: int = 16
+    held_order_s: float = 30.0
+    verify_rate: float = 500.0  # proof verifications per second per source
+    verify_burst: float = 1000.0
 
 
 @dataclass(slots=True)
@@ -106,10 +122,15 @@ class _Ctx:
     data: bytes
     hops: int
     msg: AnyOrder | AnyCert
+    source: Source = None  # whose budget paid for the verification (peer, or client connection)
 
 
 def short(b: bytes | None) -> str:
     return b.hex()[:16] if b else "client"
+
+
+def _label(source: Source) -> str:
+    return short(source) if isinstance(source, bytes) else "client"
 
 
 class NodeCore:
@@ -166,6 +187,16 @@ class NodeCore:
         self.summary_budget: Budgets[NodeId] = Budgets(rate=4 / params.sync_interval, burst=4.0)
         self._next_sync = 0.0
         self._first_seen: dict[Digest, float] = {}  # pending orders: when this node first held them
+        self.proof_budget = ProofBudget(
+            rate=params.verify_rate, burst=params.verify_burst, bad_cost=BAD_PROOF_COST
+        )
+        self.verify_stats = {"budget_ignored": 0, "budget_refused": 0, "dropped": 0, "bad_proofs": 0}
+        # Held orders: when first deferred and why; orders clients submitted here (to refuse them on
+        # expiry); expired submitted orders and the reason, for their waiting clients. All bounded.
+        self._held_at: dict[Digest, tuple[float, str, tuple[Address, int] | None]] = {}
+        self._submitted: OrderedDict[Digest, None] = OrderedDict()
+        self.expired: OrderedDict[Digest, str] = OrderedDict()
+        self._next_expiry = 0.0
 
     # == lifecycle ==================================================================================
     def restore(
@@ -218,6 +249,7 @@ class NodeCore:
             "notes": len(self.visible.notes),
             "shielded_applied": self.visible.shielded_applied,
             "verifying": len(self.verifying),
+            "verify_budget": {**self.verify_stats, "sources": len(self.proof_budget)},
             "gossip": self.router.stats.as_dict(),
         }
 
@@ -241,7 +273,8 @@ class NodeCore:
         self.router.remove_peer(peer)
         self.sync_budget.forget(peer)
         self.summary_budget.forget(peer)
-        return []
+        self.proof_budget.forget(peer)
+        return self._drop_queued(peer, "peer disconnected")
 
     def on_message(self, now: float, peer: NodeId, msg: Message) -> list[Effect]:
         """A decoded peer message (handshake, ping and peer exchange are the driver's)."""
@@ -306,7 +339,50 @@ class NodeCore:
         if score >= PENALTY_LIMIT:
             self.penalties.pop(peer, None)
             out.append(Disconnect(peer, f"{score} invalid messages"))
+            out += self._drop_queued(peer, "peer penalized")
         return out
+
+    # == verification work per source ================================================================
+    def _drop_queued(self, source: Source, why: str) -> list[Effect]:
+        """Forget the orders ``source`` queued for verification that no other source asked for: the
+        driver skips them (``still_wanted``). Clients still waiting are refused."""
+        out: list[Effect] = []
+        dropped = 0
+        for pkey, ctxs in list(self.verifying.items()):
+            keep = [c for c in ctxs if c.kind == "cert" or c.source != source]
+            if len(keep) == len(ctxs):
+                continue
+            for c in ctxs:
+                if c.kind == "submit" and c.source == source:
+                    digest = statement_digest(c.msg)  # type: ignore[arg-type]
+                    out.append(OrderOutcome(digest, False, f"connection closed: {why}"))
+            if keep:
+                self.verifying[pkey] = keep
+            else:
+                del self.verifying[pkey]
+                dropped += 1
+        if dropped:
+            self.verify_stats["dropped"] += dropped
+            out.append(Emit("verify_dropped", {"peer": _label(source), "orders": dropped, "reason": why}))
+        return out
+
+    def still_wanted(self, digest: Digest, order: AnyOrder) -> bool:
+        """Is this queued proof still to be verified? False once every source that asked for it was
+        penalized or disconnected (or its result is known): the driver skips it."""
+        return proof_key(digest, order) in self.verifying
+
+    def verify_lane(self, now: float, digest: Digest, order: AnyOrder) -> tuple[int, Hashable]:
+        """Which batch this queued proof goes in, and how urgent that batch is (lower first): ``(0,
+        None)`` for a certificate's, else one lane per source, ``1`` for a source in good standing
+        and ``2`` for a suspect one. A batch that fails is bisected: with one source per batch, that
+        bisection over one source's bad proofs never delays another source's proof in the batch."""
+        ctxs = self.verifying.get(proof_key(digest, order), [])
+        if not ctxs or any(c.kind == "cert" for c in ctxs):
+            return (0, None)
+        good = [c for c in ctxs if not self.proof_budget.suspect(c.source, now)]
+        if good:
+            return (1, good[0].source)
+        return (2, ctxs[0].source)
 
     # == gossip =====================================================================================
     def _on_gossip(self, now: float, peer: NodeId, msg: Gossip) -> list[Effect]:
@@ -318,7 +394,7 @@ class NodeCore:
         except DecodeError as exc:
             return self._reject(peer, "gossip", str(exc))
         if isinstance(inner, (Order, ShieldedOrder)):
-            return self._on_order(now, _Ctx("order", peer, mid, msg.data, msg.hops, inner))
+            return self._on_order(now, _Ctx("order", peer, mid, msg.data, msg.hops, inner, peer))
         if isinstance(inner, Vote):
             return self._on_vote(now, peer, mid, msg.data, msg.hops, inner)
         if isinstance(inner, (Certificate, ShieldedCertificate)):
@@ -338,6 +414,10 @@ class NodeCore:
             peer = self.rng.choice(self.router.peers)
             out.append(Send(peer, SyncSummary(root=self.ledger.root(), applied=self.ledger.applied_count())))
             out += self._repush_pending(now, peer)
+        if now >= self._next_expiry:
+            self._next_expiry = now + min(1.0, self.params.held_order_s / 4)
+            self.proof_budget.prune(now)
+            out += self._expire_held(now)
         return out
 
     def _repush_pending(self, now: float, peer: NodeId, *, only_locked: bool = False) -> list[Effect]:
@@ -369,9 +449,20 @@ class NodeCore:
         return {d: (o, self._first_seen[d]) for d, o in self.orders.items()}
 
     # == orders =====================================================================================
-    def on_submit(self, now: float, order: AnyOrder) -> list[Effect]:
-        """A client handed us an order. Ends, now or after verification, with one OrderOutcome."""
+    def on_submit(self, now: float, order: AnyOrder, source: Source = None) -> list[Effect]:
+        """A client handed us an order. Ends, now or after verification, with one OrderOutcome.
+
+        ``source`` is the driver's key for the client connection (hashable, never bytes): its proofs
+        are budgeted, and its invalid ones counted, like a peer's. A connection cut for invalid proofs
+        is refused with a ``CloseClient`` effect last."""
         digest = statement_digest(order)
+        if self.proof_budget.is_cut(source):
+            reason = "connection closed: too many invalid proofs"
+            return [
+                Emit("order_refused", {"tx": digest.hex(), "reason": reason}),
+                OrderOutcome(digest, False, reason),
+                CloseClient(source, reason),
+            ]
         if isinstance(order, Order):
             t = order.transfer
             fields: dict[str, Any] = {
@@ -397,7 +488,14 @@ class NodeCore:
             return out
         try:
             if digest not in self.settled:
-                stale = admit(order, self.chain_id, self.ledger, self.shielded, self.params.future_seqs)
+                stale = admit(
+                    order,
+                    self.chain_id,
+                    self.ledger,
+                    self.shielded,
+                    self.params.future_seqs,
+                    check_balance=False,
+                )
                 if stale is not None:
                     too_low = stale == "already settled" and isinstance(order, Order)
                     raise OrderError("seq too low" if too_low else stale)
@@ -417,7 +515,7 @@ class NodeCore:
             return out
         data = order.encode()
         mid, new = self.router.receive(now, None, data)
-        return out + self._on_order(now, _Ctx("submit", None, mid if new else None, data, 0, order))
+        return out + self._on_order(now, _Ctx("submit", None, mid if new else None, data, 0, order, source))
 
     def _on_order(self, now: float, ctx: _Ctx) -> list[Effect]:
         order = ctx.msg
@@ -440,7 +538,7 @@ class NodeCore:
         if known is True:
             return out + self._order_valid(now, ctx, digest)
         if known is False:
-            return out + self._bad_proof(ctx, digest)
+            return out + self._bad_proof(now, ctx, digest)
         waiting = self.verifying.get(pkey)
         if waiting is not None:
             waiting.append(ctx)
@@ -449,6 +547,24 @@ class NodeCore:
             out.append(Emit("order_ignored", {"tx": digest.hex(), "reason": "verification queue full"}))
             if ctx.kind == "submit":
                 out.append(OrderOutcome(digest, False, "node overloaded, try again"))
+            return out
+        if not self.proof_budget.take(ctx.source, now):
+            # [IGNORE] (no penalty: an honest relay may be busy) and forget its id, so that another
+            # peer's copy of the same order is still taken; a client hears it at once.
+            if ctx.mid is not None:
+                self.router.forget(ctx.mid)
+            out.append(
+                Emit(
+                    "order_ignored",
+                    {"tx": digest.hex(), "reason": "verification budget", "peer": _label(ctx.source)},
+                )
+            )
+            if ctx.kind == "submit":
+                self.verify_stats["budget_refused"] += 1
+                out.append(Emit("order_refused", {"tx": digest.hex(), "reason": BUSY}))
+                out.append(OrderOutcome(digest, False, BUSY))
+            else:
+                self.verify_stats["budget_ignored"] += 1
             return out
         self.verifying[pkey] = [ctx]
         out.append(VerifyProofs(((digest, order),)))
@@ -472,7 +588,7 @@ class NodeCore:
             )
             for ctx in self.verifying.pop(pkey, []):
                 if not ok:
-                    out += self._bad_proof(ctx, digest)
+                    out += self._bad_proof(now, ctx, digest)
                 elif ctx.kind == "cert":
                     assert isinstance(ctx.msg, (Certificate, ShieldedCertificate))
                     out += self._certificate_valid(
@@ -489,13 +605,20 @@ class NodeCore:
             self.router.forget(mid)  # a certificate's id names its statement: let a valid one through
         return self._reject(peer, "certificate", reason, digest)
 
-    def _bad_proof(self, ctx: _Ctx, digest: Digest) -> list[Effect]:
+    def _bad_proof(self, now: float, ctx: _Ctx, digest: Digest) -> list[Effect]:
         if ctx.kind == "cert":
             return self._reject_cert(ctx.peer, ctx.mid, "proof does not verify", digest)
+        self.verify_stats["bad_proofs"] += 1
+        self.proof_budget.on_bad(ctx.source, now)
         out = self._reject(ctx.peer, "order", "proof does not verify", digest)
         if ctx.kind == "submit":
             out.append(Emit("order_refused", {"tx": digest.hex(), "reason": "proof does not verify"}))
             out.append(OrderOutcome(digest, False, "proof does not verify"))
+            if ctx.source is not None and self.proof_budget.strike(ctx.source) >= PENALTY_LIMIT:
+                reason = f"{PENALTY_LIMIT} invalid proofs"
+                self.proof_budget.cut_off(ctx.source, now)
+                out += self._drop_queued(ctx.source, "client cut off")
+                out.append(CloseClient(ctx.source, reason))
         return out
 
     def _order_valid(self, now: float, ctx: _Ctx, digest: Digest) -> list[Effect]:
@@ -505,7 +628,9 @@ class NodeCore:
         if digest not in self.settled and digest not in self.orders:
             self.orders[digest] = order
             while len(self.orders) > self.params.pending_orders:
-                self.orders.popitem(last=False)
+                evicted, _ = self.orders.popitem(last=False)
+                if evicted in self._held_at:
+                    out += self._expire(evicted, "evicted: the pending-order table is full")
             self.slots.add_order(digest, self._slots(order))
             out += self._check_slots(digest)
         if ctx.mid is not None:
@@ -515,6 +640,9 @@ class NodeCore:
                 out += self.router.forward(now, ctx.mid, ctx.data, ctx.hops, ctx.peer)
         if ctx.kind == "submit":
             out.append(OrderOutcome(digest, True))
+            self._submitted[digest] = None
+            while len(self._submitted) > self.params.pending_orders:
+                self._submitted.popitem(last=False)
         out += self._try_vote(now, order, digest)
         out += self._maybe_certify(now, digest)
         return out
@@ -532,9 +660,7 @@ class NodeCore:
             return []
         except (SeqTooHigh, LedgerError) as exc:
             # Predecessors or credits missing: wait for them (bounded), retried on each apply.
-            if len(self.held_orders) < self.params.pending_orders:
-                self.held_orders[(t.sender, t.seq)] = digest
-            return [Emit("vote_deferred", {"tx": digest.hex(), "reason": str(exc)})]
+            return self._hold(now, digest, str(exc), (t.sender, t.seq))
         except OrderError as exc:
             return [Emit("vote_refused", {"tx": digest.hex(), "reason": str(exc)})]
         if v.lock(order, digest):
@@ -549,15 +675,69 @@ class NodeCore:
         except SeqTooLow:
             return []
         except (SeqTooHigh, UnknownNote, LedgerError) as exc:
-            if len(self.held_shielded_orders) < self.params.pending_orders:
-                self.held_shielded_orders[digest] = None
-            return [Emit("vote_deferred", {"tx": digest.hex(), "reason": str(exc)})]
+            return self._hold(now, digest, str(exc), None)
         except (OrderError, ShieldedError) as exc:
             return [Emit("vote_refused", {"tx": digest.hex(), "reason": str(exc)})]
         keys = shielded_lock_keys(order.tx)
         if v.lock_keys(keys, digest):
             return [PersistLock(keys, digest, order.encode())]
         return self._vote_again(now, v, digest)
+
+    # == held orders ================================================================================
+    def _hold(self, now: float, digest: Digest, reason: str, key: tuple[Address, int] | None) -> list[Effect]:
+        """Defer the vote on ``digest`` (predecessor or funds missing), retried on each apply that may
+        unblock it, and expired after ``held_order_s`` (``_expire_held``)."""
+        out: list[Effect] = [Emit("vote_deferred", {"tx": digest.hex(), "reason": reason})]
+        table: dict[Any, Any] = self.held_shielded_orders if key is None else self.held_orders
+        first = self._held_at.get(digest)  # retried and still blocked: it keeps its first deferral time
+        if len(table) >= self.params.pending_orders:
+            self._held_at.pop(digest, None)
+            return out + self._expire(digest, "held-order table full")
+        if key is not None:
+            other = self.held_orders.get(key)
+            if other is not None and other != digest:
+                self._held_at.pop(other, None)
+                out += self._expire(other, "another order for the same seq was deferred after it")
+            self.held_orders[key] = digest
+        else:
+            self.held_shielded_orders[digest] = None
+        self._held_at[digest] = first or (now, reason, key)
+        return out
+
+    def _expire_held(self, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        limit = self.params.held_order_s
+        for digest, (since, reason, key) in list(self._held_at.items()):
+            held = digest in self.held_shielded_orders if key is None else self.held_orders.get(key) == digest
+            if not held or digest in self.settled or digest in self.certified:
+                del self._held_at[digest]  # voted on, certified or settled meanwhile
+                continue
+            if now - since < limit:
+                continue
+            del self._held_at[digest]
+            if key is None:
+                del self.held_shielded_orders[digest]
+            else:
+                del self.held_orders[key]
+            out += self._expire(digest, f"expired: held {limit:g} s without being votable ({reason})")
+        return out
+
+    def _expire(self, digest: Digest, reason: str) -> list[Effect]:
+        """Give up on the pending order ``digest`` here: logged, and refused to a client that submitted
+        it here (its outcome was "accepted" already: its WaitSettled is woken with the reason)."""
+        self.orders.pop(digest, None)
+        self._first_seen.pop(digest, None)
+        submitted = digest in self._submitted
+        out: list[Effect] = [
+            Emit("order_expired", {"tx": digest.hex(), "reason": reason, "submitted_here": submitted})
+        ]
+        if submitted:
+            del self._submitted[digest]
+            self.expired[digest] = reason
+            while len(self.expired) > self.params.pending_orders:
+                self.expired.popitem(last=False)
+            out += [OrderOutcome(digest, False, reason), Blocked((digest,))]
+        return out
 
     def _vote_fields(self, digest: Digest) -> dict[str, Any]:
         order = self.orders.get(digest)
@@ -642,7 +822,9 @@ class NodeCore:
 
     def blocked_for(self, digest: Digest) -> str:
         """Why the payment ``digest`` can never settle here (its slot is blocked), or ""."""
-        return "" if digest in self.settled else self._blocked_reason(self.slots.slots_of(digest))
+        if digest in self.settled:
+            return ""
+        return self.expired.get(digest) or self._blocked_reason(self.slots.slots_of(digest))
 
     def blocked_account(self, addr: bytes) -> str:
         """Why ``addr``'s next seq can never settle (blocked by conflicting orders), or ""."""

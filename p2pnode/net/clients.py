@@ -155,7 +155,9 @@ class ClientService:
         digest = statement_digest(order)
         waiter = _Outcome()
         self._outcomes.setdefault(digest, []).append(waiter)
-        await self.node.perform(self.node.core.on_submit(trio.current_time(), order))
+        await self.node.perform(
+            self.node.core.on_submit(trio.current_time(), order, trio.lowlevel.current_task())
+        )
         with trio.move_on_after(self.node.cfg.limits.request_timeout_s):
             await waiter.event.wait()
         if not waiter.event.is_set():

@@ -10,11 +10,22 @@ store commits them in the order the core produced them, across all tasks; the wr
 applied certificates durable to the core (``on_durable``) right after their commit returned, in
 that order, and only then are waiting clients told "settled" and the waiting tasks go on. A failed
 commit (``store_failed``) stops the node: nothing after it is acknowledged and no vote waits on it.
+
+Proof verification: the queue is a deque the core can thin out. Right before a batch is verified the
+driver asks the core which queued proofs are still wanted (``NodeCore.still_wanted``: a penalized or
+disconnected peer's work is skipped, never verified) and splits the batch into lanes
+(``NodeCore.verify_lane``): one batch per source, certificates first and suspect sources last, so a
+bisection over one source's bad proofs never delays another source's proof.
+
+Client connections are named to the core by their task (``trio.lowlevel.current_task()``, one task
+per connection); ``CloseClient`` for the connection being served raises :class:`ClientCut`, which
+ends that connection (the client server treats it as a remote error).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable
 from typing import Any, Protocol
 
 import trio
@@ -22,6 +33,7 @@ import trio
 from p2pnode.config import NodeConfig
 from p2pnode.core.effects import (
     Blocked,
+    CloseClient,
     Disconnect,
     Effect,
     Emit,
@@ -34,12 +46,16 @@ from p2pnode.core.effects import (
 )
 from p2pnode.core.node import NodeCore
 from p2pnode.core.shielded import public_signals
-from p2pnode.errors import LocalError, StorageError
+from p2pnode.errors import LocalError, RemoteError, StorageError
 from p2pnode.net.verifier import ProofVerifier
 from p2pnode.store import Store
 from p2pnode.store.thread import StoreThread
 from p2pnode.wire.messages import Message, Order, ShieldedOrder
 from p2pnode.wire.types import Digest, NodeId
+
+
+class ClientCut(RemoteError):
+    """This client connection sent too many invalid proofs: it is closed."""
 
 
 class Outbox(Protocol):
@@ -78,9 +94,13 @@ class Interpreter:
         self.outbox = outbox
         self.waiters = waiters
         self.log = log
-        self._verify_send, self._verify_recv = trio.open_memory_channel[tuple[Digest, Any]](
-            cfg.limits.pending_orders
-        )
+        # Proofs to verify, in arrival order; bounded by the core's own bound on work in flight
+        # (``limits.pending_orders`` entries in ``NodeCore.verifying``) once unwanted items are
+        # compacted away (``_queue_proof``).
+        self._verify_queue: deque[tuple[Digest, Order | ShieldedOrder]] = deque()
+        self._verify_ready = trio.Event()
+        self._verify_cap = cfg.limits.pending_orders
+        self.skipped = 0  # queued proofs dropped unverified (their sources were cut off)
         # Writes in the order the core produced them; bounded by the core's own bounds on what can
         # be in flight (pending orders, held certificates), so appending never waits.
         self._writes: deque[tuple[PersistLock | PersistApplied, trio.Event]] = deque()
@@ -103,10 +123,7 @@ class Interpreter:
                 self.log.info(e.event, **e.fields)
             elif isinstance(e, VerifyProofs):
                 for item in e.orders:
-                    try:
-                        self._verify_send.send_nowait(item)
-                    except trio.WouldBlock:
-                        self.log.warning("verify_queue_full", tx=item[0].hex())
+                    self._queue_proof(item)
             elif isinstance(e, PersistLock):
                 await tickets[i].wait()
                 await self.perform(self.core.on_lock_persisted(trio.current_time(), e.digest))
@@ -121,6 +138,24 @@ class Interpreter:
                 self.waiters.on_outcome(e)
             elif isinstance(e, Disconnect):
                 self.outbox.penalize(NodeId(e.peer), e.reason)
+            elif isinstance(e, CloseClient):
+                if e.source is trio.lowlevel.current_task():
+                    self.log.warning("client_cut", reason=e.reason)
+                    raise ClientCut(e.reason)
+                # Found out while verifying: the connection is cut at its next request.
+                self.log.warning("client_penalized", reason=e.reason)
+
+    def _queue_proof(self, item: tuple[Digest, Order | ShieldedOrder]) -> None:
+        q = self._verify_queue
+        if len(q) >= self._verify_cap:
+            wanted = [i for i in q if self.core.still_wanted(*i)]
+            q.clear()
+            q.extend(wanted)
+        if len(q) >= self._verify_cap:
+            self.log.warning("verify_queue_full", tx=item[0].hex())
+            return
+        q.append(item)
+        self._verify_ready.set()
 
     def _enqueue_write(self, write: PersistLock | PersistApplied) -> trio.Event:
         done = trio.Event()
@@ -170,24 +205,43 @@ class Interpreter:
                 thread.stop()
 
     async def verify(self) -> None:
-        """Proof verification in batches of up to ``verify.batch_max``, off the event loop."""
+        """Proof verification in batches of up to ``verify.batch_max``, off the event loop.
+
+        Items no source wants any more are skipped without verifying (counted in ``skipped``); the
+        rest are verified lane by lane (``NodeCore.verify_lane``), the common lane first."""
         batch_max = self.cfg.verify.batch_max
+        q = self._verify_queue
         while True:
-            first = await self._verify_recv.receive()
-            items = [first]
-            while len(items) < batch_max:
-                try:
-                    items.append(self._verify_recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            work = [verify_item(digest, order) for digest, order in items]
-            results, duration_us = await self.verifier.verify(work)
-            per = duration_us // max(1, len(items))
-            out = [
-                (digest, order, ok, per, len(items))
-                for (digest, order), ok in zip(items, results, strict=True)
-            ]
-            await self.perform(self.core.on_proofs_verified(trio.current_time(), out))
+            while not q:
+                self._verify_ready = trio.Event()
+                await self._verify_ready.wait()
+            items: list[tuple[Digest, Order | ShieldedOrder]] = []
+            while q and len(items) < batch_max:
+                item = q.popleft()
+                if self.core.still_wanted(*item):
+                    items.append(item)
+                else:
+                    self.skipped += 1
+            lanes: dict[tuple[int, Hashable], list[tuple[Digest, Order | ShieldedOrder]]] = {}
+            now = trio.current_time()
+            for item in items:
+                lanes.setdefault(self.core.verify_lane(now, *item), []).append(item)
+            # Certificates first, then sources in good standing (the smallest lanes first: one
+            # client's payment does not wait for a relay's 60 proofs), suspect sources last.
+            for (_, _), batch in sorted(lanes.items(), key=lambda kv: (kv[0][0], len(kv[1]))):
+                # The batches before may have got this source cut off: skip what it alone wanted.
+                batch = [i for i in batch if self.core.still_wanted(*i)]
+                if batch:
+                    await self._verify_batch(batch)
+
+    async def _verify_batch(self, items: list[tuple[Digest, Order | ShieldedOrder]]) -> None:
+        work = [verify_item(digest, order) for digest, order in items]
+        results, duration_us = await self.verifier.verify(work)
+        per = duration_us // max(1, len(items))
+        out = [
+            (digest, order, ok, per, len(items)) for (digest, order), ok in zip(items, results, strict=True)
+        ]
+        await self.perform(self.core.on_proofs_verified(trio.current_time(), out))
 
     async def tick(self) -> None:
         """The core's heartbeat, every ``gossip.heartbeat_ms``."""

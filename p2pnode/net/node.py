@@ -109,6 +109,9 @@ class Node:
             sync_batch=cfg.sync.batch,
             certificate_proofs=cfg.verify.certificate_proofs,
             future_seqs=cfg.limits.future_seqs,
+            held_order_s=cfg.limits.held_order_s,
+            verify_rate=cfg.verify.per_source_rate,
+            verify_burst=float(cfg.verify.per_source_burst),
         )
         self.core = NodeCore(
             key=key,
