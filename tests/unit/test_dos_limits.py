@@ -143,3 +143,38 @@ async def test_idle_time_bounds_only_the_wait_for_a_frame_to_start(autojump_cloc
     async with trio.open_nursery() as n:
         n.start_soon(late)
         assert isinstance(await conn.receive(idle_s=2.0), StatusRequest)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.mark.parametrize(
+    ("event", "fields"),
+    [
+        ("peer_slow", ("peer", "reason", "queued_bytes", "dropped")),
+        ("client_closed", ("reason", "peer")),
+        ("connection_refused", ("addr", "kind", "reason", "unlogged")),
+        ("limits", ("fd_soft_before", "fd_soft", "fd_hard", "fd_reserve", "max_open", "lowered")),
+    ],
+)
+def test_the_new_events_are_documented(event: str, fields: tuple[str, ...]) -> None:
+    lines = (DOCS / "logs.md").read_text().splitlines()
+    row = next((line for line in lines if line.startswith(f"| `{event}` |")), "")
+    assert row, f"{event} is not in docs/logs.md"
+    for name in fields:
+        assert f"`{name}`" in row
+
+
+def test_every_new_key_is_documented_in_defaults_and_dos_md() -> None:
+    defaults = (Path(__file__).resolve().parents[2] / "configs" / "defaults.toml").read_text()
+    dos = (DOCS / "dos.md").read_text()
+    for section, key in [
+        ("peers", "send_queue_bytes"),
+        ("peers", "write_timeout_s"),
+        ("limits", "max_clients"),
+        ("limits", "client_idle_s"),
+        ("limits", "frame_timeout_s"),
+        ("limits", "fd_reserve"),
+    ]:
+        assert f"\n{key} = " in defaults
+        assert f"`{section}.{key}`" in dos
