@@ -123,7 +123,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             n.start_soon(sample_rss, proc, rss)
             until = trio.current_time() + args.attack_s
             for _ in range(args.attackers):
-                n.start_soon(attacker, entry.host, entry.port, cluster.chain_id, until, stats)
+                n.start_soon(attacker, entry.host, entry.port, ChainId(cluster.chain_id), until, stats)
             await trio.sleep(2)  # let the attackers' queues fill before the honest payments start
             attacked, failed_attacked = await pay_phase(cluster, args.payments, 1)
             await trio.sleep_until(until)
