@@ -169,8 +169,15 @@ class LocalNet:
     def _process(self, name: str, record: _Record) -> psutil.Process | None:
         """The live process of ``record`` if it is still this cluster's node ``name``, else None."""
         proc = self._procs.get(name)
-        if proc is not None and proc.pid == record.pid and proc.poll() is not None:
-            return None  # our child, exited (and now reaped): the pid may be reused from here on
+        if proc is not None and proc.pid == record.pid:
+            if proc.poll() is not None:
+                return None  # our child, exited (and now reaped): the pid may be reused from here on
+            # Our child, not reaped: its pid cannot have been reused. Its command line is not checked:
+            # just after exec it can still read empty (Popen returns before the kernel has set it up).
+            try:
+                return psutil.Process(record.pid)
+            except psutil.NoSuchProcess:
+                return None
         try:
             p = psutil.Process(record.pid)
             if record.created is not None and abs(p.create_time() - record.created) > 0.01:

@@ -20,6 +20,9 @@ Honest nodes only: a node with a Byzantine role may hold any state; the checks a
 9. ``accepted_settle``       (optional) every order a node accepted is applied on every honest node
                              by quiescence, even if its client gave up waiting (no order is stranded).
 10. ``bounded_reconnects``   (optional) a Byzantine peer is not let back in again and again.
+11. ``payers_can_pay``       (optional) at the end every payer account settles one more payment: no
+                             account is frozen (an account whose slot its own conflicting orders
+                             blocked, as a node reports it, is excluded and listed).
 """
 
 from __future__ import annotations
@@ -258,6 +261,27 @@ def bounded_reconnects(
     return Check("bounded_reconnects", True, f"at most {most} connections from a Byzantine peer", facts)
 
 
+def payers_can_pay(results: Mapping[str, tuple[str, str]]) -> Check:
+    """``results``: account -> (outcome, detail) of one payment made after the run, outcome one of
+    "settled", "blocked" (a node says the slot can never settle: the payer equivocated) or anything
+    else (it did not settle in time: the account is frozen)."""
+    frozen = {a: d for a, (o, d) in results.items() if o not in ("settled", "blocked")}
+    blocked = sorted(a for a, (o, _) in results.items() if o == "blocked")
+    facts = {"results": {a: {"outcome": o, "detail": d} for a, (o, d) in results.items()}, "blocked": blocked}
+    if frozen:
+        first = sorted(frozen)[0]
+        return Check(
+            "payers_can_pay",
+            False,
+            f"{len(frozen)} of {len(results)} payers cannot pay any more (frozen), e.g. {first}: "
+            f"{frozen[first]}",
+            {**facts, "frozen": sorted(frozen)},
+        )
+    settled = len(results) - len(blocked)
+    extra = f"; {len(blocked)} blocked by their own conflicting orders" if blocked else ""
+    return Check("payers_can_pay", True, f"{settled} payers settled one more payment{extra}", facts)
+
+
 def min_settled(count: int, minimum: int) -> Check:
     ok = count >= minimum
     return Check("min_settled", ok, f"{count} settled, expected at least {minimum}", {"settled": count})
@@ -274,4 +298,5 @@ __all__ = [
     "memory_bounded",
     "no_certificates_during",
     "min_settled",
+    "payers_can_pay",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import trio
 
-from p2pnode.client import Client, Refused, request
+from p2pnode.client import Client, Refused, SlotBlocked, request
 from p2pnode.core.payments import make_order, transfer_digest
 from p2pnode.errors import RemoteError
 from p2pnode.scenario.spec import Step
@@ -15,7 +15,7 @@ from p2pnode.scenario.state import NET_ERRORS, REQUEST_TIMEOUT_S, Account, Payme
 from p2pnode.wire.messages import AccountReply, GetAccount, Order
 from p2pnode.wire.types import Address
 
-__all__ = ["equivocate", "run_load"]
+__all__ = ["equivocate", "final_payments", "run_load"]
 
 
 def _transfer_of(run: Run, acct: Account, seq: int) -> tuple[bytes, int]:
@@ -46,8 +46,11 @@ async def _submit(run: Run, node: str, order: Order, timeout: float, kind: str, 
                     p.accepted = True
                     await client.wait_settled(bytes.fromhex(tx))
                     p.outcome = "settled"
-                except Refused as exc:  # refused, or its slot is blocked (then it can never settle)
-                    p.outcome, p.error = "refused", str(exc.facts.get("blocked") or exc)
+                    run.acknowledged(p)
+                except SlotBlocked as exc:  # its slot is blocked: it can never settle, no use waiting
+                    p.outcome, p.error = "blocked", str(exc.facts.get("blocked") or exc)
+                except Refused as exc:
+                    p.outcome, p.error = "refused", str(exc)
     except trio.TooSlowError:
         p.outcome, p.error = "timeout", f"not settled within {timeout:g}s"
     except (OSError, RemoteError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -129,3 +132,66 @@ async def equivocate(run: Run, step: Step, acct: Account) -> None:
         outcome = ", ".join(f"{p.node}: {p.outcome}" for p in results)
         run.progress(f"  equivocation seq {seq}: {outcome}")
         acct.next_seq = seq + 1
+
+
+async def _account_at(run: Run, node: str, acct: Account) -> AccountReply | None:
+    host, port = run.addr(node)
+    try:
+        with trio.fail_after(REQUEST_TIMEOUT_S):
+            reply = await request(host, port, GetAccount(address=Address(acct.address)))
+    except NET_ERRORS:
+        return None
+    return reply if isinstance(reply, AccountReply) else None
+
+
+async def final_payment(run: Run, acct: Account) -> tuple[str, str]:
+    """One more payment of ``acct`` once the run is over: ``("settled" | "blocked" | "failed", detail)``.
+
+    The payment is the account's transfer at its next seq (the larger of what the load saw and what the
+    node says), so an order of the load still in doubt is resubmitted as it was, never replaced.
+    Attempts go round-robin over the honest running nodes until one settles or
+    ``expect.final_payment_timeout_s`` passes; "blocked" is a node's report that the slot can never
+    settle (conflicting orders of the payer itself)."""
+    bound = run.scenario.expect.final_payment_timeout_s
+    detail = "no attempt finished"
+    deadline = trio.current_time() + bound
+    turn = acct.index
+    with trio.move_on_at(deadline):
+        while True:
+            targets = run.targets()
+            if not targets:
+                await trio.sleep(0.2)
+                continue
+            node = targets[turn % len(targets)]
+            turn += 1
+            info = await _account_at(run, node, acct)
+            if info is not None:
+                if info.blocked:
+                    return "blocked", f"seq {info.next_seq} at {node}: {info.blocked}"
+                acct.next_seq = max(acct.next_seq, info.next_seq)
+            seq = acct.next_seq
+            to, amount = _transfer_of(run, acct, seq)
+            order = make_order(acct.key, run.chain_id, to, amount, seq)
+            left = max(0.1, min(run.scenario.load.timeout_s, deadline - trio.current_time()))
+            p = await _submit(run, node, order, left, "final", acct.index)
+            if p.outcome == "settled":
+                acct.next_seq = seq + 1
+                return "settled", f"seq {seq} at {node} in {p.seconds:.2f}s"
+            if p.outcome == "blocked":
+                return "blocked", f"seq {seq} at {node}: {p.error}"
+            detail = f"seq {seq} at {node}: {p.outcome} {p.error}".strip()
+            await trio.sleep(0.2)
+    return "failed", detail
+
+
+async def final_payments(run: Run, payers: list[Account]) -> dict[str, tuple[str, str]]:
+    """:func:`final_payment` for every payer account at once; keyed ``account-<index>``."""
+    out: dict[str, tuple[str, str]] = {}
+
+    async def one(acct: Account) -> None:
+        out[f"account-{acct.index}"] = await final_payment(run, acct)
+
+    async with trio.open_nursery() as nursery:
+        for acct in payers:
+            nursery.start_soon(one, acct)
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0].split("-")[1])))

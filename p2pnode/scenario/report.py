@@ -68,7 +68,10 @@ async def collect(
     statuses: dict[str, dict[str, Any] | None],
     converged: bool,
     quiesce_s: float,
+    finals: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
+    """Everything the report needs from the nodes, and the checks. ``finals``: the outcome of each
+    payer's final payment (``expect.payers_can_pay``)."""
     sc = run.scenario
     cluster = run.cluster
     acked = [p.tx for p in run.payments if p.outcome == "settled"]
@@ -99,6 +102,8 @@ async def collect(
                 name="accepted_settle",
             )
         )
+    if finals is not None:
+        checks.append(inv.payers_can_pay(finals))
     if sc.expect.max_byzantine_connections:
         offenders = {n: run.node_ids[n].hex()[:16] for n in sc.roles}
         checks.append(inv.bounded_reconnects(events, offenders, sc.expect.max_byzantine_connections))
@@ -162,6 +167,7 @@ async def collect(
             for p in run.payments
         ],
         "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:10]),
+        "final_payments": {a: {"outcome": o, "detail": d} for a, (o, d) in (finals or {}).items()},
         "quiescence": {"converged": converged, "seconds": round(quiesce_s, 2), "nodes": honest_up},
         "nodes": {
             n: {
@@ -189,13 +195,17 @@ def render_report(report: dict[str, Any]) -> str:
     if inj.get("roles"):
         lines.append("roles: " + ", ".join(f"{n}={r}" for n, r in inj["roles"].items()))
     for t in report.get("timeline", []):
-        lines.append(f"  t={t['started_s']:6.1f}s  {t['action']}")
+        trigger = f"  [{t['trigger']}]" if t.get("trigger") else ""
+        lines.append(f"  t={t['started_s']:6.1f}s  {t['action']}{trigger}")
     load = report.get("load", {})
     if load:
         lines.append(
             f"load: {load['attempted']} attempted, {load['settled']} settled, outcomes {load['outcomes']}, "
             f"{load['skipped_busy']} slots skipped (accounts busy), p50 {load['latency_p50_s']}s"
         )
+    for account, f in report.get("final_payments", {}).items():
+        if f["outcome"] != "settled":
+            lines.append(f"  final payment of {account}: {f['outcome']} {f['detail']}".rstrip())
     for e in report.get("equivocations", []):
         lines.append(f"  equivocation seq {e['seq']} at {e['node']}: {e['outcome']} {e['error']}".rstrip())
     q = report.get("quiescence", {})

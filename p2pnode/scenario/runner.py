@@ -16,13 +16,21 @@ Procedure
      refusals, timeouts and connection errors are recorded, not failures by themselves. A payment for
      (account, seq) is always the same transfer, so a retry after a timeout is the same payment, never a
      conflicting one.
-   * the timeline: each ``[[step]]`` at its ``at_s``. Partitions and slow links are ``FaultControl``
+   * the timeline: each ``[[step]]`` at its ``at_s``, one after the other. A ``kill`` with
+     ``when = "next_ack"`` is armed at its ``at_s`` and fires inside the payer task that receives the
+     next acknowledgement, before any other task runs (so the nodes die at the instant they answered
+     "settled"); without an acknowledgement within ``ACK_TRIGGER_TIMEOUT_S`` it fires anyway, with a
+     warning in the report. ``kill`` / ``restart`` of several nodes signal (start) all of them first,
+     then wait. Partitions and slow links are ``FaultControl``
      requests to each node (blocked = node ids outside its group); a restarted node gets the current
      fault state again.
    * an RSS sampler reading every node's resident memory (psutil) twice a second.
 
 4. Quiescence: wait until every honest running node reports the same root and unchanged applied
-   counts (or the counts stop moving, or ``expect.quiesce_timeout_s`` passes).
+   counts (or the counts stop moving, or ``expect.quiesce_timeout_s`` passes). With
+   ``expect.payers_can_pay`` every payer account then makes one more payment (its order in doubt, if
+   any, first: the same transfer for the same seq), bounded by ``expect.final_payment_timeout_s``,
+   and the runner waits for quiescence again.
 5. Collect (status, ``WaitSettled`` for every acknowledged digest, ``GetAccount`` for every account,
    the nodes' JSON logs) and run :mod:`p2pnode.scenario.invariants`. Write ``report.json`` and
    ``report.txt`` into the directory (:mod:`p2pnode.scenario.report`).
@@ -44,16 +52,17 @@ from p2pnode.client import load_account, request
 from p2pnode.config import read_toml
 from p2pnode.crypto import address_of
 from p2pnode.localnet import ClusterSpec, LocalNet, render_node_config, write_cluster
-from p2pnode.scenario.load import equivocate, run_load
+from p2pnode.scenario.load import equivocate, final_payments, run_load
 from p2pnode.scenario.report import collect, exit_code, render_report, write_report
 from p2pnode.scenario.spec import Scenario, Step
-from p2pnode.scenario.state import NET_ERRORS, REQUEST_TIMEOUT_S, Account, Progress, Run
+from p2pnode.scenario.state import NET_ERRORS, REQUEST_TIMEOUT_S, Account, Payment, Progress, Run
 from p2pnode.testing.faults import FaultControl
 from p2pnode.zk.paths import ZkPaths
 
 _RSS_PERIOD_S = 0.5
 _QUIESCE_POLL_S = 0.5
 _START_TIMEOUT_S = 60.0
+ACK_TRIGGER_TIMEOUT_S = 10.0  # an armed ``when = "next_ack"`` kill fires anyway after this long
 
 
 def _stderr(line: str) -> None:
@@ -127,14 +136,15 @@ async def _step(run: Run, step: Step, equivocator: Account | None) -> None:
     c = run.cluster
     a = step.action
     if a == "kill":
-        await trio.to_thread.run_sync(c.kill, step.node)
-        run.state[step.node] = "killed"
+        await trio.to_thread.run_sync(_kill_now, run, step)
     elif a in ("restart", "start"):
-        await trio.to_thread.run_sync(c.start, step.node)
-        run.state[step.node] = "starting"  # not a load target and not sampled until it is up
-        await _wait_up(run, [step.node], _START_TIMEOUT_S)
-        run.state[step.node] = "up"
-        await _fault(run, step.node)
+        await trio.to_thread.run_sync(lambda: c.start(*step.targets))
+        for name in step.targets:
+            run.state[name] = "starting"  # not a load target and not sampled until it is up
+        await _wait_up(run, list(step.targets), _START_TIMEOUT_S)
+        for name in step.targets:
+            run.state[name] = "up"
+            await _fault(run, name)
     elif a == "pause":
         await trio.to_thread.run_sync(c.pause, step.node)
         run.state[step.node] = "paused"
@@ -165,20 +175,49 @@ async def _step(run: Run, step: Step, equivocator: Account | None) -> None:
         await equivocate(run, step, equivocator)
 
 
+def _kill_now(run: Run, step: Step) -> None:
+    """SIGKILL every target of ``step`` at once (synchronous: it runs inside the ack hook too)."""
+    run.cluster.kill(*step.targets)
+    for name in step.targets:
+        run.state[name] = "killed"
+
+
+async def _at_next_ack(run: Run, step: Step) -> str:
+    """Arm ``step`` (a kill) to run the instant the next payment is acknowledged; wait until it has."""
+    fired: list[Payment] = []
+    done = trio.Event()
+
+    def hook(p: Payment) -> None:
+        _kill_now(run, step)
+        fired.append(p)
+        done.set()
+
+    run.on_ack = hook
+    with trio.move_on_after(ACK_TRIGGER_TIMEOUT_S):
+        await done.wait()
+    if fired:
+        p = fired[0]
+        return f"{p.node} acknowledged {p.tx[:16]} (account {p.account}, seq {p.seq})"
+    run.on_ack = None
+    run.warnings.append(f"{step.describe()}: no acknowledgement within {ACK_TRIGGER_TIMEOUT_S:g}s")
+    await trio.to_thread.run_sync(_kill_now, run, step)
+    return f"no acknowledgement within {ACK_TRIGGER_TIMEOUT_S:g}s"
+
+
 async def _timeline(run: Run, equivocator: Account | None) -> None:
     for step in run.scenario.steps:
         await trio.sleep_until(run.t0 + step.at_s)
         started = run.now()
         run.progress(f"t={started:6.1f}s  {step.describe()}")
-        await _step(run, step, equivocator)
-        run.timeline.append(
-            {
-                "at_s": step.at_s,
-                "started_s": round(started, 3),
-                "done_s": round(run.now(), 3),
-                "action": step.describe(),
-            }
-        )
+        record: dict[str, Any] = {"at_s": step.at_s, "action": step.describe()}
+        if step.when == "next_ack":
+            record["trigger"] = await _at_next_ack(run, step)
+            run.progress(f"t={run.now():6.1f}s  killed: {record['trigger']}")
+            started = run.now()
+        else:
+            await _step(run, step, equivocator)
+        record.update(started_s=round(started, 3), done_s=round(run.now(), 3))
+        run.timeline.append(record)
 
 
 # -- memory -----------------------------------------------------------------------------------------------
@@ -287,7 +326,16 @@ async def run_scenario(
             progress(
                 f"t={run.now():6.1f}s  {'quiescent' if converged else 'NOT converged'} after {quiesce_s:.1f}s"
             )
-            report = await collect(run, honest_up, statuses, converged, quiesce_s)
+            finals = None
+            if scenario.expect.payers_can_pay:
+                finals = await final_payments(run, payers)
+                ok = sum(1 for o, _ in finals.values() if o == "settled")
+                progress(
+                    f"t={run.now():6.1f}s  final payments: {ok} of {len(finals)} payers settled one more"
+                )
+                converged, more_s, statuses = await _quiesce(run, honest_up)
+                quiesce_s += more_s
+            report = await collect(run, honest_up, statuses, converged, quiesce_s, finals)
             outer.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):

@@ -6,7 +6,8 @@ A scenario is a TOML file (format and examples: ``docs/scenarios.md``)::
     [cluster]    validators, full_nodes, accounts, balance; [cluster.defaults.<section>] node overrides
     [load]       rate (payments/s), duration_s, kind, payers, timeout_s
     [roles]      node name -> Byzantine role (validator roles or peer roles)
-    [[step]]     at_s + action (kill, restart, start, pause, resume, partition, heal, slow, equivocate)
+    [[step]]     at_s + action (kill, restart, start, pause, resume, partition, heal, slow, equivocate);
+                 kill / restart take ``node`` or a group ``nodes``; kill may wait for ``when = "next_ack"``
     [expect]     optional expectations and bounds
 
 Every error is one :class:`ConfigError` line naming the file and the key (``step[2].node``). Nothing
@@ -28,11 +29,13 @@ from p2pnode.testing.faults import PEER_ROLES, VALIDATOR_ROLES
 
 ACTIONS = ("kill", "restart", "start", "pause", "resume", "partition", "heal", "slow", "equivocate")
 LOAD_KINDS = ("transparent",)
+NODE_GROUPS = ("all", "validators", "full_nodes")  # ``nodes = "<group>"`` of kill / restart
+WHEN = ("next_ack",)  # kill: fire the instant a node acknowledges a payment as settled (after ``at_s``)
 
 # Keys each action takes besides ``at_s`` and ``action``: name -> required.
 _ACTION_KEYS: dict[str, dict[str, bool]] = {
-    "kill": {"node": True},
-    "restart": {"node": True},
+    "kill": {"node": False, "nodes": False, "when": False},  # node or nodes (checked in _step)
+    "restart": {"node": False, "nodes": False},
     "start": {"node": True},
     "pause": {"node": True},
     "resume": {"node": True},
@@ -77,6 +80,13 @@ class Step:
     groups: tuple[tuple[str, ...], ...] = ()
     delay_ms: int = 0
     count: int = 1
+    group: str = ""  # the ``nodes = "<group>"`` a kill / restart named ("" for a list or one node)
+    when: str = ""  # "" (at at_s) | "next_ack" (kill only: at the first acknowledgement after at_s)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The nodes a kill / restart / start / pause / resume acts on."""
+        return (self.node,) if self.node else self.nodes
 
     def describe(self) -> str:
         if self.action == "partition":
@@ -85,6 +95,12 @@ class Step:
             return f"slow {self.node} +{self.delay_ms}ms"
         if self.action == "equivocate":
             return f"equivocate x{self.count} via {','.join(self.nodes)}"
+        if self.action in ("kill", "restart") and not self.node:
+            what = f"{self.group} ({','.join(self.nodes)})" if self.group else ",".join(self.nodes)
+            at = " at the next acknowledgement" if self.when == "next_ack" else ""
+            return f"{self.action} {what}{at}"
+        if self.when == "next_ack":
+            return f"{self.action} {self.node} at the next acknowledgement"
         return f"{self.action} {self.node}".strip()
 
 
@@ -93,6 +109,8 @@ class Expect:
     violation: bool = False  # the scenario is built to break an invariant: the runner must catch it
     min_settled: int = 0
     accepted_settle: bool = False  # every order a node accepted settles by quiescence, client or not
+    payers_can_pay: bool = False  # at the end every payer account settles one more payment (none frozen)
+    final_payment_timeout_s: float = 20.0  # bound for each of those final payments
     max_byzantine_connections: int = 0  # per honest node and Byzantine peer; 0 = not checked
     no_certificates_during_partition: bool = False
     partition_grace_s: float = 1.0  # certificates whose votes were already in flight may still land
@@ -176,6 +194,28 @@ def _node(value: Any, key: str, names: list[str]) -> str:
     return value
 
 
+def _group(value: Any, key: str, cluster: ClusterPart) -> tuple[tuple[str, ...], str]:
+    """``nodes`` of a kill / restart: a group name or a non-empty list of distinct node names."""
+    names = cluster.names
+    if isinstance(value, str):
+        if value not in NODE_GROUPS:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(NODE_GROUPS)} or a list of names")
+        members = {
+            "all": names,
+            "validators": [n for n in names if cluster.is_validator(n)],
+            "full_nodes": [n for n in names if not cluster.is_validator(n)],
+        }[value]
+        if not members:
+            raise ConfigError(f"{key}: {value!r} names no node of this cluster")
+        return tuple(members), value
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key}: expected {', '.join(NODE_GROUPS)} or a non-empty list of node names")
+    out = [_node(n, key, names) for n in value]
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{key}: a node is named twice")
+    return tuple(out), ""
+
+
 # -- sections ---------------------------------------------------------------------------------------------
 def _cluster(doc: Mapping[str, Any]) -> ClusterPart:
     t = _table(doc, "cluster")
@@ -249,13 +289,26 @@ def _step(i: int, t: Any, cluster: ClusterPart) -> Step:
         raise ConfigError(f"missing key {prefix}.at_s")
     names = cluster.names
     kwargs: dict[str, Any] = {"at_s": _num(t, "at_s", prefix, 0.0, 0.0, 3600.0), "action": action}
-    if "node" in keys:
+    if "node" in t and "node" in keys:
         kwargs["node"] = _node(t["node"], f"{prefix}.node", names)
     if "delay_ms" in keys:
         kwargs["delay_ms"] = _int(t, "delay_ms", prefix, 0, 0, 60_000)
     if "count" in keys:
         kwargs["count"] = _int(t, "count", prefix, 1, 1, 100)
-    if "nodes" in keys:
+    if action in ("kill", "restart"):
+        if ("node" in t) == ("nodes" in t):
+            raise ConfigError(
+                f"missing key {prefix}.node (action {action!r} needs node or nodes)"
+                if "node" not in t
+                else f"{prefix}.nodes: give node or nodes, not both"
+            )
+        if "nodes" in t:
+            kwargs["nodes"], kwargs["group"] = _group(t["nodes"], f"{prefix}.nodes", cluster)
+        when = _str(t, "when", prefix, "")
+        if when and when not in WHEN:
+            raise ConfigError(f"{prefix}.when: {when!r} is not one of {', '.join(WHEN)}")
+        kwargs["when"] = when
+    elif "nodes" in keys:
         nodes = t["nodes"]
         if not isinstance(nodes, list) or len(nodes) != 2:
             raise ConfigError(f"{prefix}.nodes: expected two node names (one per conflicting order)")
@@ -291,6 +344,8 @@ def _expect(doc: Mapping[str, Any]) -> Expect:
             "violation",
             "min_settled",
             "accepted_settle",
+            "payers_can_pay",
+            "final_payment_timeout_s",
             "max_byzantine_connections",
             "no_certificates_during_partition",
             "partition_grace_s",
@@ -302,6 +357,8 @@ def _expect(doc: Mapping[str, Any]) -> Expect:
         violation=_bool(t, "violation", "expect", False),
         min_settled=_int(t, "min_settled", "expect", 0, 0, 10_000_000),
         accepted_settle=_bool(t, "accepted_settle", "expect", False),
+        payers_can_pay=_bool(t, "payers_can_pay", "expect", False),
+        final_payment_timeout_s=_num(t, "final_payment_timeout_s", "expect", 20.0, 1.0, 600.0),
         max_byzantine_connections=_int(t, "max_byzantine_connections", "expect", 0, 0, 1_000_000),
         no_certificates_during_partition=_bool(t, "no_certificates_during_partition", "expect", False),
         partition_grace_s=_num(t, "partition_grace_s", "expect", 1.0, 0.0, 60.0),
@@ -318,7 +375,6 @@ def _check_timeline(steps: list[Step], cluster: ClusterPart) -> None:
             state[s.node] = "late"
     for s in sorted(steps, key=lambda s: s.at_s):
         where = f"step[{steps.index(s)}]"
-        cur = state.get(s.node, "")
         need = {
             "kill": ("up", "paused"),
             "pause": ("up",),
@@ -326,15 +382,17 @@ def _check_timeline(steps: list[Step], cluster: ClusterPart) -> None:
             "restart": ("killed",),
             "start": ("late",),
         }
-        if s.action in need and cur not in need[s.action]:
-            raise ConfigError(f"{where}: cannot {s.action} {s.node} at {s.at_s:g}s: it is {cur} then")
-        state[s.node] = {
-            "kill": "killed",
-            "pause": "paused",
-            "resume": "up",
-            "restart": "up",
-            "start": "up",
-        }.get(s.action, cur)
+        for node in s.targets if s.action in need else ():
+            cur = state[node]
+            if cur not in need[s.action]:
+                raise ConfigError(f"{where}: cannot {s.action} {node} at {s.at_s:g}s: it is {cur} then")
+            state[node] = {
+                "kill": "killed",
+                "pause": "paused",
+                "resume": "up",
+                "restart": "up",
+                "start": "up",
+            }[s.action]
 
 
 def scenario_from_dict(

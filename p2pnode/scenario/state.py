@@ -28,9 +28,9 @@ class Payment:
     account: int
     seq: int
     node: str
-    kind: str  # "load" | "equivocation"
+    kind: str  # "load" | "equivocation" | "final" (the payers_can_pay probe)
     submitted_s: float
-    outcome: str = "pending"  # settled | refused | timeout | error
+    outcome: str = "pending"  # settled | blocked | refused | timeout | error
     accepted: bool = False  # the node accepted the order (SubmitReply accepted)
     error: str = ""
     seconds: float = 0.0
@@ -68,6 +68,9 @@ class Run:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rr: int = 0
+    # Called synchronously the instant a payment is acknowledged (a ``when = "next_ack"`` step), so
+    # that no other task runs between the acknowledgement and the fault.
+    on_ack: Callable[[Payment], None] | None = None
 
     def now(self) -> float:
         return trio.current_time() - self.t0
@@ -85,6 +88,12 @@ class Run:
             return None
         self.rr += 1
         return targets[self.rr % len(targets)]
+
+    def acknowledged(self, p: Payment) -> None:
+        """``p`` was just acknowledged as settled: run the armed hook, if any (once)."""
+        hook, self.on_ack = self.on_ack, None
+        if hook is not None:
+            hook(p)
 
     def addr(self, name: str) -> tuple[str, int]:
         entry = self.cluster.cluster.node(name)

@@ -25,6 +25,7 @@ import trio
 from p2pnode.client import Client, NodeStatus, Receipt, Wallet
 from p2pnode.client import pay as wallet_pay
 from p2pnode.crypto import SpendingKey
+from p2pnode.wire.messages import Message
 
 CONVERGE_POLL_S = 0.05
 
@@ -153,13 +154,21 @@ class Cluster(ABC):
         async with self.client(node) as c:
             return await c.status()
 
-    async def wait_converged(self, nodes: Sequence[NodeRef] | None = None) -> bytes:
+    async def call(self, node: NodeRef, request: Message) -> Message:
+        """Send one raw request to ``node`` and return its reply, for what the typed calls do not
+        cover (an ``ErrorReply`` raises :class:`~p2pnode.errors.RemoteError`)."""
+        async with self.client(node) as c:
+            return await c.call(request)
+
+    async def wait_converged(
+        self, nodes: Sequence[NodeRef] | None = None, *, applied: int | None = None
+    ) -> bytes:
         """Wait until ``nodes`` (default: every running node) report one state root and one applied
-        count; return that root."""
+        count (``applied``, if given: that count); return that root."""
         chosen = [self.node(n) for n in nodes] if nodes is not None else self.running()
         while True:
             seen = [await self.status(n) for n in chosen]
-            if len({(s.root, s.applied) for s in seen}) == 1:
+            if len({(s.root, s.applied) for s in seen}) == 1 and applied in (None, seen[0].applied):
                 return bytes.fromhex(seen[0].root)
             await trio.sleep(CONVERGE_POLL_S)
 

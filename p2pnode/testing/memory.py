@@ -140,8 +140,10 @@ class MemoryCluster(Cluster):
         byzantine: Mapping[int, str],
         log_dir: Path | None,
         store_thread: bool | None,
+        config: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
+        self._config_sections: Mapping[str, Mapping[str, Any]] = config or {}
         self.network = network
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -171,7 +173,12 @@ class MemoryCluster(Cluster):
         return self.drivers[self.node(node).index]
 
     def _make(self, i: int) -> Node:
+        """Node ``i``'s next run. Its faults are ``byzantine[i]`` and, as for ``p2pnode run``, its
+        config's ``[testing]`` section (``config={"testing": {"enabled": True, "fault_control": True}}``
+        makes every node answer ``FaultControl``)."""
         generation = self._restarts.get(i, 0)
+        testing = self.configs[i].testing
+        role = self.byzantine.get(i, "") or (testing.byzantine if testing.enabled else "")
         return Node(
             self.configs[i],
             self.node_keys[i],
@@ -179,7 +186,7 @@ class MemoryCluster(Cluster):
             store=self.stores[i],
             transport=self.network.transport(f"n{i}"),
             rng=random.Random(self.seed * 1000 + i + 100 * generation),
-            hooks=faults_for(self.byzantine.get(i, "")),
+            hooks=faults_for(role, fault_control=testing.enabled and testing.fault_control),
             store_thread=self._store_thread,
             log=self._logger(i),
         )
@@ -222,9 +229,34 @@ class MemoryCluster(Cluster):
     async def restart(self, node: NodeRef) -> None:
         i = self.node(node).index
         await self.kill(i)
+        await self.start(i)
+        await self.wait_ready([i])
+
+    async def start(self, node: NodeRef) -> None:
+        """Start a killed ``node`` again from its store and return once it runs (its store is loaded),
+        without waiting for peers: for nodes that are down across several steps (:meth:`kill`, …,
+        ``start``) and for starting several at once (then :meth:`wait_ready`). A node that runs is
+        left alone."""
+        i = self.node(node).index
+        if i not in self._down:
+            return
         self._restarts[i] = self._restarts.get(i, 0) + 1
         await self._start(i)
+
+    async def join(self, *, bootstrap: Iterable[NodeRef]) -> ClusterNode:
+        """Add a full node that was not there at the start: a new key (from the seed), an empty
+        in-memory store, ``bootstrap`` its only known addresses. Returns once it has a peer; from then
+        on it is one of :attr:`nodes` (so :meth:`wait_converged` waits for it too)."""
+        i = len(self.nodes)
+        boot = [self.node(n).address for n in bootstrap]
+        key = NodeKey.from_seed(random.Random(f"join-{self.seed}-{i}").randbytes(32))
+        self.configs.append(node_config(i, boot, self._config_sections))
+        self.node_keys.append(key)
+        self.stores.append(MemoryStore())
+        self.nodes = (*self.nodes, ClusterNode(f"node-{i}", "full", f"n{i}:{PORT}", i))
+        await self._start(i)
         await self.wait_ready([i])
+        return self.nodes[i]
 
     async def wait_ready(self, nodes: Iterable[NodeRef] | None = None, *, peers: int = 1) -> None:
         """Until each of ``nodes`` (default: all running) has at least ``peers`` peers."""
@@ -324,6 +356,7 @@ async def open_memory_cluster(
         byzantine=byzantine or {},
         log_dir=log_dir,
         store_thread=store_thread,
+        config=config,
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -14,10 +14,10 @@ import trio
 from p2pnode.core.payments import handshake_digest
 from p2pnode.crypto import NodeKey
 from p2pnode.net.conn import FramedStream
+from p2pnode.testing import MemoryCluster, open_memory_cluster
 from p2pnode.wire import codec
 from p2pnode.wire.messages import Hello, HelloAuth, Refuse
 from p2pnode.wire.types import PROTOCOL_VERSION
-from tests.integration.harness import MemCluster, mem_cluster
 
 
 def hello(key: NodeKey, chain_id: bytes, nonce: bytes | None = None) -> Hello:
@@ -31,24 +31,24 @@ def hello(key: NodeKey, chain_id: bytes, nonce: bytes | None = None) -> Hello:
     )
 
 
-async def garbage(c: MemCluster, s: trio.abc.Stream) -> None:
+async def garbage(c: MemoryCluster, s: trio.abc.Stream) -> None:
     await s.send_all(b"\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1")  # 0xc1 is never valid msgpack
 
 
-async def huge_length(c: MemCluster, s: trio.abc.Stream) -> None:
+async def huge_length(c: MemoryCluster, s: trio.abc.Stream) -> None:
     await s.send_all(struct.pack(">I", 2**31))
 
 
-async def wrong_shape(c: MemCluster, s: trio.abc.Stream) -> None:
+async def wrong_shape(c: MemoryCluster, s: trio.abc.Stream) -> None:
     await s.send_all(codec.frame(codec.pack([1, "not", "a", "hello"])))
 
 
-async def wrong_chain(c: MemCluster, s: trio.abc.Stream) -> None:
+async def wrong_chain(c: MemoryCluster, s: trio.abc.Stream) -> None:
     await s.send_all(codec.frame(hello(NodeKey.generate(), b"\x07" * 32).encode()))
     await trio.sleep(1)
 
 
-async def bad_signature(c: MemCluster, s: trio.abc.Stream) -> None:
+async def bad_signature(c: MemoryCluster, s: trio.abc.Stream) -> None:
     key = NodeKey.generate()
     conn = FramedStream(s, 1 << 20)
     await conn.send(hello(key, c.chain_id))
@@ -61,11 +61,11 @@ async def bad_signature(c: MemCluster, s: trio.abc.Stream) -> None:
     assert isinstance(reply, Refuse) and "signature" in reply.reason
 
 
-async def silent(c: MemCluster, s: trio.abc.Stream) -> None:
+async def silent(c: MemoryCluster, s: trio.abc.Stream) -> None:
     await trio.sleep(30)
 
 
-CASES: dict[str, tuple[Callable[[MemCluster, trio.abc.Stream], Awaitable[None]], str, str]] = {
+CASES: dict[str, tuple[Callable[[MemoryCluster, trio.abc.Stream], Awaitable[None]], str, str]] = {
     "garbage bytes": (garbage, "message_rejected", "malformed msgpack"),
     "huge length prefix": (huge_length, "message_rejected", "exceeds maximum"),
     "valid msgpack of the wrong shape": (wrong_shape, "message_rejected", "Hello"),
@@ -79,9 +79,10 @@ CASES: dict[str, tuple[Callable[[MemCluster, trio.abc.Stream], Awaitable[None]],
 async def test_bad_peer_is_refused_and_node_keeps_serving(case: str, autojump_clock: trio.abc.Clock) -> None:
     attack, event, reason = CASES[case]
     with structlog.testing.capture_logs() as logs:
-        async with mem_cluster(4, accounts=2) as c:
-            await c.wait_connected(3)
-            stream = await c.network.transport("evil").connect("n1", 7000)
+        async with open_memory_cluster(validators=4, accounts=2, seed=1, bootstrap_all=False) as c:
+            await c.wait_ready(peers=3)
+            host, port = c.node(1).address.rsplit(":", 1)
+            stream = await c.network.transport("evil").connect(host, int(port))
             with trio.move_on_after(20):
                 try:
                     await attack(c, stream)
@@ -89,8 +90,8 @@ async def test_bad_peer_is_refused_and_node_keeps_serving(case: str, autojump_cl
                         pass  # drain until the node closes the connection
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
-            assert len(c.nodes[1].peers) == 3  # its honest peers are untouched
-            assert (await c.pay(1, src=0, dst=1, amount=5)).accepted
+            assert len(c.driver(1).peers) == 3  # its honest peers are untouched
+            assert (await c.pay(0, 1, 5, via=1)).settled
             await c.wait_converged(applied=1)
     hits: list[dict[str, Any]] = [
         e

@@ -22,9 +22,9 @@ import trio
 
 from p2pnode.core.ledger import Ledger
 from p2pnode.core.payments import make_order, transfer_digest
-from p2pnode.crypto import address_of
 from p2pnode.store import SqliteStore
 from p2pnode.store.sqlite import Write
+from p2pnode.testing import MemoryCluster, open_memory_cluster, planned
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
@@ -37,9 +37,9 @@ from p2pnode.wire.messages import (
     WaitSettled,
 )
 from p2pnode.wire.types import Address, Digest
-from tests.integration.harness import BALANCE, MemCluster, mem_cluster, planned
 
 COMMIT_DELAY_S = 0.15
+BALANCE = 1_000_000
 
 
 class SlowStore(SqliteStore):
@@ -81,25 +81,28 @@ async def test_crash_image_at_acknowledgement_holds_what_was_acknowledged(tmp_pa
     polls node 0 without waiting; at the first answer that shows a payment (settled, new balance,
     new root) the database files are copied, and the copy must hold it."""
     dbs = [tmp_path / f"n{i}" / "node.sqlite" for i in range(4)]
-    chain_id, _ = planned(4, 0, 4)
-    async with mem_cluster(
-        4,
+    chain_id, _ = planned(validators=4, accounts=4, seed=1, balance=BALANCE)
+    async with open_memory_cluster(
+        validators=4,
         accounts=4,
-        store_factory=lambda i: (SlowStore if i == 0 else SqliteStore)(dbs[i], chain_id),
+        seed=1,
+        balance=BALANCE,
+        bootstrap_all=False,
+        stores=lambda i: (SlowStore if i == 0 else SqliteStore)(dbs[i], chain_id),
         store_thread=True,
     ) as c:
-        await c.wait_connected(3)
+        await c.wait_ready(peers=3)
         genesis = {bytes(a): b for a, b in c.genesis.balances}
-        payer = address_of(c.accounts[1].public)
+        payer = c.account(1).address
         with trio.fail_after(60):
             for k in range(3):
-                order = make_order(c.accounts[1], c.chain_id, address_of(c.accounts[2].public), 10 + k, k)
+                order = make_order(c.account(1).key, c.chain_id, c.account(2).address, 10 + k, k)
                 digest = transfer_digest(order.transfer)
                 before = await _account(c, 0, payer)
                 status0 = await _status(c, 0)
                 reply = await c.call(2, SubmitOrder(order=order))  # entered elsewhere: node 0 only applies
                 assert isinstance(reply, SubmitReply) and reply.accepted, reply
-                async with await c.client(0) as client:
+                async with c.client(0) as client:
                     polls = 0
                     while True:
                         polls += 1
@@ -130,30 +133,24 @@ async def test_crash_image_at_acknowledgement_holds_what_was_acknowledged(tmp_pa
                 assert polls > 1, "the first poll already showed the payment: the window was not observed"
 
 
-async def _account(c: MemCluster, node: int, addr: bytes) -> AccountReply:
+async def _account(c: MemoryCluster, node: int, addr: bytes) -> AccountReply:
     reply = await c.call(node, GetAccount(address=Address(addr)))
     assert isinstance(reply, AccountReply)
     return reply
 
 
-async def _status(c: MemCluster, node: int) -> StatusReply:
+async def _status(c: MemoryCluster, node: int) -> StatusReply:
     reply = await c.call(node, StatusRequest())
     assert isinstance(reply, StatusReply)
     return reply
 
 
 # == restarts mid-quorum ============================================================================
-def _isolate(c: MemCluster, side_a: Sequence[int], side_b: Sequence[int]) -> None:
-    for a in side_a:
-        for b in side_b:
-            c.network.cut(f"n{a}", f"n{b}")
-
-
-async def _wait_locked(c: MemCluster, nodes: Sequence[int], digests: Sequence[Digest]) -> None:
+async def _wait_locked(c: MemoryCluster, nodes: Sequence[int], digests: Sequence[Digest]) -> None:
     """Until every one of ``nodes`` (validators) holds a durable lock and its vote for each digest."""
     while True:
         if all(
-            d in c.nodes[i].core.validator.durable  # type: ignore[union-attr]
+            d in c.driver(i).core.validator.durable  # type: ignore[union-attr]
             for i in nodes
             for d in digests
         ):
@@ -161,15 +158,15 @@ async def _wait_locked(c: MemCluster, nodes: Sequence[int], digests: Sequence[Di
         await trio.sleep(0.01)
 
 
-def _payee(c: MemCluster, payer: int) -> bytes:
-    return address_of(c.accounts[(payer + 1) % len(c.accounts)].public)
+def _payee(c: MemoryCluster, payer: int) -> bytes:
+    return c.account((payer + 1) % len(c.accounts)).address
 
 
-def _orders(c: MemCluster, payers: Sequence[int], seq: int = 0, amount: int = 7) -> list[Order]:
-    return [make_order(c.accounts[p], c.chain_id, _payee(c, p), amount, seq) for p in payers]
+def _orders(c: MemoryCluster, payers: Sequence[int], seq: int = 0, amount: int = 7) -> list[Order]:
+    return [make_order(c.account(p).key, c.chain_id, _payee(c, p), amount, seq) for p in payers]
 
 
-async def _settled_everywhere(c: MemCluster, digests: Sequence[Digest], nodes: Sequence[int]) -> None:
+async def _settled_everywhere(c: MemoryCluster, digests: Sequence[Digest], nodes: Sequence[int]) -> None:
     for i in nodes:
         for d in digests:
             reply = await c.call(i, WaitSettled(digest=d, wait_ms=30_000))
@@ -190,10 +187,13 @@ async def test_orders_mid_quorum_settle_after_validators_restart(
     """Validators 0 and 1 lock and vote for three orders that validators 2 and 3 never see (no
     quorum: 2 of 3). Then validators restart (all of them, or only some) and the partition heals:
     every order settles on every node, and each payer can pay again (no frozen account)."""
-    async with mem_cluster(4, accounts=4, bootstrap_all=True) as c:
-        await c.wait_connected(3)
-        await c.stop(*down)
-        _isolate(c, (0, 1), (2, 3))
+    async with open_memory_cluster(
+        validators=4, accounts=4, seed=1, balance=BALANCE, bootstrap_all=True
+    ) as c:
+        await c.wait_ready(peers=3)
+        for i in down:
+            await c.kill(i)
+        await c.partition((0, 1), (2, 3))
         orders = _orders(c, payers=(0, 1, 2))
         digests = [transfer_digest(o.transfer) for o in orders]
         for order in orders:
@@ -201,10 +201,12 @@ async def test_orders_mid_quorum_settle_after_validators_restart(
             assert isinstance(reply, SubmitReply) and reply.accepted, reply
         await _wait_locked(c, (0, 1), digests)
         await trio.sleep(2)  # a few sync periods: still no certificate anywhere
-        assert not any(d in n.core.settled for n in c.nodes for d in digests)
-        await c.stop(*restart)
-        c.network.heal()
-        await c.start(*restart)
+        assert not any(d in c.driver(n).core.settled for n in c.nodes for d in digests)
+        for i in restart:
+            await c.kill(i)
+        await c.heal()
+        for i in restart:  # all at once: none waits for peers that are still down
+            await c.start(i)
         up = [i for i in range(4) if i not in down]
         with trio.fail_after(60):
             await _settled_everywhere(c, digests, up)
@@ -215,7 +217,7 @@ async def test_orders_mid_quorum_settle_after_validators_restart(
                 await _settled_everywhere(c, [transfer_digest(again.transfer)], up)
             await c.wait_converged(nodes=up, applied=6)
         for p in (0, 1, 2):
-            acct = await _account(c, up[-1], address_of(c.accounts[p].public))
+            acct = await _account(c, up[-1], c.account(p).address)
             assert acct.next_seq == 2 and not acct.blocked
 
 
@@ -226,9 +228,11 @@ async def test_conflicting_orders_that_split_the_votes_are_named_at_once(
     """A payer signs two orders for one seq and hands them to the two halves of a partitioned
     committee: 2 + 2 votes, quorum 3. After the heal every node records the slot as blocked, the
     payer's wait ends at once with the reason, and a third order for that seq is refused."""
-    async with mem_cluster(4, accounts=4, bootstrap_all=True) as c:
-        await c.wait_connected(3)
-        _isolate(c, (0, 1), (2, 3))
+    async with open_memory_cluster(
+        validators=4, accounts=4, seed=1, balance=BALANCE, bootstrap_all=True
+    ) as c:
+        await c.wait_ready(peers=3)
+        await c.partition((0, 1), (2, 3))
         order_a, order_b = _orders(c, (0,), amount=5)[0], _orders(c, (0,), amount=6)[0]
         a, b = transfer_digest(order_a.transfer), transfer_digest(order_b.transfer)
         for node, order in ((0, order_a), (2, order_b)):
@@ -236,11 +240,11 @@ async def test_conflicting_orders_that_split_the_votes_are_named_at_once(
             assert isinstance(reply, SubmitReply) and reply.accepted, reply
         await _wait_locked(c, (0, 1), [a])
         await _wait_locked(c, (2, 3), [b])
-        c.network.heal()
-        payer = address_of(c.accounts[0].public)
+        await c.heal()
+        payer = c.account(0).address
         slot = (payer, 0)
         with trio.fail_after(30):
-            while not all(slot in n.core.slots.blocked for n in c.nodes):
+            while not all(slot in c.driver(n).core.slots.blocked for n in c.nodes):
                 await trio.sleep(0.05)
         start = trio.current_time()
         waited = await c.call(1, WaitSettled(digest=a, wait_ms=30_000))
@@ -259,5 +263,5 @@ async def test_conflicting_orders_that_split_the_votes_are_named_at_once(
         assert record["sender"] == payer.hex() and record["seq"] == 0
         assert sorted(record["orders"].values()) == [2, 2]
         # Nobody else is affected: another account pays as usual, and no certificate exists for either.
-        assert (await c.pay(3, src=1, dst=2, amount=4)).accepted
-        assert not any({a, b} & n.core.settled for n in c.nodes)
+        assert (await c.pay(1, 2, 4, via=3)).settled
+        assert not any({a, b} & c.driver(n).core.settled for n in c.nodes)

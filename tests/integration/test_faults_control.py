@@ -10,28 +10,28 @@ import pytest
 import trio
 
 from p2pnode.errors import RemoteError
+from p2pnode.testing import open_memory_cluster
 from p2pnode.testing.faults import BEHAVIOURS, FaultControl
 from p2pnode.wire.messages import StatusReply
-from tests.integration.harness import mem_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTING = {"enabled": True, "fault_control": True}
+CONFIG = {"testing": {"enabled": True, "fault_control": True}}
 
 
 async def test_a_node_without_testing_refuses_fault_control(autojump_clock: trio.abc.Clock) -> None:
-    async with mem_cluster(4) as c:
-        await c.wait_connected(3)
-        other = c.nodes[1].node_id
+    async with open_memory_cluster(validators=4, accounts=4, seed=1, bootstrap_all=False) as c:
+        await c.wait_ready(peers=3)
+        other = c.driver(1).node_id
         with pytest.raises(RemoteError, match="not a client request"):
             await c.call(0, FaultControl(blocked=(other,), delay_ms=0))
         await trio.sleep(2)
-        assert other in c.nodes[0].peers  # nothing was cut
+        assert other in c.driver(0).peers  # nothing was cut
 
 
 async def test_partition_and_heal_through_fault_control(autojump_clock: trio.abc.Clock) -> None:
-    async with mem_cluster(4, testing=TESTING) as c:
-        await c.wait_connected(3)
-        ids = [n.node_id for n in c.nodes]
+    async with open_memory_cluster(validators=4, accounts=4, seed=1, bootstrap_all=False, config=CONFIG) as c:
+        await c.wait_ready(peers=3)
+        ids = [c.driver(n).node_id for n in c.nodes]
         groups = ({0, 1}, {2, 3})
         for i in range(4):  # both sides of the cut are told (the partition rule)
             blocked = tuple(ids[j] for g in groups if i not in g for j in g)
@@ -41,23 +41,23 @@ async def test_partition_and_heal_through_fault_control(autojump_clock: trio.abc
         await trio.sleep(5)  # dial rounds and keepalives pass: the cut holds
         for g in groups:
             for i in g:
-                assert set(c.nodes[i].peers) == {ids[j] for j in g if j != i}
+                assert set(c.driver(i).peers) == {ids[j] for j in g if j != i}
         for i in range(4):
             await c.call(i, FaultControl(blocked=(), delay_ms=0))
         with trio.fail_after(5):  # the heal forgets dial backoff: reconnects within a few rounds
-            await c.wait_connected(3)
-        assert (await c.pay(0, src=0, dst=1, amount=5)).accepted
+            await c.wait_ready(peers=3)
+        assert (await c.pay(0, 1, 5, via=0)).settled
         await c.wait_converged(applied=1)
 
 
 async def test_a_slow_link_delays_but_settles(autojump_clock: trio.abc.Clock) -> None:
-    async with mem_cluster(4, testing=TESTING) as c:
-        await c.wait_connected(3)
+    async with open_memory_cluster(validators=4, accounts=4, seed=1, bootstrap_all=False, config=CONFIG) as c:
+        await c.wait_ready(peers=3)
         await c.call(2, FaultControl(blocked=(), delay_ms=150))
         for k in range(3):
-            assert (await c.pay(0, src=k, dst=k + 1, amount=2)).accepted
+            assert (await c.pay(k, k + 1, 2, via=0)).settled
         await c.wait_converged(applied=3)
-        assert len(c.nodes[2].peers) == 3  # slow, not cut
+        assert len(c.driver(2).peers) == 3  # slow, not cut
 
 
 def test_no_role_name_in_the_core_or_the_driver() -> None:

@@ -12,9 +12,8 @@ import structlog
 import trio
 
 from p2pnode.core.payments import make_order, proof_key, transfer_digest
-from p2pnode.crypto import address_of
-from p2pnode.wire.messages import SubmitOrder
-from tests.integration.harness import mem_cluster
+from p2pnode.testing import open_memory_cluster
+from p2pnode.wire.messages import SubmitOrder, SubmitReply
 
 N = 100
 
@@ -23,19 +22,30 @@ async def test_one_message_reaches_all_100_nodes(autojump_clock: trio.abc.Clock)
     with structlog.testing.capture_logs() as events:
         # Anti-entropy (which re-pushes orders still uncertified) is slowed down so that the counts
         # describe gossip alone.
-        sync = {"interval_ms": 600_000}
-        async with mem_cluster(0, full_nodes=N, accounts=2, absent_validators=4, sync=sync) as c:
-            await c.wait_connected(8)
-            before = [n.core.router.stats.received for n in c.nodes]
-            order = make_order(c.accounts[0], c.chain_id, address_of(c.accounts[1].public), 1, 0)
+        # The topology is a bootstrap chain (every node knows only node 0; bootstrap_all=False): the
+        # rest of each node's peers come from peer exchange.
+        config = {"sync": {"interval_ms": 600_000}}
+        async with open_memory_cluster(
+            validators=0,
+            full_nodes=N,
+            accounts=2,
+            absent_validators=4,
+            seed=1,
+            bootstrap_all=False,
+            config=config,
+        ) as c:
+            await c.wait_ready(peers=8)
+            cores = [c.driver(n).core for n in c.nodes]
+            before = [core.router.stats.received for core in cores]
+            order = make_order(c.account(0).key, c.chain_id, c.account(1).address, 1, 0)
             digest = transfer_digest(order.transfer)
             reply = await c.call(17, SubmitOrder(order=order))
-            assert reply.accepted  # type: ignore[attr-defined]
+            assert isinstance(reply, SubmitReply) and reply.accepted
             pkey = proof_key(digest, order)
-            while sum(1 for n in c.nodes if n.core.proofs.get(pkey)) < N:
+            while sum(1 for core in cores if core.proofs.get(pkey)) < N:
                 await trio.sleep(0.05)
             await trio.sleep(2)  # let in-flight copies land (virtual time) before counting
-            copies = [n.core.router.stats.received - b for n, b in zip(c.nodes, before, strict=True)]
+            copies = [core.router.stats.received - b for core, b in zip(cores, before, strict=True)]
     hops = [e["hops"] for e in events if e["event"] == "order_received" and e["tx"] == digest.hex()]
     assert len(hops) == N  # every node received it, and logged it exactly once
     # The origin got it from the client, not from gossip; every other node got >= 1 copy.

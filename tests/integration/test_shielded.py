@@ -14,6 +14,7 @@ import trio
 
 from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import address_of
+from p2pnode.testing import MemoryCluster, open_memory_cluster, planned
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
@@ -24,7 +25,8 @@ from p2pnode.wire.messages import (
 )
 from p2pnode.wire.types import Address
 from p2pnode.zk.paths import find_zk_paths
-from tests.integration.harness import BALANCE, MemCluster, mem_cluster, planned
+
+BALANCE = 1_000_000
 
 pytestmark = pytest.mark.skipif(
     shutil.which("node") is None or not (find_zk_paths().node_modules / ".bin" / "snarkjs").exists(),
@@ -43,16 +45,16 @@ def zk() -> Iterator[tuple[object, str]]:
         yield prover, vk
 
 
-async def submit(c: MemCluster, node: int, order: ShieldedOrder) -> SubmitReply:
+async def submit(c: MemoryCluster, node: int, order: ShieldedOrder) -> SubmitReply:
     reply = await c.call(node, SubmitShielded(order=order))
     assert isinstance(reply, SubmitReply)
     return reply
 
 
-async def settled_everywhere(c: MemCluster, order: ShieldedOrder) -> None:
+async def settled_everywhere(c: MemoryCluster, order: ShieldedOrder) -> None:
     digest = shielded_digest(order.tx)
-    for i in range(len(c.nodes)):
-        reply = await c.call(i, WaitSettled(digest=digest, wait_ms=60_000))
+    for node in c.nodes:
+        reply = await c.call(node, WaitSettled(digest=digest, wait_ms=60_000))
         assert reply.settled  # type: ignore[attr-defined]
 
 
@@ -62,7 +64,9 @@ async def test_shield_transfer_unshield_and_double_spend(
     from p2pnode.zk.notes import ShieldedKeys, build_shield, build_transfer, build_unshield, scan, tx_outputs
 
     prover, vk = zk
-    chain_id, accounts = planned(4, 1, 3, shielded_vk=vk)
+    chain_id, accounts = planned(
+        validators=4, full_nodes=1, accounts=3, seed=1, balance=BALANCE, shielded_vk=vk
+    )
     alice = ShieldedKeys.from_spending_key(accounts[0].to_bytes(), prover)  # type: ignore[arg-type]
     bob = ShieldedKeys.from_spending_key(accounts[1].to_bytes(), prover)  # type: ignore[arg-type]
     shields = [build_shield(prover, alice, accounts[0], chain_id, seq, 1000) for seq in (0, 1)]  # type: ignore[arg-type]
@@ -75,9 +79,11 @@ async def test_shield_transfer_unshield_and_double_spend(
     assert bob_note.value == 300
     unshield = build_unshield(prover, bob, chain_id, [bob_note], address_of(accounts[2].public), 100)  # type: ignore[arg-type]
 
-    async with mem_cluster(4, full_nodes=1, accounts=3, shielded_vk=vk) as c:
+    async with open_memory_cluster(
+        validators=4, full_nodes=1, accounts=3, seed=1, balance=BALANCE, shielded_vk=vk, bootstrap_all=False
+    ) as c:
         assert c.chain_id == chain_id
-        await c.wait_connected(3)
+        await c.wait_ready(peers=3)
         for order in shields:
             assert (await submit(c, 4, order)).accepted
         await settled_everywhere(c, shields[1])
@@ -104,10 +110,11 @@ async def test_shield_transfer_unshield_and_double_spend(
             n.start_soon(submit, c, 3, spend_2)
         await trio.sleep(5)
         both = {shielded_digest(spend_1.tx), shielded_digest(spend_2.tx)}
-        for node in c.nodes:
-            assert len((node.core.settled | set(node.core.certified)) & both) <= 1
+        cores = [c.driver(n).core for n in c.nodes]
+        for core in cores:
+            assert len((core.settled | set(core.certified)) & both) <= 1
         await c.wait_converged()
-        assert len({len(node.core.ledger.notes) for node in c.nodes}) == 1
+        assert len({len(core.ledger.notes) for core in cores}) == 1
 
 
 async def test_shielded_orders_mid_quorum_settle_after_every_validator_restarts(
@@ -119,7 +126,7 @@ async def test_shielded_orders_mid_quorum_settle_after_every_validator_restarts(
     from p2pnode.zk.notes import ShieldedKeys, build_shield, build_transfer, scan, tx_outputs
 
     prover, vk = zk
-    chain_id, accounts = planned(4, 0, 3, shielded_vk=vk)
+    chain_id, accounts = planned(validators=4, accounts=3, seed=1, balance=BALANCE, shielded_vk=vk)
     alice = ShieldedKeys.from_spending_key(accounts[0].to_bytes(), prover)  # type: ignore[arg-type]
     bob = ShieldedKeys.from_spending_key(accounts[1].to_bytes(), prover)  # type: ignore[arg-type]
     first = build_shield(prover, alice, accounts[0], chain_id, 0, 500)  # type: ignore[arg-type]
@@ -127,27 +134,29 @@ async def test_shielded_orders_mid_quorum_settle_after_every_validator_restarts(
     (note,) = scan(prover, alice, tx_outputs(first.tx))  # type: ignore[arg-type]
     spend = build_transfer(prover, alice, chain_id, [note], [(bob.address, 200)])  # type: ignore[arg-type]
 
-    async with mem_cluster(4, accounts=3, shielded_vk=vk, bootstrap_all=True) as c:
+    async with open_memory_cluster(
+        validators=4, accounts=3, seed=1, balance=BALANCE, shielded_vk=vk, bootstrap_all=True
+    ) as c:
         assert c.chain_id == chain_id
-        await c.wait_connected(3)
+        await c.wait_ready(peers=3)
         assert (await submit(c, 2, first)).accepted
         await settled_everywhere(c, first)
-        for a in (0, 1):
-            for b in (2, 3):
-                c.network.cut(f"n{a}", f"n{b}")
+        await c.partition((0, 1), (2, 3))
         mid = [second, spend]
         for order in mid:
             assert (await submit(c, 0, order)).accepted
         digests = [shielded_digest(o.tx) for o in mid]
-        while not all(d in c.nodes[i].core.validator.durable for i in (0, 1) for d in digests):  # type: ignore[union-attr]
+        while not all(d in c.driver(i).core.validator.durable for i in (0, 1) for d in digests):  # type: ignore[union-attr]
             await trio.sleep(0.01)
         await trio.sleep(2)
-        assert not any(d in n.core.settled for n in c.nodes for d in digests)
-        await c.stop(0, 1, 2, 3)
-        c.network.heal()
-        await c.start(0, 1, 2, 3)
+        assert not any(d in c.driver(n).core.settled for n in c.nodes for d in digests)
+        for i in (0, 1, 2, 3):
+            await c.kill(i)
+        await c.heal()
+        for i in (0, 1, 2, 3):  # all at once: none waits for peers that are still down
+            await c.start(i)
         with trio.fail_after(60):
             for order in mid:
                 await settled_everywhere(c, order)
             await c.wait_converged()
-        assert all(len(n.core.settled) == 3 for n in c.nodes)
+        assert all(len(c.driver(n).core.settled) == 3 for n in c.nodes)

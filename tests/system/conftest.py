@@ -15,70 +15,37 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
-from p2pnode.client import Client
 from p2pnode.localnet import ClusterSpec, LocalNet, write_cluster
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-NetUp = Callable[..., LocalNet]
-
-
-def start_net(net: LocalNet, timeout: float = 60.0) -> LocalNet:
-    """Start every node of ``net`` and wait (at most ``timeout`` s) until all are ready; stops them all
-    if that fails."""
-    net.start()
-    try:
-
-        async def ready() -> None:
-            with trio.fail_after(timeout):
-                await net.wait_ready()
-
-        trio.run(ready)
-    except BaseException:
-        net.stop(grace=5.0)
-        raise
-    return net
 
 
 @contextmanager
 def running_net(
     directory: Path, spec: ClusterSpec | None = None, *, definition: Path | None = None, timeout: float = 60.0
 ) -> Iterator[LocalNet]:
-    """A cluster written into ``directory`` (from ``spec``, or the definition file), started and ready;
-    every node is stopped on exit."""
+    """A cluster written into ``directory`` (from ``spec``, or the definition file), started and ready
+    (:meth:`LocalNet.wait_ready`, at most ``timeout`` s); every node is stopped on exit, also when it
+    never became ready.
+
+    For tests that need a :class:`LocalNet` itself (its files, pids, raw sockets); a test that only pays
+    and checks outcomes uses :func:`p2pnode.testing.open_local_cluster`."""
     if definition is not None:
         spec = ClusterSpec.from_file(definition)
     net = LocalNet(write_cluster(spec or ClusterSpec(), directory))
     try:
-        yield start_net(net, timeout)
+        net.start()
+
+        async def ready() -> None:
+            with trio.fail_after(timeout):
+                await net.wait_ready()
+
+        trio.run(ready)
+        yield net
     finally:
         net.stop()
-
-
-@pytest.fixture
-def net_up(tmp_path: Path) -> Iterator[NetUp]:
-    """``net_up(spec=None, *, definition=None, timeout=60)``: write a cluster into ``tmp_path/cluster``,
-    start it and wait until it is ready. Every node is stopped on exit."""
-    nets: list[LocalNet] = []
-
-    def up(
-        spec: ClusterSpec | None = None, *, definition: Path | None = None, timeout: float = 60.0
-    ) -> LocalNet:
-        if definition is not None:
-            spec = ClusterSpec.from_file(definition)
-        net = LocalNet(write_cluster(spec or ClusterSpec(), tmp_path / "cluster"))
-        nets.append(net)
-        return start_net(net, timeout)
-
-    try:
-        yield up
-    finally:
-        for net in nets:
-            net.stop()
 
 
 def stop_any(directory: Path) -> None:
@@ -140,12 +107,3 @@ def log_events(path: Path, *events: str) -> list[dict[str, Any]]:
         if isinstance(obj, dict) and obj.get("event") in events:
             out.append(obj)
     return out
-
-
-async def wait_applied(client: Client, digest: bytes, timeout: float) -> None:
-    """Wait until the node behind ``client`` has applied the transfer ``digest``.
-
-    ``wallet.pay`` reads the payer's next seq from the node it is given; a payer that switches nodes
-    must first let the new node catch up with its previous payment."""
-    with trio.fail_after(timeout):
-        await client.wait_settled(digest)

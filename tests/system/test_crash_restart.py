@@ -4,17 +4,15 @@ or applied twice, and every node ends on the same state root."""
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import pytest
 import trio
 
-from p2pnode.client import Client, Wallet, load_account, pay
-from p2pnode.crypto import address_of
-from p2pnode.localnet import ClusterSpec, LocalNet
-from p2pnode.wire.messages import AccountReply, GetAccount
-from p2pnode.wire.types import Address
-from tests.system.conftest import NetUp, log_events, wait_applied
+from p2pnode.client import Client, NodeStatus, Wallet, pay
+from p2pnode.testing import LocalCluster, open_local_cluster
+from tests.system.conftest import log_events
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +36,10 @@ class Ack:
     after_restart: bool
 
 
-async def _stream(cluster: LocalNet) -> tuple[list[Ack], list[str]]:
-    keys = [load_account(a.path) for a in cluster.cluster.accounts]
-    addrs = [address_of(k.public) for k in keys]
-    names = cluster.names
+async def _stream(cluster: LocalCluster) -> tuple[list[Ack], list[str]]:
+    keys = [a.key for a in cluster.accounts]
+    addrs = [a.address for a in cluster.accounts]
+    names = [n.name for n in cluster.nodes]
     acks: list[Ack] = []
     events: list[str] = []
     crashed = trio.Event()
@@ -52,23 +50,22 @@ async def _stream(cluster: LocalNet) -> tuple[list[Ack], list[str]]:
         async with progress:
             while len(acks) < KILL_AFTER:
                 await progress.wait()
-        (stopped,) = await trio.to_thread.run_sync(cluster.kill, VICTIM)
+        (stopped,) = await trio.to_thread.run_sync(cluster.net.kill, VICTIM)
         assert stopped.outcome in ("stopped", "killed"), stopped
         events.append(f"killed {VICTIM} after {len(acks)} payments")
         crashed.set()
         async with progress:
             while len(acks) < RESTART_AFTER:
                 await progress.wait()
-        cluster.start(VICTIM)
         with trio.fail_after(60):
-            await cluster.wait_ready([VICTIM])
+            await cluster.restart(VICTIM)
         events.append(f"restarted {VICTIM} after {len(acks)} payments")
         restarted.set()
 
     async def payer(i: int) -> None:
         clients: dict[str, Client] = {}
         last: bytes | None = None
-        try:
+        async with AsyncExitStack() as stack:
             for k in range(PER_PAYER):
                 if len(acks) >= HOLD_AT:
                     await restarted.wait()
@@ -78,10 +75,10 @@ async def _stream(cluster: LocalNet) -> tuple[list[Ack], list[str]]:
                 node = pool[(i + k) % len(pool)]
                 client = clients.get(node)
                 if client is None:
-                    entry = cluster.cluster.node(node)
-                    client = clients[node] = await Client.connect(entry.host, entry.port)
-                if last is not None:
-                    await wait_applied(client, last, PAY_TIMEOUT_S)
+                    client = clients[node] = await stack.enter_async_context(cluster.client(node))
+                if last is not None:  # the payer's next seq, read from this node, must count the last one
+                    with trio.fail_after(PAY_TIMEOUT_S):
+                        await client.wait_settled(last)
                 payee = (i + 1 + k) % ACCOUNTS
                 if payee == i:
                     payee = (payee + 1) % ACCOUNTS
@@ -92,9 +89,6 @@ async def _stream(cluster: LocalNet) -> tuple[list[Ack], list[str]]:
                 async with progress:
                     acks.append(Ack(i, payee, amount, result.seq, node, restarted.is_set()))
                     progress.notify_all()
-        finally:
-            for c in clients.values():
-                await c.aclose()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(controller)
@@ -103,42 +97,45 @@ async def _stream(cluster: LocalNet) -> tuple[list[Ack], list[str]]:
     return acks, events
 
 
-async def _accounts_at(cluster: LocalNet, name: str) -> dict[bytes, tuple[int, int]]:
+async def _accounts_at(cluster: LocalCluster, name: str) -> dict[bytes, tuple[int, int]]:
     out: dict[bytes, tuple[int, int]] = {}
     async with cluster.client(name) as client:
-        for account in cluster.cluster.accounts:
-            addr = account.address
-            reply = await client.call(GetAccount(address=Address(addr)))
-            assert isinstance(reply, AccountReply)
-            out[addr] = (reply.balance, reply.next_seq)
+        for account in cluster.accounts:
+            state = await client.account(account.address)
+            out[account.address] = (state.balance, state.next_seq)
     return out
 
 
-async def _converged(cluster: LocalNet) -> dict[str, dict[str, object]]:
+async def _converged(cluster: LocalCluster) -> dict[str, NodeStatus]:
     with trio.fail_after(30):
         await cluster.wait_converged()
-    return {n: await cluster.status(n) for n in cluster.names}
+    return {n.name: await cluster.status(n) for n in cluster.nodes}
 
 
-def test_validator_crash_and_restart_mid_stream(net_up: NetUp) -> None:
-    cluster = net_up(ClusterSpec(validators=4, accounts=ACCOUNTS, shielded=False))
-    genesis = trio.run(_accounts_at, cluster, "node-0")
+async def test_validator_crash_and_restart_mid_stream() -> None:
+    with trio.fail_after(600):
+        async with open_local_cluster(validators=4, accounts=ACCOUNTS, faults=False) as cluster:
+            await _crash_and_restart_mid_stream(cluster)
+
+
+async def _crash_and_restart_mid_stream(cluster: LocalCluster) -> None:
+    genesis = await _accounts_at(cluster, "node-0")
     assert all(seq == 0 for _, seq in genesis.values())
 
-    acks, events = trio.run(_stream, cluster)
+    acks, events = await _stream(cluster)
     assert len(acks) == PAYERS * PER_PAYER, events
     assert len(events) == 2, events
     # The stream really went on around the crash: payments settled while the victim was down, and the
     # restarted victim settled some itself.
     assert sum(1 for a in acks if not a.after_restart) > KILL_AFTER
     assert any(a.node == VICTIM for a in acks), Counter(a.node for a in acks)
-    starts = [line for line in log_events(cluster.cluster.node(VICTIM).log, "node_started")]
+    starts = [line for line in log_events(cluster.log_files()[VICTIM], "node_started")]
     assert len(starts) == 2, starts
     # Each payer's acknowledged seqs are 0, 1, 2, ... with no gap and no repeat.
     for i in range(PAYERS):
         assert [a.seq for a in acks if a.payer == i] == list(range(PER_PAYER))
 
-    addrs = [a.address for a in cluster.cluster.accounts]
+    addrs = [a.address for a in cluster.accounts]
     sent: Counter[int] = Counter()
     received: Counter[int] = Counter()
     for a in acks:
@@ -150,14 +147,14 @@ def test_validator_crash_and_restart_mid_stream(net_up: NetUp) -> None:
     }
 
     # Equal roots: every node holds the state of the node that acknowledged the last payment.
-    statuses = trio.run(_converged, cluster)
-    applied = {n: s["applied"] for n, s in statuses.items()}
+    statuses = await _converged(cluster)
+    applied = {n: s.applied for n, s in statuses.items()}
     assert set(applied.values()) == {len(acks)}, f"applied counts {applied}, expected {len(acks)}"
-    roots = {n: s["root"] for n, s in statuses.items()}
+    roots = {n: s.root for n, s in statuses.items()}
     assert len(set(roots.values())) == 1, roots
 
-    for name in cluster.names:
-        have = trio.run(_accounts_at, cluster, name)
+    for name in statuses:
+        have = await _accounts_at(cluster, name)
         for j, addr in enumerate(addrs):
             assert have[addr] == expected[addr], (
                 f"{name}: account-{j} has (balance, next_seq) {have[addr]}, expected {expected[addr]}"

@@ -29,7 +29,7 @@ from p2pnode.client import Client, Wallet, load_account, pay
 from p2pnode.crypto import address_of
 from p2pnode.errors import P2PNodeError
 from p2pnode.localnet import LocalNet
-from tests.system.conftest import cli, log_events, p2pnode_cmd, wait_applied, wait_until
+from tests.system.conftest import cli, log_events, p2pnode_cmd, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -193,8 +193,9 @@ async def load_until_the_victim_fails(cluster: LocalNet, victim: Victim) -> tupl
                 client = clients.get(node)
                 if client is None:
                     client = clients[node] = await Client.connect(*_addr(cluster, node))
-                if last is not None and not through_victim:
-                    await wait_applied(client, last, PAY_TIMEOUT_S)
+                if last is not None and not through_victim:  # the next seq, read here, counts the last one
+                    with trio.fail_after(PAY_TIMEOUT_S):
+                        await client.wait_settled(last)
                 payee = (i + 1 + k) % ACCOUNTS
                 was_gone = gone.is_set()
                 try:
@@ -208,7 +209,7 @@ async def load_until_the_victim_fails(cluster: LocalNet, victim: Victim) -> tupl
                     notes.append(f"payer {i}: payment {k} through {VICTIM} failed: {exc!r}")
                     return
                 last = result.tx
-                acks.append(Ack(i, result.digest, node))
+                acks.append(Ack(i, result.tx, node))
                 if was_gone:
                     after += 1
                     if after >= AFTER_CRASH:
@@ -235,7 +236,8 @@ async def _ready(net: LocalNet, names: list[str]) -> None:
 async def settled_at(cluster: LocalNet, name: str, digests: list[bytes]) -> None:
     async with await Client.connect(*_addr(cluster, name)) as client:
         for d in digests:
-            await wait_applied(client, d, PAY_TIMEOUT_S)
+            with trio.fail_after(PAY_TIMEOUT_S):
+                await client.wait_settled(d)
 
 
 def durable_at(db: Path) -> tuple[set[bytes], set[bytes]]:

@@ -36,7 +36,7 @@ def test_make_test_runs_pytest_over_tests() -> None:
     assert re.search(r"-m pytest\b", recipe), recipe
     assert "-m" not in recipe.split("pytest", 1)[1].replace("-q", ""), f"test target filters tests: {recipe}"
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    assert config["tool"]["pytest"]["ini_options"]["testpaths"] == ["tests"]
+    assert config["tool"]["pytest"]["ini_options"]["testpaths"] == ["tests", "examples"]
 
 
 def test_make_demo(tmp_path: Path) -> None:

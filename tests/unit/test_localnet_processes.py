@@ -198,6 +198,19 @@ def test_stop_from_another_object_stops_detached_nodes(net: LocalNet) -> None:
     assert not any(alive(p) for p in pids.values())
 
 
+def test_a_child_just_started_counts_as_running_before_its_cmdline_is_readable(
+    net: LocalNet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Popen returns when exec has closed the child's error pipe, which can be before the kernel has set
+    # up its argument area: /proc/<pid>/cmdline then reads empty. A child of this object is still ours.
+    pids = net.start("node-0")
+    monkeypatch.setattr(psutil.Process, "cmdline", lambda self: [])
+    assert net.running() == pids
+    assert LocalNet.open(net.directory).running() == {}  # without the Popen handle, the check stands
+    monkeypatch.undo()
+    assert [r.outcome for r in net.kill("node-0")] == ["stopped"]
+
+
 def test_unknown_node_name(net: LocalNet) -> None:
     with pytest.raises(LocalError, match="no node named 'node-9'"):
         net.stop("node-9")

@@ -121,6 +121,107 @@ def test_errors_name_the_key(extra: str, needle: str) -> None:
     assert "\n" not in message
 
 
+def test_group_kill_at_next_ack_and_group_restart() -> None:
+    sc = parse_scenario(
+        BASE
+        + """
+[[step]]
+at_s = 2
+action = "kill"
+nodes = "validators"
+when = "next_ack"
+[[step]]
+at_s = 3
+action = "restart"
+nodes = "validators"
+[[step]]
+at_s = 5
+action = "kill"
+nodes = "all"
+[[step]]
+at_s = 6
+action = "restart"
+nodes = ["node-4", "node-0", "node-1", "node-2", "node-3"]
+[[step]]
+at_s = 8
+action = "kill"
+nodes = "full_nodes"
+[expect]
+payers_can_pay = true
+final_payment_timeout_s = 12
+"""
+    )
+    kill, restart, kill_all, restart_all, kill_full = sc.steps
+    assert kill.targets == ("node-0", "node-1", "node-2", "node-3") and kill.when == "next_ack"
+    assert kill.describe() == "kill validators (node-0,node-1,node-2,node-3) at the next acknowledgement"
+    assert restart.targets == kill.targets and restart.when == ""
+    assert kill_all.targets == tuple(f"node-{i}" for i in range(5)) and kill_all.group == "all"
+    assert restart_all.targets[0] == "node-4" and restart_all.describe().startswith("restart node-4,node-0")
+    assert kill_full.targets == ("node-4",)
+    assert sc.expect.payers_can_pay and sc.expect.final_payment_timeout_s == 12.0
+    one = parse_scenario(BASE + "[[step]]\nat_s = 1\naction = 'kill'\nnode = 'node-1'\nwhen = 'next_ack'\n")
+    assert one.steps[0].targets == ("node-1",)
+    assert one.steps[0].describe() == "kill node-1 at the next acknowledgement"
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (
+            "[[step]]\nat_s = 1\naction = 'kill'\nnodes = 'everyone'\n",
+            "step[0].nodes: 'everyone' is not one of",
+        ),
+        ("[[step]]\nat_s = 1\naction = 'kill'\nnodes = []\n", "step[0].nodes: expected all, validators"),
+        ("[[step]]\nat_s = 1\naction = 'kill'\nnodes = ['node-1', 'node-1']\n", "named twice"),
+        ("[[step]]\nat_s = 1\naction = 'kill'\nnodes = ['node-9']\n", "step[0].nodes: 'node-9'"),
+        ("[[step]]\nat_s = 1\naction = 'kill'\nnodes = 3\n", "step[0].nodes: expected"),
+        (
+            "[[step]]\nat_s = 1\naction = 'kill'\nnode = 'node-1'\nnodes = 'all'\n",
+            "step[0].nodes: give node or nodes, not both",
+        ),
+        ("[[step]]\nat_s = 1\naction = 'restart'\n", "missing key step[0].node (action 'restart' needs"),
+        ("[[step]]\nat_s = 1\naction = 'kill'\nnode = 'node-1'\nwhen = 'later'\n", "step[0].when: 'later'"),
+        (
+            "[[step]]\nat_s = 1\naction = 'kill'\nnode = 'node-1'\nwhen = 1\n",
+            "step[0].when: expected a string",
+        ),
+        (
+            "[[step]]\nat_s = 1\naction = 'restart'\nnodes = 'all'\nwhen = 'next_ack'\n",
+            "unknown key step[0].when",
+        ),
+        (
+            "[[step]]\nat_s = 1\naction = 'pause'\nnode = 'node-1'\nwhen = 'next_ack'\n",
+            "unknown key step[0].when",
+        ),
+        (
+            "[[step]]\nat_s = 1\naction = 'kill'\nnode = 'node-4'\n"
+            "[[step]]\nat_s = 2\naction = 'kill'\nnodes = 'all'\n",
+            "step[1]: cannot kill node-4 at 2s: it is killed then",
+        ),
+        (
+            "[[step]]\nat_s = 1\naction = 'kill'\nnodes = 'validators'\n"
+            "[[step]]\nat_s = 2\naction = 'restart'\nnodes = 'all'\n",
+            "step[1]: cannot restart node-4 at 2s: it is up then",
+        ),
+        ("[expect]\npayers_can_pay = 1\n", "expect.payers_can_pay: expected true or false"),
+        ("[expect]\nfinal_payment_timeout_s = 0\n", "expect.final_payment_timeout_s: 0 is outside"),
+    ],
+)
+def test_group_and_trigger_errors_name_the_key(extra: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(BASE + extra)
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_no_full_nodes_group() -> None:
+    with pytest.raises(ConfigError, match="step\\[0\\].nodes: 'full_nodes' names no node"):
+        parse_scenario(
+            "[cluster]\nvalidators = 4\n[[step]]\nat_s = 1\naction = 'kill'\nnodes = 'full_nodes'\n"
+        )
+
+
 def test_missing_validators() -> None:
     with pytest.raises(ConfigError, match="missing key cluster.validators"):
         parse_scenario("[cluster]\nfull_nodes = 1\n")
@@ -226,6 +327,19 @@ def test_report_and_exit_code() -> None:
     assert exit_code(caught) == 1 and "caught" in render_report(caught)
     missed = {"scenario": "x", "checks": [], "violations": [], "expect_violation": True}
     assert exit_code(missed) == 1 and "NOT FOUND" in render_report(missed)
+
+
+def test_payers_can_pay() -> None:
+    ok = inv.payers_can_pay({"account-0": ("settled", "seq 3"), "account-1": ("settled", "seq 9")})
+    assert ok.ok and "2 payers settled" in ok.detail
+    # A slot split by the payer's own conflicting orders is the payer's doing: excluded, but listed.
+    blocked = inv.payers_can_pay({"account-0": ("settled", "seq 3"), "account-1": ("blocked", "split")})
+    assert blocked.ok and blocked.facts["blocked"] == ["account-1"] and "1 blocked" in blocked.detail
+    frozen = inv.payers_can_pay(
+        {"account-0": ("settled", "seq 3"), "account-1": ("failed", "seq 4 at node-0: refused locked")}
+    )
+    assert not frozen.ok and frozen.facts["frozen"] == ["account-1"]
+    assert "1 of 2 payers cannot pay" in frozen.detail and "account-1: seq 4" in frozen.detail
 
 
 def test_bounded_reconnects() -> None:
