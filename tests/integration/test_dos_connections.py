@@ -15,9 +15,10 @@ import trio.testing
 from p2pnode.crypto import NodeKey
 from p2pnode.net.conn import FramedStream, handshake
 from p2pnode.net.peers import short
+from p2pnode.testing import MemoryCluster, open_memory_cluster
 from p2pnode.wire import codec
 from p2pnode.wire.messages import ErrorReply, GetPeers, StatusReply, StatusRequest, decode
-from tests.integration.harness import MemCluster, mem_cluster
+from p2pnode.wire.types import ChainId
 
 VICTIM = 1
 
@@ -91,14 +92,14 @@ def socket_pair(limit: int = 65536) -> tuple[trio.abc.Stream, trio.abc.Stream]:
     return _End(a, b), _End(b, a)
 
 
-async def attach(c: MemCluster, nursery: trio.Nursery, *, lockstep: bool) -> trio.abc.Stream:
+async def attach(c: MemoryCluster, nursery: trio.Nursery, *, lockstep: bool) -> trio.abc.Stream:
     """A stream accepted by the victim's listener. ``lockstep``: with socket-like bounded buffers,
     so that the victim's writes block when this side stops reading."""
     if lockstep:
         ours, theirs = socket_pair()
     else:
         ours, theirs = trio.testing.memory_stream_pair()
-    listener_nursery, handler = c.network.listeners[f"n{VICTIM}:7000"]
+    listener_nursery, handler = c.network.listeners[c.node(VICTIM).address]
     listener_nursery.start_soon(handler, theirs, "evil:1")
     return ours
 
@@ -129,14 +130,17 @@ async def test_a_peer_that_never_reads_is_disconnected_within_its_budget(
     budget = 1 << 20
     peers = {"send_queue_bytes": budget, "send_queue": 1_000_000, "write_timeout_s": 2.0}
     with structlog.testing.capture_logs() as logs:
-        async with mem_cluster(4, accounts=2, peers=peers) as c, trio.open_nursery() as n:
-            await c.wait_connected(3)
-            victim = c.nodes[VICTIM]
+        cluster = open_memory_cluster(
+            validators=4, accounts=2, seed=1, bootstrap_all=False, config={"peers": peers}
+        )
+        async with cluster as c, trio.open_nursery() as n:
+            await c.wait_ready(peers=3)
+            victim = c.driver(VICTIM)
             key = NodeKey.generate()
             stream = await attach(c, n, lockstep=True)
             conn = FramedStream(stream, 1 << 20)
             with trio.fail_after(5):
-                await handshake(conn, key, c.chain_id, 0, "full")
+                await handshake(conn, key, ChainId(c.chain_id), 0, "full")
                 while key.public not in victim.peers:  # it checks our HelloAuth after we checked its
                     await trio.sleep(0.01)
             start = trio.current_time()
@@ -157,7 +161,7 @@ async def test_a_peer_that_never_reads_is_disconnected_within_its_budget(
             assert trio.current_time() - start <= 2.0 + 0.5
             assert victim.counters["peers_slow"] == 1
             assert len(victim.peers) == 3  # its honest peers are untouched
-            assert (await c.pay(VICTIM, src=0, dst=1, amount=5)).accepted
+            assert (await c.pay(0, 1, 5, via=VICTIM)).settled
             await c.wait_converged(applied=1)
             n.cancel_scope.cancel()
     slow = events(logs, "peer_slow")
@@ -172,9 +176,12 @@ async def test_clients_beyond_max_clients_are_refused_and_idle_ones_cut(
 ) -> None:
     limits = {"max_clients": 8, "client_idle_s": 30.0}
     with structlog.testing.capture_logs() as logs:
-        async with mem_cluster(4, accounts=2, limits=limits) as c, trio.open_nursery() as n:
-            await c.wait_connected(3)
-            victim = c.nodes[VICTIM]
+        cluster = open_memory_cluster(
+            validators=4, accounts=2, seed=1, bootstrap_all=False, config={"limits": limits}
+        )
+        async with cluster as c, trio.open_nursery() as n:
+            await c.wait_ready(peers=3)
+            victim = c.driver(VICTIM)
             idle = []
             for _ in range(8):  # each asks once, then holds its connection without a further request
                 s = await attach(c, n, lockstep=False)
@@ -192,15 +199,17 @@ async def test_clients_beyond_max_clients_are_refused_and_idle_ones_cut(
             assert victim.counters["connections_refused"] == refused
             # The node's own work goes on: its peers settle a payment made elsewhere and it applies it.
             assert len(victim.peers) == 3
-            assert (await c.pay(0, src=0, dst=1, amount=5)).accepted
-            await c.wait_converged(applied=1)
+            assert (await c.pay(0, 1, 5, via=0)).settled
+            with trio.fail_after(10):  # read from the driver: every client slot of the victim is taken
+                while victim.core.ledger.applied_count() != 1:
+                    await trio.sleep(0.05)
             # The idle ones are cut after client_idle_s; then an honest client is answered.
             with trio.fail_after(60):
                 for s in idle:
                     await closed_by_node(s)
             assert 30.0 <= trio.current_time() - served_at <= 31.0
             assert victim.peers.gate.clients == 0
-            assert (await c.balance(VICTIM, 1)) > 0
+            assert (await c.balance(1, via=VICTIM)) > 0
             n.cancel_scope.cancel()
     refusals = events(logs, "connection_refused")
     assert refusals and refusals[0]["kind"] == "client"
@@ -212,8 +221,11 @@ async def test_clients_beyond_max_clients_are_refused_and_idle_ones_cut(
 async def test_a_half_sent_client_frame_is_cut_after_frame_timeout(autojump_clock: trio.abc.Clock) -> None:
     limits = {"frame_timeout_s": 3.0, "client_idle_s": 600.0}
     with structlog.testing.capture_logs() as logs:
-        async with mem_cluster(4, accounts=2, limits=limits) as c, trio.open_nursery() as n:
-            await c.wait_connected(3)
+        cluster = open_memory_cluster(
+            validators=4, accounts=2, seed=1, bootstrap_all=False, config={"limits": limits}
+        )
+        async with cluster as c, trio.open_nursery() as n:
+            await c.wait_ready(peers=3)
             streams = []
             for _ in range(20):  # slowloris: one honest request, then half of a 1 MiB frame
                 s = await attach(c, n, lockstep=False)
@@ -225,8 +237,8 @@ async def test_a_half_sent_client_frame_is_cut_after_frame_timeout(autojump_cloc
                 for s in streams:
                     await closed_by_node(s)
             assert 3.0 <= trio.current_time() - started <= 3.5
-            assert c.nodes[VICTIM].peers.gate.clients == 0
-            assert (await c.balance(VICTIM, 1)) > 0
+            assert c.driver(VICTIM).peers.gate.clients == 0
+            assert (await c.balance(1, via=VICTIM)) > 0
             n.cancel_scope.cancel()
     closed = events(logs, "client_closed")
     assert len(closed) == 20 and all("frame not completed within 3s" in e["reason"] for e in closed)
@@ -234,19 +246,22 @@ async def test_a_half_sent_client_frame_is_cut_after_frame_timeout(autojump_cloc
 
 async def test_a_half_sent_peer_frame_is_cut_after_frame_timeout(autojump_clock: trio.abc.Clock) -> None:
     with structlog.testing.capture_logs() as logs:
-        async with mem_cluster(4, accounts=2, limits={"frame_timeout_s": 3.0}) as c, trio.open_nursery() as n:
-            await c.wait_connected(3)
+        cluster = open_memory_cluster(
+            validators=4, accounts=2, seed=1, bootstrap_all=False, config={"limits": {"frame_timeout_s": 3.0}}
+        )
+        async with cluster as c, trio.open_nursery() as n:
+            await c.wait_ready(peers=3)
             key = NodeKey.generate()
             stream = await attach(c, n, lockstep=False)
             conn = FramedStream(stream, 1 << 20)
             with trio.fail_after(5):
-                await handshake(conn, key, c.chain_id, 0, "full")
+                await handshake(conn, key, ChainId(c.chain_id), 0, "full")
             await stream.send_all(struct.pack(">I", 50_000) + b"\x00" * 10)
             started = trio.current_time()
             with trio.fail_after(10):  # below peers.idle_timeout_s (20 s): the frame timeout cuts it
                 await closed_by_node(stream)
             assert 3.0 <= trio.current_time() - started <= 3.5
-            assert len(c.nodes[VICTIM].peers) == 3
+            assert len(c.driver(VICTIM).peers) == 3
             n.cancel_scope.cancel()
     gone = [e for e in events(logs, "peer_disconnected") if e["peer"] == short(key.public)]
     assert gone and "frame not completed within 3s" in gone[0]["reason"]
