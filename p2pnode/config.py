@@ -63,6 +63,8 @@ class PeersSection:
     idle_timeout_s: float = 20.0
     handshake_timeout_s: float = 5.0
     send_queue: int = 4096
+    send_queue_bytes: int = 4 << 20
+    write_timeout_s: float = 10.0
     exchange_interval_s: float = 2.0
     ban_s: float = 60.0
 
@@ -75,6 +77,10 @@ class LimitsSection:
     future_seqs: int = 16
     held_order_s: float = 30.0
     request_timeout_s: float = 30.0
+    max_clients: int = 128
+    client_idle_s: float = 60.0
+    frame_timeout_s: float = 10.0
+    fd_reserve: int = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +138,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "peers.idle_timeout_s": (0.1, 86_400),
     "peers.handshake_timeout_s": (0.05, 600),
     "peers.send_queue": (16, 1_000_000),
+    "peers.send_queue_bytes": (1024, 1 << 30),
+    "peers.write_timeout_s": (0.05, 3600),
     "peers.exchange_interval_s": (0.05, 3600),
     "peers.ban_s": (0.0, 86_400),
     "limits.max_frame": (1024, 64 << 20),
@@ -140,6 +148,10 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "limits.future_seqs": (1, 100_000),
     "limits.held_order_s": (0.1, 86_400),
     "limits.request_timeout_s": (0.1, 3600),
+    "limits.max_clients": (1, 65_536),
+    "limits.client_idle_s": (0.05, 86_400),
+    "limits.frame_timeout_s": (0.05, 3600),
+    "limits.fd_reserve": (8, 65_536),
     "sync.interval_ms": (10, 3_600_000),
     "sync.batch": (1, 512),
     "verify.workers": (0, 64),
@@ -230,6 +242,9 @@ def config_from_dict(data: dict[str, Any], base: Path, source: Path | None = Non
         raise ConfigError("testing.byzantine and testing.fault_control need testing.enabled = true")
     if cfg.peers.dial_backoff_max_ms < cfg.peers.dial_backoff_min_ms:
         raise ConfigError("peers.dial_backoff_max_ms: must be >= peers.dial_backoff_min_ms")
+    if cfg.peers.send_queue_bytes < cfg.limits.max_frame:
+        # A message as large as a frame may be must fit in a peer's queue, or it could never be sent.
+        raise ConfigError("peers.send_queue_bytes: must be >= limits.max_frame")
     return cfg
 
 

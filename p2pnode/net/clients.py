@@ -26,7 +26,7 @@ from p2pnode.core.effects import Effect, OrderOutcome
 from p2pnode.core.node import NodeCore
 from p2pnode.core.payments import statement_digest
 from p2pnode.errors import DecodeError, RemoteError
-from p2pnode.net.conn import PEER_ERRORS, FramedStream
+from p2pnode.net.conn import PEER_ERRORS, FramedStream, FrameTimeout, IdleTimeout
 from p2pnode.wire.messages import (
     AccountReply,
     ErrorReply,
@@ -104,14 +104,24 @@ class ClientService:
             entry[0].set()
 
     async def serve(self, conn: FramedStream, first: Message) -> None:
+        """Answer ``first`` and every further request on ``conn``; close it when done.
+
+        Bounds (a client's misbehaviour closes its connection, with a ``client_closed`` line): the
+        wait for the next request is ``limits.client_idle_s``; a request frame must complete within
+        ``limits.frame_timeout_s`` of its first byte (set on ``conn`` by the caller) and a reply must
+        be written within the same time (a client that does not read its replies); one request is
+        handled at a time, so a client holds at most one frame buffer and one reply.
+        """
+        limits = self.node.cfg.limits
         msg: Message | None = first
         try:
             while msg is not None:
                 reply = await self._request(msg)
-                await conn.send(reply)
+                with trio.fail_after(limits.frame_timeout_s):
+                    await conn.send(reply)
                 try:
-                    msg = await conn.receive()
-                except DecodeError:
+                    msg = await conn.receive(idle_s=limits.client_idle_s)
+                except (DecodeError, FrameTimeout, IdleTimeout):
                     raise
                 except RemoteError:
                     msg = None  # the client closed the connection
@@ -123,6 +133,12 @@ class ClientService:
                     await conn.send(ErrorReply(reason=f"malformed request: {exc}"[:512]))
                 except PEER_ERRORS:
                     pass  # it is gone already; the reason is in our log
+        except (FrameTimeout, IdleTimeout) as exc:
+            self.node.log.info("client_closed", reason=str(exc), peer="client")
+        except trio.TooSlowError:
+            self.node.log.info(
+                "client_closed", reason=f"reply not taken within {limits.frame_timeout_s:g}s", peer="client"
+            )
         except PEER_ERRORS:
             pass  # the client went away; nothing it asked for is lost
         finally:

@@ -16,6 +16,7 @@ the chain prevents a relay from presenting it elsewhere. All steps run under the
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 
@@ -32,19 +33,55 @@ from p2pnode.wire.types import PROTOCOL_VERSION, ChainId, NodeId
 PEER_ERRORS = (RemoteError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
+class FrameTimeout(RemoteError):
+    """A frame whose first byte arrived was not complete within the stream's ``frame_timeout``."""
+
+    def __init__(self, timeout: float, buffered: int) -> None:
+        super().__init__(f"frame not completed within {timeout:g}s ({buffered} bytes of it received)")
+        self.timeout = timeout
+        self.buffered = buffered
+
+
+class IdleTimeout(RemoteError):
+    """No frame started within the idle time the caller allowed between frames."""
+
+    def __init__(self, idle_s: float) -> None:
+        super().__init__(f"idle: no request within {idle_s:g}s")
+        self.idle_s = idle_s
+
+
 class FramedStream:
     """Messages over a byte stream. Not safe for concurrent senders (callers serialize sends).
 
-    Error handling: ``receive`` raises :class:`DecodeError` / ``FrameTooLarge`` for bad input and
-    :class:`RemoteError` at end of stream; transport failures surface as ``trio.BrokenResourceError``.
+    Bounds: at most one frame is buffered (``max_frame`` bytes of body, plus the rest of one read of
+    ``READ_SIZE``), and, when ``frame_timeout`` is set, a frame that has started arriving must be
+    complete that many seconds after its first byte (``limits.frame_timeout_s``): a peer or client
+    cannot hold a buffer open by sending a frame slowly or only half of it. The wait *between* frames is
+    the caller's to bound.
+
+    Error handling: ``receive`` raises :class:`DecodeError` / ``FrameTooLarge`` for bad input,
+    :class:`FrameTimeout` for a frame sent too slowly and :class:`RemoteError` at end of stream;
+    transport failures surface as ``trio.BrokenResourceError``.
     """
 
-    def __init__(self, stream: trio.abc.Stream, max_frame: int) -> None:
+    READ_SIZE = 65536
+
+    def __init__(
+        self, stream: trio.abc.Stream, max_frame: int, *, frame_timeout: float | None = None
+    ) -> None:
         self.stream = stream
         self.max_frame = max_frame
+        self.frame_timeout = frame_timeout
         self._decoder = codec.FrameDecoder(max_frame)
         self._ready: list[bytes] = []
+        self._partial = 0  # bytes received of the frame not yet complete (header included)
+        self._frame_started = 0.0  # trio time its first byte arrived
         self.bytes_in = 0
+
+    @property
+    def partial(self) -> int:
+        """Bytes of an incomplete frame held (0 between frames)."""
+        return self._partial
 
     async def send(self, msg: Message) -> None:
         await self.stream.send_all(codec.frame(msg.encode()))
@@ -52,17 +89,41 @@ class FramedStream:
     async def send_raw(self, data: bytes) -> None:
         await self.stream.send_all(data)
 
-    async def receive_raw(self) -> bytes:
+    async def receive_raw(self, *, idle_s: float | None = None) -> bytes:
+        """The next frame's body. ``idle_s`` bounds the wait for the frame's first byte only (once it
+        started, ``frame_timeout`` takes over): it is a property of the protocol spoken on the stream
+        (a client's idle allowance), not a caller's deadline, which callers set with ``fail_after``."""
+        idle_until = trio.current_time() + idle_s if idle_s is not None else math.inf
         while not self._ready:
-            data = await self.stream.receive_some(65536)
+            data: bytes | bytearray = b""
+            if self._partial and self.frame_timeout is not None:
+                with trio.move_on_at(self._frame_started + self.frame_timeout) as scope:
+                    data = await self.stream.receive_some(self.READ_SIZE)
+                if scope.cancelled_caught:
+                    raise FrameTimeout(self.frame_timeout, self._partial)
+            elif not self._partial and idle_s is not None:
+                with trio.move_on_at(idle_until) as scope:
+                    data = await self.stream.receive_some(self.READ_SIZE)
+                if scope.cancelled_caught:
+                    raise IdleTimeout(idle_s)
+            else:
+                data = await self.stream.receive_some(self.READ_SIZE)
             if not data:
                 raise RemoteError("connection closed by peer")
-            self.bytes_in += len(data)
-            self._ready.extend(self._decoder.feed(bytes(data)))
+            self._take(bytes(data))
         return self._ready.pop(0)
 
-    async def receive(self) -> Message:
-        raw = await self.receive_raw()
+    def _take(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        frames = self._decoder.feed(data)
+        started = self._partial == 0
+        self._partial += len(data) - sum(codec.HEADER.size + len(f) for f in frames)
+        if self._partial and (started or frames):
+            self._frame_started = trio.current_time()  # a new frame began within this read
+        self._ready.extend(frames)
+
+    async def receive(self, *, idle_s: float | None = None) -> Message:
+        raw = await self.receive_raw(idle_s=idle_s)
         return decode(raw, max_len=self.max_frame)  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
@@ -144,4 +205,12 @@ async def handshake(
     return PeerHello(node_id=theirs.node_id, listen_port=theirs.listen_port, role=theirs.role)
 
 
-__all__ = ["FramedStream", "PeerHello", "handshake", "DecodeError", "PEER_ERRORS"]
+__all__ = [
+    "FrameTimeout",
+    "FramedStream",
+    "IdleTimeout",
+    "PeerHello",
+    "handshake",
+    "DecodeError",
+    "PEER_ERRORS",
+]

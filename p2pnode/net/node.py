@@ -42,6 +42,7 @@ from p2pnode.genesis import Genesis
 from p2pnode.net.clients import ClientService, RequestHandler
 from p2pnode.net.dialer import Dialer
 from p2pnode.net.interpreter import Interpreter, verify_item
+from p2pnode.net.limits import ConnectionGate, connection_caps, raise_nofile_limit
 from p2pnode.net.peers import AddressBook, PeerSet, addresses, refuse_quietly, short
 from p2pnode.net.transport import TcpTransport, Transport
 from p2pnode.net.verifier import ProofVerifier
@@ -126,7 +127,14 @@ class Node:
         self.role = "validator" if self.core.validator is not None else "full"
         # A harness may hand in its own bound logger (e.g. one file per node in one process).
         self.log: Any = log or logs.get_logger(node=self.name, node_id=short(self.node_id))
-        self.counters = {"frames_rejected": 0, "handshakes_refused": 0, "send_dropped": 0, "clients": 0}
+        self.counters = {
+            "frames_rejected": 0,
+            "handshakes_refused": 0,
+            "send_dropped": 0,
+            "clients": 0,
+            "connections_refused": 0,
+            "peers_slow": 0,
+        }
         self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
         handlers: dict[type[Message], RequestHandler] = {
             t: _bind(h, self) for t, h in self.hooks.request_handlers.items()
@@ -177,6 +185,7 @@ class Node:
             await trio.to_thread.run_sync(self.store.load) if self.cfg.verify.workers else self.store.load()
         )
         self.core.restore(snap.accounts, snap.certs, snap.locks, snap.notes)
+        self._apply_fd_limits()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -208,6 +217,33 @@ class Node:
         finally:
             self.verifier.close()
             self.stopped.set()
+
+    def _apply_fd_limits(self) -> None:
+        """Raise the open-file soft limit, fit the connection caps to it and log both (``limits``).
+
+        Error handling: :class:`LocalError` if the limit cannot hold ``limits.fd_reserve`` plus two
+        connections."""
+        fd = raise_nofile_limit()
+        lim = self.cfg.limits
+        caps = connection_caps(
+            soft_limit=fd.soft,
+            fd_reserve=lim.fd_reserve,
+            max_peers=self.cfg.peers.max_connections,
+            max_clients=lim.max_clients,
+        )
+        self.peers.gate = ConnectionGate(caps)
+        log = self.log.warning if caps.lowered else self.log.info
+        log(
+            "limits",
+            fd_soft_before=fd.before,
+            fd_soft=fd.soft,
+            fd_hard=fd.hard,
+            fd_reserve=lim.fd_reserve,
+            max_open=caps.max_open,
+            max_connections=caps.max_peers,
+            max_clients=caps.max_clients,
+            lowered=caps.lowered,
+        )
 
     def stop(self) -> None:
         if self._nursery is not None:

@@ -5,7 +5,18 @@ One connection per peer. Each runs three tasks in its own nursery: the reader ha
 message to the core (through ``perform``) and answers the link-level ones (Ping, GetPeers, Peers)
 itself; the writer drains the peer's bounded send queue, coalescing what is queued into one write;
 the keepalive pings and closes a connection that has received nothing for ``peers.idle_timeout_s``.
-Sending never waits: a full queue drops the message and counts it (``send_dropped``).
+
+Bounded in bytes: a peer's queue holds at most ``peers.send_queue_bytes`` (the write in flight
+included) and ``peers.send_queue`` frames. Sending never waits: a message that does not fit is dropped
+and counted (``send_dropped``). A peer that cannot keep up is disconnected as slow (``peer_slow``):
+when one write to it makes no progress for ``peers.write_timeout_s``, or its queue stays above half
+of its byte budget for that long. So a peer that never reads costs this node at most its budget, for
+at most about ``write_timeout_s``, whatever is sent to it.
+
+Accepting (``on_incoming``) goes through the node's :class:`~p2pnode.net.limits.ConnectionGate`: a
+connection beyond the open-file budget is closed at once, a client beyond ``limits.max_clients`` gets
+an ``ErrorReply`` and is closed, a peer beyond ``peers.max_connections`` gets addresses and a Refuse.
+Every connection's frames must complete within ``limits.frame_timeout_s`` of their first byte.
 
 Resource handling: ``run`` returns when the connection ends, and has closed it; the core is told the
 peer left before ``run`` returns (shielded), and only by the connection that is registered, so a
@@ -27,8 +38,9 @@ from p2pnode.core.node import NodeCore
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import DecodeError, HandshakeError
 from p2pnode.net.conn import PEER_ERRORS, FramedStream, PeerHello, handshake
+from p2pnode.net.limits import ConnectionGate, connection_caps
 from p2pnode.wire.codec import frame
-from p2pnode.wire.messages import GetPeers, Hello, Message, Peers, Ping, Pong, Refuse
+from p2pnode.wire.messages import ErrorReply, GetPeers, Hello, Message, Peers, Ping, Pong, Refuse
 from p2pnode.wire.types import ChainId, NodeId
 
 Perform = Callable[[list[Effect]], Awaitable[None]]
@@ -36,6 +48,7 @@ ServeClient = Callable[[FramedStream, Message], Awaitable[None]]
 
 PEER_LIST_MAX = 64  # addresses per Peers message; a full list may be truncated
 COALESCE_BYTES = 256 * 1024  # one write carries at most about this much queued data
+REFUSAL_LOG_S = 1.0  # at most one connection_refused line per this many seconds (a flood logs its count)
 
 
 def short(node_id: bytes) -> str:
@@ -54,6 +67,9 @@ class PeerConn:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     last_rx: float = 0.0
     dropped: int = 0
+    queued_bytes: int = 0  # bytes of messages queued or in the write in flight
+    over_since: float | None = None  # when queued_bytes last rose above the high-water mark
+    close_reason: str = ""  # why this node closed it, when it did (the peer_disconnected reason)
 
 
 class AddressBook:
@@ -122,6 +138,17 @@ class PeerSet:
         self.listen_port = 0  # told to peers in the handshake; set once the node listens
         self.banned: dict[bytes, float] = {}  # peers disconnected for misbehaving -> refused until
         self._conns: dict[NodeId, PeerConn] = {}
+        # The node replaces this at start with caps that fit the open-file limit (p2pnode.net.limits).
+        self.gate = ConnectionGate(
+            connection_caps(
+                soft_limit=-1,
+                fd_reserve=cfg.limits.fd_reserve,
+                max_peers=cfg.peers.max_connections,
+                max_clients=cfg.limits.max_clients,
+            )
+        )
+        self._refused_logged_at = float("-inf")
+        self._refused_unlogged = 0
 
     # == the registry ===============================================================================
     def __len__(self) -> int:
@@ -143,17 +170,43 @@ class PeerSet:
         return list(self._conns.values())
 
     def send(self, nid: bytes, msg: Message) -> None:
-        """Queue ``msg`` for ``nid`` without waiting; dropped (and counted) if its queue is full."""
+        """Queue ``msg`` for ``nid`` without waiting; dropped (and counted) if it does not fit in the
+        peer's byte budget (``peers.send_queue_bytes``) or frame cap (``peers.send_queue``)."""
         peer = self._conns.get(NodeId(nid))
         if peer is None:
             return
+        data = msg.encode()
+        budget = self.cfg.peers.send_queue_bytes
+        if peer.queued_bytes + len(data) > budget:
+            self._dropped(peer)
+            return
         try:
-            peer.send.send_nowait(msg.encode())
+            peer.send.send_nowait(data)
         except trio.WouldBlock:
-            peer.dropped += 1
-            self.counters["send_dropped"] += 1
+            self._dropped(peer)
+            return
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # the peer is being torn down
+            return  # the peer is being torn down
+        peer.queued_bytes += len(data)
+        if peer.over_since is None and peer.queued_bytes > budget // 2:
+            peer.over_since = trio.current_time()
+
+    def _dropped(self, peer: PeerConn) -> None:
+        peer.dropped += 1
+        self.counters["send_dropped"] += 1
+        if peer.over_since is None and peer.queued_bytes > self.cfg.peers.send_queue_bytes // 2:
+            peer.over_since = trio.current_time()
+
+    def statistics(self) -> dict[str, dict[str, int]]:
+        """Per peer (hex16): bytes queued (in flight included), frames queued, messages dropped."""
+        return {
+            short(p.node_id): {
+                "queued_bytes": p.queued_bytes,
+                "queued_frames": p.recv.statistics().current_buffer_used,
+                "dropped": p.dropped,
+            }
+            for p in self._conns.values()
+        }
 
     def disconnect(self, nid: bytes) -> bool:
         """Close the connection to ``nid`` (it may dial again); False if not connected."""
@@ -191,19 +244,48 @@ class PeerSet:
     async def handshake(self, conn: FramedStream, first: Hello | None = None) -> PeerHello:
         return await handshake(conn, self.key, self.chain_id, self.listen_port, self.role, first=first)
 
+    def _refused(self, addr: str, kind: str, reason: str) -> None:
+        """Count a refused connection; log it, at most once per ``REFUSAL_LOG_S`` (a flood of
+        connections must not become a flood of log lines), with how many went unlogged before it."""
+        self.counters["connections_refused"] += 1
+        now = trio.current_time()
+        if now - self._refused_logged_at < REFUSAL_LOG_S:
+            self._refused_unlogged += 1
+            return
+        self.log.warning(
+            "connection_refused", addr=addr, kind=kind, reason=reason, unlogged=self._refused_unlogged
+        )
+        self._refused_logged_at = now
+        self._refused_unlogged = 0
+
     async def on_incoming(self, stream: trio.abc.Stream, addr: str) -> None:
-        """A stream accepted on the node port: a peer (first frame ``Hello``) or a client."""
-        conn = FramedStream(stream, self.cfg.limits.max_frame)
+        """A stream accepted on the node port: a peer (first frame ``Hello``) or a client.
+
+        Closed at once, without reading, while the open connections are at the gate's ``max_open``
+        (the open-file limit less ``limits.fd_reserve``)."""
+        if not self.gate.try_open():
+            self._refused(addr, "connection", f"open connections at the limit ({self.gate.caps.max_open})")
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                await stream.aclose()
+            return
+        try:
+            await self._incoming(stream, addr)
+        finally:
+            self.gate.close()
+
+    async def _incoming(self, stream: trio.abc.Stream, addr: str) -> None:
+        limits = self.cfg.limits
+        conn = FramedStream(stream, limits.max_frame, frame_timeout=limits.frame_timeout_s)
         try:
             with trio.fail_after(self.cfg.peers.handshake_timeout_s):
                 first = await conn.receive()
             if not isinstance(first, Hello):
-                self.counters["clients"] += 1
-                await self.serve_client(conn, first)
+                await self._client(conn, addr, first)
                 return
             with trio.fail_after(self.cfg.peers.handshake_timeout_s):
                 hello = await self.handshake(conn, first)
-                if len(self._conns) >= self.cfg.peers.max_connections:
+                if len(self._conns) >= self.gate.caps.max_peers:
                     # Full: hand the newcomer other addresses before refusing, so that it can fill up.
                     await conn.send(Peers(peers=self.peer_list(exclude=hello.node_id)))
                     await conn.send(Refuse(reason="too many connections"))
@@ -230,8 +312,38 @@ class PeerSet:
         dial_addr = f"{host}:{hello.listen_port}" if hello.listen_port else ""
         await self.run(conn, hello, "in", dial_addr)
 
+    async def _client(self, conn: FramedStream, addr: str, first: Message) -> None:
+        """Serve a client connection, or refuse it (the newest) beyond ``limits.max_clients``."""
+        if not self.gate.try_client():
+            cap = self.gate.caps.max_clients
+            self._refused(addr, "client", f"too many client connections ({cap})")
+            with trio.move_on_after(1):
+                try:
+                    reason = f"too many client connections ({cap}); try again later"
+                    await conn.send(ErrorReply(reason=reason))
+                except PEER_ERRORS:
+                    pass  # it is gone already; the refusal is counted and logged on our side
+            await conn.aclose()
+            return
+        self.counters["clients"] += 1
+        try:
+            await self.serve_client(conn, first)
+        finally:
+            self.gate.client_done()
+
     async def run(self, conn: FramedStream, hello: PeerHello, direction: str, addr: str) -> None:
         """Serve one handshaken connection until it ends; closes it."""
+        if direction == "out":
+            # Our own dial: it spends a descriptor of the reserve, and counts from now on.
+            self.gate.open += 1
+        try:
+            await self._run(conn, hello, direction, addr)
+        finally:
+            if direction == "out":
+                self.gate.close()
+
+    async def _run(self, conn: FramedStream, hello: PeerHello, direction: str, addr: str) -> None:
+        conn.frame_timeout = self.cfg.limits.frame_timeout_s
         nid = hello.node_id
         if self.is_banned(nid):
             await refuse_quietly(conn, "banned for misbehaviour; try again later")
@@ -266,7 +378,9 @@ class PeerSet:
                     n.start_soon(self._keepalive, peer)
                     reason = await self._reader(peer)
                     n.cancel_scope.cancel()
-            if peer.scope.cancelled_caught and reason == "closed":
+            if peer.close_reason:
+                reason = peer.close_reason
+            elif peer.scope.cancelled_caught and reason == "closed":
                 reason = "disconnected by this node"
         finally:
             # Only the registered connection tells the core; a replaced duplicate must not remove
@@ -307,11 +421,14 @@ class PeerSet:
                 await self.perform(self.core.on_message(now, peer.node_id, msg))
 
     async def _writer(self, peer: PeerConn) -> None:
+        p = self.cfg.peers
+        high_water = p.send_queue_bytes // 2
         try:
             async for data in peer.recv:
                 # Coalesce whatever else is queued into one write: one syscall, not one per frame.
                 chunks = [frame(data)]
                 size = len(chunks[0])
+                taken = len(data)
                 while size < COALESCE_BYTES:
                     try:
                         more = peer.recv.receive_nowait()
@@ -319,9 +436,43 @@ class PeerSet:
                         break
                     chunks.append(frame(more))
                     size += len(chunks[-1])
-                await peer.conn.send_raw(b"".join(chunks))
+                    taken += len(more)
+                now = trio.current_time()
+                if peer.queued_bytes <= high_water:
+                    peer.over_since = None
+                deadline = now + p.write_timeout_s
+                if peer.over_since is not None:
+                    deadline = min(deadline, peer.over_since + p.write_timeout_s)
+                with trio.move_on_at(deadline) as scope:
+                    await peer.conn.send_raw(b"".join(chunks))
+                if scope.cancelled_caught:
+                    self._slow(peer, now)
+                    return
+                # Only now are the bytes gone from this process (the write in flight counts).
+                peer.queued_bytes -= taken
+                if peer.queued_bytes <= high_water:
+                    peer.over_since = None
         except PEER_ERRORS:
             peer.scope.cancel()
+
+    def _slow(self, peer: PeerConn, write_started: float) -> None:
+        """Disconnect a peer that does not take what is sent to it (see the module docstring)."""
+        p = self.cfg.peers
+        now = trio.current_time()
+        if peer.over_since is not None and now - peer.over_since >= p.write_timeout_s:
+            reason = f"send queue above {p.send_queue_bytes // 2} bytes for {p.write_timeout_s:g}s"
+        else:
+            reason = f"a write did not complete in {now - write_started:g}s"
+        self.counters["peers_slow"] += 1
+        self.log.warning(
+            "peer_slow",
+            peer=short(peer.node_id),
+            reason=reason,
+            queued_bytes=peer.queued_bytes,
+            dropped=peer.dropped,
+        )
+        peer.close_reason = f"slow: {reason}"
+        peer.scope.cancel()
 
     async def _keepalive(self, peer: PeerConn) -> None:
         p = self.cfg.peers
