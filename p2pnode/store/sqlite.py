@@ -2,9 +2,16 @@
 
 Durability contract (what the protocol needs, and what kill -9 must not break):
 
-- ``commit`` returns only after the transaction is durable (WAL, ``synchronous=FULL``). The driver
-  signs a vote only after the lock's commit returned, and reports a payment settled only after its
-  certificate's commit returned.
+- ``commit`` returns only after the transaction is durable (WAL, ``synchronous=FULL``).
+- Durable before visible: nothing a client or peer can observe reflects a write before its commit
+  returned. The driver signs a vote only after the lock's commit returned; it reports a payment
+  settled, and shows its balances, seqs, notes, root and counts, only after the certificate's commit
+  returned (the core's ``DurableView`` advances in ``on_durable``). Commits run in the order the core
+  changed its state, so the durable state is always a prefix of the applied sequence, and a crash
+  image taken at the instant of any answer holds what that answer showed
+  (tests/integration/test_durability.py).
+- A lock row carries the order's bytes, so a restarted validator takes the order back and votes for
+  it again (the same signature), never for another order of that (sender, seq).
 - One ``commit`` is one transaction: an applied certificate, the accounts it changed and the removal
   of its lock land together or not at all.
 - A data directory belongs to one chain; opening it with another genesis is refused.
