@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
 
-from p2pnode.client.errors import ConnectionLost, NodeTimeout, PaymentRefused, SlotBlocked, UnexpectedReply
+from p2pnode.client.errors import (
+    ConnectionLost,
+    NodeTimeout,
+    NotSettled,
+    PaymentRefused,
+    Refused,
+    SlotBlocked,
+    UnexpectedReply,
+)
 from p2pnode.client.progress import CONNECT, REPLY, SETTLE, Progress
 from p2pnode.client.status import AccountState, NodeStatus, Settlement, describe_blocked
 from p2pnode.config import parse_hostport
@@ -271,7 +279,8 @@ async def wait_settled(
 
     There is no timeout argument: the wait ends when the caller's cancel scope does (``fail_after``),
     and ``progress`` then names the tx. Raises :class:`SlotBlocked` as soon as the node says the
-    payment can never settle (its slot is blocked by conflicting orders); :class:`UnexpectedReply` for
+    payment can never settle (its slot is blocked by conflicting orders), :class:`NotSettled` if the
+    node dropped the order after holding it too long (``limits.held_order_s``); :class:`UnexpectedReply` for
     a reply that is not a ``SettledReply``. The node holds each request up to ``WAIT_SLICE_MS``.
     """
     progress = progress if progress is not None else Progress()
@@ -318,7 +327,16 @@ async def slot_blocked(
     return SlotBlocked(describe_blocked(sender, seq, reason, orders), **facts)
 
 
-async def _blocked_tx(conn: Requester, digest: bytes, reason: str) -> SlotBlocked:
+async def _blocked_tx(conn: Requester, digest: bytes, reason: str) -> Refused:
+    if reason.startswith("expired:"):
+        # The node stopped holding an order it could not vote on yet; other nodes may still settle
+        # it, so this is "not settled here", never "can never settle".
+        return NotSettled(
+            f"tx {digest.hex()} was accepted but has not settled: the node dropped it ({reason}); "
+            "it may still settle, and the wallet submits the same order again next time",
+            tx=digest.hex(),
+            expired=reason,
+        )
     status = await _status_of(conn)
     slot = status.blocked_with(digest) if status is not None else None
     if slot is None:

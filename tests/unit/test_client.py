@@ -14,6 +14,7 @@ from p2pnode.client import (
     BlockedSlotInfo,
     Client,
     NodeStatus,
+    NotSettled,
     PaymentRefused,
     PeerInfo,
     Settlement,
@@ -222,6 +223,18 @@ def test_wait_settled_raises_slot_blocked_at_once() -> None:
         return trio.current_time() - start
 
     assert run(lambda: with_client(node, body)) == 0
+
+
+def test_an_order_the_node_dropped_after_holding_it_is_not_settled_not_blocked() -> None:
+    node = funded(settle=False, blocked="expired: held 30 s without being votable (seq too high)")
+
+    async def body(client: Client) -> None:
+        with pytest.raises(NotSettled, match="may still settle") as info:
+            await client.wait_settled(b"\xab" * 32)
+        assert not isinstance(info.value, SlotBlocked)
+        assert info.value.facts["expired"].startswith("expired:")
+
+    run(lambda: with_client(node, body))
 
 
 def test_submit_refusals_are_typed() -> None:
