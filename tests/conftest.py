@@ -12,3 +12,5 @@ structlog.configure(
     logger_factory=structlog.ReturnLoggerFactory(),
     cache_logger_on_first_use=False,
 )
+
+pytest_plugins = ["pytester"]  # tests/unit/test_testing_plugin.py runs pytest on small test files
