@@ -57,6 +57,8 @@ class GossipSection:
 class PeersSection:
     target: int = 8
     max_connections: int = 32
+    max_inbound: int = 24
+    max_outbound: int = 8
     dial_backoff_min_ms: int = 200
     dial_backoff_max_ms: int = 10_000
     keepalive_s: float = 5.0
@@ -132,6 +134,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "gossip.max_ihave": (1, 1024),
     "peers.target": (1, 256),
     "peers.max_connections": (1, 4096),
+    "peers.max_inbound": (1, 4096),
+    "peers.max_outbound": (1, 256),
     "peers.dial_backoff_min_ms": (1, 600_000),
     "peers.dial_backoff_max_ms": (1, 3_600_000),
     "peers.keepalive_s": (0.05, 3600),
@@ -242,6 +246,9 @@ def config_from_dict(data: dict[str, Any], base: Path, source: Path | None = Non
         raise ConfigError("testing.byzantine and testing.fault_control need testing.enabled = true")
     if cfg.peers.dial_backoff_max_ms < cfg.peers.dial_backoff_min_ms:
         raise ConfigError("peers.dial_backoff_max_ms: must be >= peers.dial_backoff_min_ms")
+    if cfg.peers.max_inbound + cfg.peers.max_outbound > cfg.peers.max_connections:
+        # max_connections stays the total (what the open-file budget is fitted to); both kinds fit in it.
+        raise ConfigError("peers.max_inbound + peers.max_outbound: must be <= peers.max_connections")
     if cfg.peers.send_queue_bytes < cfg.limits.max_frame:
         # A message as large as a frame may be must fit in a peer's queue, or it could never be sent.
         raise ConfigError("peers.send_queue_bytes: must be >= limits.max_frame")

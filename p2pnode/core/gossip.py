@@ -116,6 +116,10 @@ class GossipRouter:
     def seen(self, mid: MsgId) -> bool:
         return mid in self._seen
 
+    def cached(self, mid: MsgId) -> bool:
+        """Is ``mid`` in the message cache? Only validated payloads are (published or relayed)."""
+        return mid in self._mcache
+
     def receive(self, now: float, peer: NodeId | None, data: bytes) -> tuple[MsgId, bool]:
         """Classify an incoming payload. Returns (id, is_new); a new id is marked seen at once."""
         mid = message_id(data)

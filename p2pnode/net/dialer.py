@@ -1,5 +1,11 @@
-"""The dialer (keep ``peers.target`` connections, with jittered exponential backoff per address) and
-peer exchange (ask for addresses while below target; tell every peer our peer set when it changed).
+"""The dialer (keep ``peers.target`` outbound connections, with jittered exponential backoff per
+address) and peer exchange (ask for addresses while below target; tell every peer our peer set when it
+changed).
+
+Outbound slots are this node's own: the dialer counts only connections it dialed (``direction ==
+"out"``) against ``min(peers.target, peers.max_outbound)``, so inbound peers, however many, never stop
+it dialing, and never take those slots. A validator also dials every committee member of the genesis
+it is not connected to, whatever its target (bounded by the committee's size).
 
 Resource handling: both are services of the node's nursery and run until cancelled; each dial is a
 task of that nursery too, bounded by ``peers.handshake_timeout_s`` until its connection is up, and
@@ -46,6 +52,17 @@ class Dialer:
         self.own_addr = ""  # our listen address, never dialed; set once the node listens
         self._backoff: dict[str, tuple[float, float]] = {}  # addr -> (next attempt, current delay)
         self._dialing: set[str] = set()
+        self.committee_dials = self.peers.role == "validator"
+
+    def _dialable(self, addr: str, nid: NodeId | None, connected: set[NodeId], now: float) -> bool:
+        return (
+            addr not in self._dialing
+            and nid not in connected
+            and nid != self.peers.node_id
+            and not (nid is not None and self.peers.is_banned(nid))
+            and addr != self.own_addr
+            and self._backoff.get(addr, (0.0, 0.0))[0] <= now
+        )
 
     def forget_failures(self, addrs: Iterable[str] | None = None) -> None:
         """Dial these addresses (all, if None) at the next round, whatever failed before."""
@@ -59,20 +76,26 @@ class Dialer:
         nursery_scope: trio.Nursery
         async with trio.open_nursery() as nursery_scope:
             while True:
-                want = self.cfg.peers.target - len(self.peers) - len(self._dialing)
+                now = trio.current_time()
+                connected = set(self.peers)
+                if self.committee_dials:
+                    # Every committee member we know an address of and are not connected to, at once.
+                    dialing = {self.book.known.get(a) for a in self._dialing}
+                    for addr, nid in list(self.book.known.items()):
+                        if (
+                            nid is not None
+                            and self.peers.is_committee(nid)
+                            and nid not in dialing
+                            and self._dialable(addr, nid, connected, now)
+                        ):
+                            dialing.add(nid)
+                            self._dialing.add(addr)
+                            nursery_scope.start_soon(self._dial, addr)
+                p = self.cfg.peers
+                want = min(p.target, p.max_outbound) - self.peers.count("out") - len(self._dialing)
                 if want > 0:
-                    now = trio.current_time()
-                    connected = set(self.peers)
-                    candidates = [
-                        a
-                        for a, nid in self.book.known.items()
-                        if a not in self._dialing
-                        and nid not in connected
-                        and nid != self.peers.node_id
-                        and not (nid is not None and self.peers.is_banned(nid))
-                        and a != self.own_addr
-                        and self._backoff.get(a, (0.0, 0.0))[0] <= now
-                    ]
+                    known = self.book.known.items()
+                    candidates = [a for a, nid in known if self._dialable(a, nid, connected, now)]
                     self.rng.shuffle(candidates)
                     for addr in candidates[:want]:
                         self._dialing.add(addr)
@@ -117,7 +140,7 @@ class Dialer:
         while True:
             await trio.sleep(self.cfg.peers.exchange_interval_s)
             ids = self.peers.ids()
-            if ids and len(ids) < self.cfg.peers.target:
+            if ids and self.peers.count("out") < min(self.cfg.peers.target, self.cfg.peers.max_outbound):
                 self.peers.send(self.rng.choice(ids), GetPeers())
             current = frozenset(ids)
             if current != told:

@@ -134,6 +134,7 @@ class Node:
             "clients": 0,
             "connections_refused": 0,
             "peers_slow": 0,
+            "peers_evicted": 0,
         }
         self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
         handlers: dict[type[Message], RequestHandler] = {
@@ -209,6 +210,7 @@ class Node:
                 nursery.start_soon(self.interpreter.tick)
                 nursery.start_soon(self.dialer.run)
                 nursery.start_soon(self.dialer.exchange)
+                nursery.start_soon(self.peers.tally_loop)
                 for service in self.hooks.services:
                     nursery.start_soon(service, self)
                 self.ready.set()
@@ -241,6 +243,8 @@ class Node:
             fd_reserve=lim.fd_reserve,
             max_open=caps.max_open,
             max_connections=caps.max_peers,
+            max_inbound=self.peers.inbound_cap(),
+            max_outbound=self.cfg.peers.max_outbound,
             max_clients=caps.max_clients,
             lowered=caps.lowered,
         )

@@ -15,8 +15,17 @@ at most about ``write_timeout_s``, whatever is sent to it.
 
 Accepting (``on_incoming``) goes through the node's :class:`~p2pnode.net.limits.ConnectionGate`: a
 connection beyond the open-file budget is closed at once, a client beyond ``limits.max_clients`` gets
-an ``ErrorReply`` and is closed, a peer beyond ``peers.max_connections`` gets addresses and a Refuse.
-Every connection's frames must complete within ``limits.frame_timeout_s`` of their first byte.
+an ``ErrorReply`` and is closed. Every connection's frames must complete within
+``limits.frame_timeout_s`` of their first byte.
+
+Peer slots (docs/dos.md, "Peer slots"): inbound peers have ``peers.max_inbound`` slots, apart from the
+``peers.max_outbound`` the dialer fills; an inbound peer never takes an outbound slot. When the inbound
+slots are full, :func:`admit_inbound` decides: a committee member always gets in, evicting the least
+useful non-committee inbound peer; anyone else gets in only by evicting an inbound peer that delivered
+nothing useful and is not one of the ``PROTECT_OLDEST`` longest connected, else it gets addresses and a
+Refuse. *Useful* (``PeerConn.useful``) counts the gossip payloads this peer delivered first that the
+core then validated (it relays only those: they enter the gossip cache), and the certificates of its
+sync batches that the core applied.
 
 Resource handling: ``run`` returns when the connection ends, and has closed it; the core is told the
 peer left before ``run`` returns (shielded), and only by the connection that is registered, so a
@@ -26,22 +35,35 @@ that connection (or bans the peer, for a ``Disconnect`` effect), never the node.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from p2pnode.config import NodeConfig, parse_hostport
-from p2pnode.core.effects import Effect
+from p2pnode.core.effects import Effect, PersistApplied
 from p2pnode.core.node import NodeCore
+from p2pnode.core.payments import message_id
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import DecodeError, HandshakeError
 from p2pnode.net.conn import PEER_ERRORS, FramedStream, PeerHello, handshake
 from p2pnode.net.limits import ConnectionGate, connection_caps
 from p2pnode.wire.codec import frame
-from p2pnode.wire.messages import ErrorReply, GetPeers, Hello, Message, Peers, Ping, Pong, Refuse
-from p2pnode.wire.types import ChainId, NodeId
+from p2pnode.wire.messages import (
+    CertBatch,
+    ErrorReply,
+    GetPeers,
+    Gossip,
+    Hello,
+    Message,
+    Peers,
+    Ping,
+    Pong,
+    Refuse,
+)
+from p2pnode.wire.types import ChainId, MsgId, NodeId
 
 Perform = Callable[[list[Effect]], Awaitable[None]]
 ServeClient = Callable[[FramedStream, Message], Awaitable[None]]
@@ -49,6 +71,10 @@ ServeClient = Callable[[FramedStream, Message], Awaitable[None]]
 PEER_LIST_MAX = 64  # addresses per Peers message; a full list may be truncated
 COALESCE_BYTES = 256 * 1024  # one write carries at most about this much queued data
 REFUSAL_LOG_S = 1.0  # at most one connection_refused line per this many seconds (a flood logs its count)
+PROTECT_OLDEST = 4  # the inbound peers connected longest are never evicted for a non-committee newcomer
+FIRST_PENDING = 4096  # first deliveries waiting for the core's verdict (oldest dropped beyond it)
+FIRST_PENDING_S = 30.0  # a first delivery not validated within this long is not counted
+TALLY_S = 0.5  # how often first deliveries are checked against the gossip cache (kept MCACHE_TTL s)
 
 
 def short(node_id: bytes) -> str:
@@ -70,6 +96,47 @@ class PeerConn:
     queued_bytes: int = 0  # bytes of messages queued or in the write in flight
     over_since: float | None = None  # when queued_bytes last rose above the high-water mark
     close_reason: str = ""  # why this node closed it, when it did (the peer_disconnected reason)
+    since: float = 0.0  # when it connected
+    useful: int = 0  # validated payloads it delivered first (see the module docstring)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotHolder:
+    """What the inbound-slot decision knows of a connected inbound peer."""
+
+    node_id: bytes
+    useful: int
+    since: float
+    committee: bool
+
+
+def admit_inbound(
+    inbound: Sequence[SlotHolder], *, cap: int, committee: bool, protect_oldest: int = PROTECT_OLDEST
+) -> tuple[bool, bytes | None]:
+    """May a new inbound peer (a committee member if ``committee``) have a slot, and whom does it evict?
+
+    Returns ``(admit, evict)``. Below ``cap``: admitted, nobody evicted. Full:
+
+    - a committee member is admitted and evicts the non-committee inbound peer with the fewest useful
+      deliveries (the youngest among equals); with no such peer it is admitted beyond ``cap`` (the
+      committee is bounded by the genesis);
+    - anyone else may evict only a non-committee inbound peer with no useful delivery that is not one
+      of the ``protect_oldest`` inbound peers connected longest: the youngest such peer. With none, the
+      newcomer is refused.
+    """
+    if len(inbound) < cap:
+        return True, None
+    others = [h for h in inbound if not h.committee]
+    if committee:
+        if not others:
+            return True, None
+        victim = min(others, key=lambda h: (h.useful, -h.since))
+        return True, victim.node_id
+    oldest = {h.node_id for h in sorted(inbound, key=lambda h: h.since)[:protect_oldest]}
+    candidates = [h for h in others if h.useful == 0 and h.node_id not in oldest]
+    if not candidates:
+        return False, None
+    return True, max(candidates, key=lambda h: h.since).node_id
 
 
 class AddressBook:
@@ -149,6 +216,8 @@ class PeerSet:
         )
         self._refused_logged_at = float("-inf")
         self._refused_unlogged = 0
+        # Gossip payloads first delivered by a peer, waiting for the core's verdict: id -> (peer, when).
+        self._first: OrderedDict[MsgId, tuple[NodeId, float]] = OrderedDict()
 
     # == the registry ===============================================================================
     def __len__(self) -> int:
@@ -240,6 +309,73 @@ class PeerSet:
                 out.append((host, port, bytes(p.node_id)))
         return tuple(out[:PEER_LIST_MAX])
 
+    # == slots =======================================================================================
+    def is_committee(self, nid: bytes) -> bool:
+        return nid in self.core.committee
+
+    def inbound_cap(self) -> int:
+        """Inbound slots: ``peers.max_inbound``, less if the open-file budget lowered the total."""
+        p = self.cfg.peers
+        return max(1, min(p.max_inbound, self.gate.caps.max_peers - p.max_outbound))
+
+    def count(self, direction: str) -> int:
+        """Connections of this direction (``"in"`` / ``"out"``), not counting those being closed."""
+        return sum(1 for p in self._conns.values() if p.direction == direction and not p.close_reason)
+
+    def _note_first(self, mid: MsgId, peer: NodeId) -> None:
+        self._first[mid] = (peer, trio.current_time())
+        while len(self._first) > FIRST_PENDING:
+            self._first.popitem(last=False)
+
+    def tally(self) -> None:
+        """Credit each first delivery the core has validated since (it is in the gossip cache) to the
+        peer that delivered it; forget those still unvalidated after ``FIRST_PENDING_S``."""
+        router = self.core.router
+        horizon = trio.current_time() - FIRST_PENDING_S
+        for mid, (nid, at) in list(self._first.items()):
+            if router.cached(mid):
+                del self._first[mid]
+                peer = self._conns.get(nid)
+                if peer is not None:
+                    peer.useful += 1
+            elif at < horizon:
+                del self._first[mid]
+
+    async def tally_loop(self) -> None:
+        """Service: :meth:`tally` every ``TALLY_S`` (the gossip cache keeps a payload a few seconds)."""
+        while True:
+            await trio.sleep(TALLY_S)
+            self.tally()
+
+    def _admit(self, nid: NodeId) -> bool:
+        """Find an inbound slot for a handshaken newcomer, evicting a peer if need be (see
+        :func:`admit_inbound`). False: refuse it."""
+        if nid in self._conns or self.is_banned(nid):
+            return True  # a duplicate replaces its own slot; a banned peer is refused in ``_run``
+        self.tally()
+        holders = [
+            SlotHolder(p.node_id, p.useful, p.since, self.is_committee(p.node_id))
+            for p in self._conns.values()
+            if p.direction == "in" and not p.close_reason
+        ]
+        committee = self.is_committee(nid)
+        admit, evict = admit_inbound(holders, cap=self.inbound_cap(), committee=committee)
+        if evict is not None:
+            victim = self._conns[NodeId(evict)]
+            why = "a committee member needed the slot" if committee else "inbound slots full"
+            victim.close_reason = f"evicted: {why} (useful {victim.useful})"
+            self.counters["peers_evicted"] += 1
+            self.log.info(
+                "peer_evicted",
+                peer=short(evict),
+                useful=victim.useful,
+                age_s=round(trio.current_time() - victim.since, 3),
+                newcomer=short(nid),
+                committee=committee,
+            )
+            victim.scope.cancel()
+        return admit
+
     # == connections ================================================================================
     async def handshake(self, conn: FramedStream, first: Hello | None = None) -> PeerHello:
         return await handshake(conn, self.key, self.chain_id, self.listen_port, self.role, first=first)
@@ -285,11 +421,12 @@ class PeerSet:
                 return
             with trio.fail_after(self.cfg.peers.handshake_timeout_s):
                 hello = await self.handshake(conn, first)
-                if len(self._conns) >= self.gate.caps.max_peers:
-                    # Full: hand the newcomer other addresses before refusing, so that it can fill up.
+                if not self._admit(hello.node_id):
+                    # Full of peers it may not evict: hand the newcomer other addresses before
+                    # refusing, so that it can fill up elsewhere.
                     await conn.send(Peers(peers=self.peer_list(exclude=hello.node_id)))
                     await conn.send(Refuse(reason="too many connections"))
-                    raise HandshakeError("too many connections")
+                    raise HandshakeError("too many connections: inbound slots full")
         except trio.TooSlowError:
             self.counters["handshakes_refused"] += 1
             self.log.warning(
@@ -363,7 +500,8 @@ class PeerSet:
                 await conn.aclose()
                 return
         send, recv = trio.open_memory_channel[bytes](self.cfg.peers.send_queue)
-        peer = PeerConn(nid, conn, direction, addr, hello.role, send, recv, last_rx=trio.current_time())
+        now = trio.current_time()
+        peer = PeerConn(nid, conn, direction, addr, hello.role, send, recv, last_rx=now, since=now)
         self._conns[nid] = peer
         if addr:
             self.book.note(addr, nid)
@@ -418,7 +556,17 @@ class PeerSet:
             elif isinstance(msg, Refuse):
                 return f"refused by peer: {msg.reason}"
             else:
-                await self.perform(self.core.on_message(now, peer.node_id, msg))
+                first = None
+                if isinstance(msg, Gossip):
+                    mid = message_id(msg.data)
+                    if not self.core.router.seen(mid):
+                        first = mid
+                effects = self.core.on_message(now, peer.node_id, msg)
+                if first is not None:
+                    self._note_first(first, peer.node_id)
+                if isinstance(msg, CertBatch):
+                    peer.useful += sum(1 for e in effects if isinstance(e, PersistApplied))
+                await self.perform(effects)
 
     async def _writer(self, peer: PeerConn) -> None:
         p = self.cfg.peers
@@ -490,7 +638,13 @@ class PeerSet:
 
     def status(self) -> list[dict[str, Any]]:
         return [
-            {"node_id": p.node_id.hex(), "addr": p.addr, "direction": p.direction, "role": p.role}
+            {
+                "node_id": p.node_id.hex(),
+                "addr": p.addr,
+                "direction": p.direction,
+                "role": p.role,
+                "useful": p.useful,
+            }
             for p in self._conns.values()
         ]
 
@@ -515,4 +669,4 @@ def addresses(peers: PeerSet, book: AddressBook, nids: Iterable[bytes]) -> set[s
     return out
 
 
-__all__ = ["AddressBook", "PeerConn", "PeerSet", "refuse_quietly", "addresses"]
+__all__ = ["AddressBook", "PeerConn", "PeerSet", "SlotHolder", "admit_inbound", "refuse_quietly", "addresses"]
