@@ -47,7 +47,7 @@ from p2pnode.core.effects import Effect, PersistApplied
 from p2pnode.core.node import NodeCore
 from p2pnode.core.payments import message_id
 from p2pnode.crypto import NodeKey
-from p2pnode.errors import DecodeError, HandshakeError
+from p2pnode.errors import DecodeError
 from p2pnode.net.conn import PEER_ERRORS, FramedStream, PeerHello, handshake
 from p2pnode.net.limits import ConnectionGate, connection_caps
 from p2pnode.wire.codec import frame
@@ -426,7 +426,11 @@ class PeerSet:
                     # refusing, so that it can fill up elsewhere.
                     await conn.send(Peers(peers=self.peer_list(exclude=hello.node_id)))
                     await conn.send(Refuse(reason="too many connections"))
-                    raise HandshakeError("too many connections: inbound slots full")
+                    # Rate-limited: fresh-key peers reconnecting in a loop must not flood the log.
+                    cap = self.inbound_cap()
+                    self._refused(addr, "peer", f"inbound slots full ({cap}), none may be evicted")
+                    await conn.aclose()
+                    return
         except trio.TooSlowError:
             self.counters["handshakes_refused"] += 1
             self.log.warning(
