@@ -95,6 +95,7 @@ class SyncSection:
 class VerifySection:
     workers: int = 1
     batch_max: int = 64
+    new_source_batch: int = 4
     certificate_proofs: bool = True
     per_source_rate: float = 500.0
     per_source_burst: int = 1000
@@ -160,6 +161,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "sync.batch": (1, 512),
     "verify.workers": (0, 64),
     "verify.batch_max": (1, 1024),
+    "verify.new_source_batch": (1, 1024),
     "verify.per_source_rate": (0.1, 1_000_000),
     "verify.per_source_burst": (1, 10_000_000),
 }
@@ -249,6 +251,8 @@ def config_from_dict(data: dict[str, Any], base: Path, source: Path | None = Non
     if cfg.peers.max_inbound + cfg.peers.max_outbound > cfg.peers.max_connections:
         # max_connections stays the total (what the open-file budget is fitted to); both kinds fit in it.
         raise ConfigError("peers.max_inbound + peers.max_outbound: must be <= peers.max_connections")
+    if cfg.verify.new_source_batch > cfg.verify.batch_max:
+        raise ConfigError("verify.new_source_batch: must be <= verify.batch_max")
     if cfg.peers.send_queue_bytes < cfg.limits.max_frame:
         # A message as large as a frame may be must fit in a peer's queue, or it could never be sent.
         raise ConfigError("peers.send_queue_bytes: must be >= limits.max_frame")

@@ -34,8 +34,10 @@ verification is charged to its source, a peer or one client connection (the driv
 passed to ``on_submit``). Orders beyond the budget are ``[IGNORE]``d from peers and refused to
 clients, before any proof work. Queued work remembers its sources; when a peer is penalized or
 disconnected, or a client connection cut, its queued-but-unverified orders are dropped
-(``still_wanted`` says False and the driver skips them). Sources with a recent invalid proof are
-*suspect*: ``verify_lane`` puts each source's proofs in batches of their own, suspects' last.
+(``still_wanted`` says False and the driver skips them). Each source's proofs wait in a lane of
+their own (``verify_lane``); a source is *trusted* once a proof it asked for verified valid, *new*
+before, *suspect* after a recent invalid one (``lane_trust``); the driver takes batches in the order
+of :func:`p2pnode.core.budget.choose_batch`: untrusted work in small batches, between trusted rounds.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from p2pnode.core.admission import admit, client_state_checks
-from p2pnode.core.budget import Budgets, ProofBudget, Source
+from p2pnode.core.budget import CERTIFICATES, Budgets, ProofBudget, Source, Trust
 from p2pnode.core.certificates import VoteBook, check_certificate
 from p2pnode.core.committee import Committee
 from p2pnode.core.effects import (
@@ -371,18 +373,18 @@ class NodeCore:
         penalized or disconnected (or its result is known): the driver skips it."""
         return proof_key(digest, order) in self.verifying
 
-    def verify_lane(self, now: float, digest: Digest, order: AnyOrder) -> tuple[int, Hashable]:
-        """Which batch this queued proof goes in, and how urgent that batch is (lower first): ``(0,
-        None)`` for a certificate's, else one lane per source, ``1`` for a source in good standing
-        and ``2`` for a suspect one. A batch that fails is bisected: with one source per batch, that
-        bisection over one source's bad proofs never delays another source's proof in the batch."""
+    def verify_lane(self, now: float, digest: Digest, order: AnyOrder) -> Hashable:
+        """Which lane this queued proof waits in: ``CERTIFICATES`` if a certificate needs it, else the
+        most trusted of the sources that asked for it (``lane_trust``). One lane per source, so a
+        failed batch's bisection over one source's bad proofs never holds another source's proof."""
         ctxs = self.verifying.get(proof_key(digest, order), [])
         if not ctxs or any(c.kind == "cert" for c in ctxs):
-            return (0, None)
-        good = [c for c in ctxs if not self.proof_budget.suspect(c.source, now)]
-        if good:
-            return (1, good[0].source)
-        return (2, ctxs[0].source)
+            return CERTIFICATES
+        return min(ctxs, key=lambda c: self.proof_budget.trust(c.source, now)).source
+
+    def lane_trust(self, now: float, lane: Hashable) -> Trust:
+        """The standing of a verification lane (see :func:`p2pnode.core.budget.choose_batch`)."""
+        return Trust.CERT if lane == CERTIFICATES else self.proof_budget.trust(lane, now)
 
     # == gossip =====================================================================================
     def _on_gossip(self, now: float, peer: NodeId, msg: Gossip) -> list[Effect]:
@@ -595,6 +597,7 @@ class NodeCore:
                         now, ctx.peer, ctx.mid, ctx.data, ctx.hops, ctx.msg, digest
                     )
                 else:
+                    self.proof_budget.on_good(ctx.source, now)  # its source is trusted now
                     out += self._order_valid(now, ctx, digest)
         return out
 

@@ -11,11 +11,13 @@ applied certificates durable to the core (``on_durable``) right after their comm
 that order, and only then are waiting clients told "settled" and the waiting tasks go on. A failed
 commit (``store_failed``) stops the node: nothing after it is acknowledged and no vote waits on it.
 
-Proof verification: the queue is a deque the core can thin out. Right before a batch is verified the
-driver asks the core which queued proofs are still wanted (``NodeCore.still_wanted``: a penalized or
-disconnected peer's work is skipped, never verified) and splits the batch into lanes
-(``NodeCore.verify_lane``): one batch per source, certificates first and suspect sources last, so a
-bisection over one source's bad proofs never delays another source's proof.
+Proof verification: queued proofs wait in one lane per source (``NodeCore.verify_lane``;
+:class:`p2pnode.core.budget.VerifyQueue`). Right before each batch the driver asks the core which
+queued proofs are still wanted (``NodeCore.still_wanted``: a penalized or disconnected peer's work is
+skipped, never verified) and how far each lane is trusted (``NodeCore.lane_trust``), and takes the
+batch :func:`p2pnode.core.budget.choose_batch` names: certificates first, a round of trusted sources,
+then one small batch from a new source (``verify.new_source_batch``) or one proof from a suspect
+one. A bisection over bad proofs therefore only ever delays an honest proof by one small batch.
 
 Client connections are named to the core by their task (``trio.lowlevel.current_task()``, one task
 per connection); ``CloseClient`` for the connection being served raises :class:`ClientCut`, which
@@ -25,12 +27,12 @@ ends that connection (the client server treats it as a remote error).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
 from typing import Any, Protocol
 
 import trio
 
 from p2pnode.config import NodeConfig
+from p2pnode.core.budget import VerifyQueue
 from p2pnode.core.effects import (
     Blocked,
     CloseClient,
@@ -94,10 +96,12 @@ class Interpreter:
         self.outbox = outbox
         self.waiters = waiters
         self.log = log
-        # Proofs to verify, in arrival order; bounded by the core's own bound on work in flight
+        # Proofs to verify, one lane per source; bounded by the core's own bound on work in flight
         # (``limits.pending_orders`` entries in ``NodeCore.verifying``) once unwanted items are
         # compacted away (``_queue_proof``).
-        self._verify_queue: deque[tuple[Digest, Order | ShieldedOrder]] = deque()
+        self._verify_queue: VerifyQueue[tuple[Digest, Order | ShieldedOrder]] = VerifyQueue(
+            batch_max=cfg.verify.batch_max, new_batch=cfg.verify.new_source_batch
+        )
         self._verify_ready = trio.Event()
         self._verify_cap = cfg.limits.pending_orders
         self.skipped = 0  # queued proofs dropped unverified (their sources were cut off)
@@ -148,13 +152,11 @@ class Interpreter:
     def _queue_proof(self, item: tuple[Digest, Order | ShieldedOrder]) -> None:
         q = self._verify_queue
         if len(q) >= self._verify_cap:
-            wanted = [i for i in q if self.core.still_wanted(*i)]
-            q.clear()
-            q.extend(wanted)
+            self.skipped += q.compact(lambda i: self.core.still_wanted(*i))
         if len(q) >= self._verify_cap:
             self.log.warning("verify_queue_full", tx=item[0].hex())
             return
-        q.append(item)
+        q.push(self.core.verify_lane(trio.current_time(), *item), item)
         self._verify_ready.set()
 
     def _enqueue_write(self, write: PersistLock | PersistApplied) -> trio.Event:
@@ -205,34 +207,27 @@ class Interpreter:
                 thread.stop()
 
     async def verify(self) -> None:
-        """Proof verification in batches of up to ``verify.batch_max``, off the event loop.
+        """Proof verification, one batch at a time, off the event loop.
 
-        Items no source wants any more are skipped without verifying (counted in ``skipped``); the
-        rest are verified lane by lane (``NodeCore.verify_lane``), the common lane first."""
-        batch_max = self.cfg.verify.batch_max
+        Each batch is one lane's (one source's, or the certificates'), chosen right before it is
+        verified (:func:`p2pnode.core.budget.choose_batch`): at most ``verify.batch_max`` proofs from
+        certificates and trusted sources, ``verify.new_source_batch`` from a new source, one from a
+        suspect source. Items no source wants any more are skipped without verifying (counted in
+        ``skipped``)."""
         q = self._verify_queue
+        core = self.core
         while True:
             while not q:
                 self._verify_ready = trio.Event()
                 await self._verify_ready.wait()
-            items: list[tuple[Digest, Order | ShieldedOrder]] = []
-            while q and len(items) < batch_max:
-                item = q.popleft()
-                if self.core.still_wanted(*item):
-                    items.append(item)
-                else:
-                    self.skipped += 1
-            lanes: dict[tuple[int, Hashable], list[tuple[Digest, Order | ShieldedOrder]]] = {}
-            now = trio.current_time()
-            for item in items:
-                lanes.setdefault(self.core.verify_lane(now, *item), []).append(item)
-            # Certificates first, then sources in good standing (the smallest lanes first: one
-            # client's payment does not wait for a relay's 60 proofs), suspect sources last.
-            for (_, _), batch in sorted(lanes.items(), key=lambda kv: (kv[0][0], len(kv[1]))):
-                # The batches before may have got this source cut off: skip what it alone wanted.
-                batch = [i for i in batch if self.core.still_wanted(*i)]
-                if batch:
-                    await self._verify_batch(batch)
+            _, batch, skipped = q.take(
+                lambda lane: core.lane_trust(trio.current_time(), lane),
+                lambda i: core.still_wanted(*i),
+                lambda i: core.verify_lane(trio.current_time(), *i),
+            )
+            self.skipped += skipped
+            if batch:
+                await self._verify_batch(batch)
 
     async def _verify_batch(self, items: list[tuple[Digest, Order | ShieldedOrder]]) -> None:
         work = [verify_item(digest, order) for digest, order in items]

@@ -4,7 +4,7 @@ held orders that expire (pure core, time passed in; proofs "verified" by feeding
 from __future__ import annotations
 
 from p2pnode.core.admission import admit
-from p2pnode.core.budget import ProofBudget, TokenBucket
+from p2pnode.core.budget import ProofBudget, TokenBucket, Trust
 from p2pnode.core.effects import Blocked, CloseClient, Disconnect, Effect, Emit, OrderOutcome, VerifyProofs
 from p2pnode.core.node import BUSY, PENALTY_LIMIT, CoreParams, NodeCore
 from p2pnode.core.payments import make_order, statement_digest
@@ -93,9 +93,15 @@ def test_an_invalid_proof_costs_its_source_more_and_makes_it_suspect() -> None:
     attacker_order = took[0][0]
     honest_order = make_order(PAYER, CHAIN, PAYEE, 500, 0)
     gossip(c, 0.0, HONEST, honest_order)
-    assert c.verify_lane(0.0, statement_digest(attacker_order), attacker_order) == (2, ATTACKER)
-    assert c.verify_lane(0.0, statement_digest(honest_order), honest_order) == (1, HONEST)
-    assert c.verify_lane(30.0, statement_digest(attacker_order), attacker_order) == (1, ATTACKER)
+    assert c.verify_lane(0.0, statement_digest(attacker_order), attacker_order) == ATTACKER
+    assert c.lane_trust(0.0, ATTACKER) == Trust.SUSPECT
+    assert c.lane_trust(0.0, HONEST) == Trust.NEW  # nothing of it verified valid yet
+    verified(c, 0.0, [honest_order], ok=True)
+    assert c.lane_trust(0.0, HONEST) == Trust.TRUSTED
+    assert c.lane_trust(30.0, ATTACKER) == Trust.NEW  # the mark expired; it never sent a valid proof
+    # A proof a suspect source and a new client both asked for waits in the client's lane.
+    c.on_submit(0.0, attacker_order, "conn")
+    assert c.verify_lane(0.0, statement_digest(attacker_order), attacker_order) == "conn"
 
 
 def test_a_penalized_peers_queued_orders_are_dropped_before_verification() -> None:
