@@ -10,13 +10,15 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
+import trio.testing
 
+from p2pnode.client import Client
 from p2pnode.core.payments import transfer_digest
 from p2pnode.wire import codec
 from p2pnode.wire.messages import (
@@ -183,3 +185,22 @@ def threaded_server(node: FakeNode, reset_on: type[Message] | None = None) -> It
         stop.set()
         thread.join(timeout=5)
         srv.close()
+
+
+T = TypeVar("T")
+
+
+def run(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn`` under Trio's virtual clock."""
+    return trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def with_client(node: FakeNode, body: Callable[[Client], Awaitable[T]]) -> T:
+    """``body`` with a :class:`Client` connected to ``node`` over a memory stream."""
+    ours, theirs = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(node.serve, theirs)
+        async with Client(ours, name="fake:1") as client:
+            result = await body(client)
+        nursery.cancel_scope.cancel()
+    return result

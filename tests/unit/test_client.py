@@ -3,8 +3,7 @@ clock: typed status parsing, waiting for settlement, typed refusals, cancelled r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trio
@@ -27,26 +26,13 @@ from p2pnode.crypto import SpendingKey, address_of
 from p2pnode.errors import ConfigError
 from p2pnode.wire.messages import StatusRequest
 from p2pnode.wire.types import Address
-from tests.unit.fake_node import CHAIN_ID, FakeNode
+from tests.unit.fake_node import CHAIN_ID, FakeNode, run, with_client
 
-T = TypeVar("T")
 KEY = SpendingKey.from_bytes(bytes(31) + b"\x07")
 SENDER = Address(address_of(KEY.public))
 TO = b"\x33" * 20
 
 
-def run(fn: Callable[[], Awaitable[T]]) -> T:
-    return trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
-
-
-async def with_client(node: FakeNode, body: Callable[[Client], Awaitable[T]]) -> T:
-    ours, theirs = trio.testing.memory_stream_pair()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(node.serve, theirs)
-        async with Client(ours, name="fake:1") as client:
-            result = await body(client)
-        nursery.cancel_scope.cancel()
-    return result
 
 
 def funded(next_seq: int = 0, **kw: Any) -> FakeNode:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trio
@@ -51,26 +50,13 @@ from p2pnode.wire.messages import (
     decode,
 )
 from p2pnode.wire.types import Address
-from tests.unit.fake_node import CHAIN_ID, FakeNode
+from tests.unit.fake_node import CHAIN_ID, FakeNode, run, with_client
 
-T = TypeVar("T")
 KEY = SpendingKey.from_bytes(bytes(31) + b"\x05")
 SENDER = Address(address_of(KEY.public))
 TO = b"\x22" * 20
 
 
-def run(fn: Callable[[], Awaitable[T]]) -> T:
-    return trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
-
-
-async def with_client(node: FakeNode, body: Callable[[Client], Awaitable[T]]) -> T:
-    ours, theirs = trio.testing.memory_stream_pair()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(node.serve, theirs)
-        async with Client(ours, name="fake:1") as client:
-            result = await body(client)
-        nursery.cancel_scope.cancel()
-    return result
 
 
 @pytest.fixture
