@@ -205,19 +205,37 @@ async def _at_next_ack(run: Run, step: Step) -> str:
 
 
 async def _timeline(run: Run, equivocator: Account | None) -> None:
-    for step in run.scenario.steps:
-        await trio.sleep_until(run.t0 + step.at_s)
-        started = run.now()
-        run.progress(f"t={started:6.1f}s  {step.describe()}")
-        record: dict[str, Any] = {"at_s": step.at_s, "action": step.describe()}
-        if step.when == "next_ack":
-            record["trigger"] = await _at_next_ack(run, step)
-            run.progress(f"t={run.now():6.1f}s  killed: {record['trigger']}")
+    """Run the steps at their times. An ``equivocate`` step waits for its payments' outcomes (up to
+    the load timeout each), so it runs beside the timeline: the steps after it keep their own times
+    (a ``resume`` at 3 s must not wait for equivocations submitted at 2 s to time out)."""
+    async with trio.open_nursery() as background:
+        for step in run.scenario.steps:
+            await trio.sleep_until(run.t0 + step.at_s)
             started = run.now()
-        else:
-            await _step(run, step, equivocator)
-        record.update(started_s=round(started, 3), done_s=round(run.now(), 3))
-        run.timeline.append(record)
+            run.progress(f"t={started:6.1f}s  {step.describe()}")
+            record: dict[str, Any] = {
+                "at_s": step.at_s,
+                "action": step.describe(),
+                "started_s": round(started, 3),
+            }
+            run.timeline.append(record)
+            if step.action == "equivocate":
+                background.start_soon(_step_in_background, run, step, equivocator, record)
+                continue
+            if step.when == "next_ack":
+                record["trigger"] = await _at_next_ack(run, step)
+                run.progress(f"t={run.now():6.1f}s  killed: {record['trigger']}")
+                record["started_s"] = round(run.now(), 3)
+            else:
+                await _step(run, step, equivocator)
+            record["done_s"] = round(run.now(), 3)
+
+
+async def _step_in_background(
+    run: Run, step: Step, equivocator: Account | None, record: dict[str, Any]
+) -> None:
+    await _step(run, step, equivocator)
+    record["done_s"] = round(run.now(), 3)
 
 
 # -- memory -----------------------------------------------------------------------------------------------

@@ -328,9 +328,6 @@ def _step(i: int, t: Any, cluster: ClusterPart) -> Step:
                 if n in seen:
                     raise ConfigError(f"{prefix}.groups: {n} is in more than one group")
                 seen.append(n)
-        missing = [n for n in names if n not in seen]
-        if missing:
-            raise ConfigError(f"{prefix}.groups: every node must be in a group; missing {', '.join(missing)}")
         kwargs["groups"] = tuple(tuple(g) for g in groups)
     return Step(**kwargs)
 
@@ -422,6 +419,16 @@ def scenario_from_dict(
         expect=_expect(doc),
         source=source,
     )
+    if scenario.expect.no_certificates_during_partition:
+        for i, st in enumerate(scenario.steps):
+            left_out = [
+                n for n in cluster.names if st.action == "partition" and not any(n in g for g in st.groups)
+            ]
+            if left_out:
+                raise ConfigError(
+                    f"step[{i}].groups: expect.no_certificates_during_partition needs every node in a group "
+                    f"(nodes in no group keep their links and bridge the cut); missing {', '.join(left_out)}"
+                )
     if scenario.equivocations and cluster.accounts < 3:
         raise ConfigError(
             "cluster.accounts: equivocate steps need at least 3 accounts (one is the equivocator)"
