@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections import deque
 from dataclasses import dataclass
 
 import trio
@@ -73,7 +74,7 @@ class FramedStream:
         self.max_frame = max_frame
         self.frame_timeout = frame_timeout
         self._decoder = codec.FrameDecoder(max_frame)
-        self._ready: list[bytes] = []
+        self._ready: deque[bytes] = deque()
         self._partial = 0  # bytes received of the frame not yet complete (header included)
         self._frame_started = 0.0  # trio time its first byte arrived
         self.bytes_in = 0
@@ -94,6 +95,11 @@ class FramedStream:
         started, ``frame_timeout`` takes over): it is a property of the protocol spoken on the stream
         (a client's idle allowance), not a caller's deadline, which callers set with ``fail_after``."""
         idle_until = trio.current_time() + idle_s if idle_s is not None else math.inf
+        if self._ready:
+            # One read can bring many frames. Handing them out without a checkpoint would let one
+            # connection that sends fast (a flood) run its frames back to back while every other
+            # task waits; yielding per frame takes turns with the other connections, frame by frame.
+            await trio.lowlevel.checkpoint()
         while not self._ready:
             data: bytes | bytearray = b""
             if self._partial and self.frame_timeout is not None:
@@ -111,7 +117,7 @@ class FramedStream:
             if not data:
                 raise RemoteError("connection closed by peer")
             self._take(bytes(data))
-        return self._ready.pop(0)
+        return self._ready.popleft()
 
     def _take(self, data: bytes) -> None:
         self.bytes_in += len(data)

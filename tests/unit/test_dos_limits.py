@@ -106,6 +106,30 @@ async def test_a_half_sent_frame_times_out(autojump_clock: trio.abc.Clock) -> No
     assert info.value.buffered == 3
 
 
+async def test_buffered_frames_take_turns_with_other_tasks() -> None:
+    """One read can bring hundreds of frames (a flood); each one handed out is a checkpoint, so a
+    second connection's frame is served between two of the flood's, not after all of them."""
+    flood_ours, flood_theirs = trio.testing.memory_stream_pair()
+    honest_ours, honest_theirs = trio.testing.memory_stream_pair()
+    flood = FramedStream(flood_theirs, 1 << 20)
+    honest = FramedStream(honest_theirs, 1 << 20)
+    await flood_ours.send_all(b"".join(codec.frame(Ping(nonce=i).encode()) for i in range(200)))
+    await honest_ours.send_all(codec.frame(Ping(nonce=999).encode()))
+    order: list[int] = []
+
+    async def read(conn: FramedStream, n: int) -> None:
+        for _ in range(n):
+            msg = await conn.receive()
+            assert isinstance(msg, Ping)
+            order.append(msg.nonce)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read, flood, 200)
+        nursery.start_soon(read, honest, 1)
+    assert len(order) == 201
+    assert order.index(999) < 5, order[:10]
+
+
 async def test_a_frame_sent_slowly_times_out_from_its_first_byte(autojump_clock: trio.abc.Clock) -> None:
     ours, theirs = trio.testing.memory_stream_pair()
     conn = FramedStream(theirs, 1 << 20, frame_timeout=3.0)
