@@ -1,12 +1,14 @@
 """An attacker peer floods one validator of a local 4-validator cluster with well-formed invalid proofs.
 
 Starts a real cluster (one process per node, 127.0.0.1), then runs honest payments through the victim
-(node-1) twice: without an attack, and while an attacker with a fresh Ed25519 key does the real
-handshake over TCP and gossips N orders whose proofs are another transfer's. Reports, per phase, the
+(node-1) twice: without an attack, and while an attacker sends N orders whose proofs are another
+transfer's: with ``--via peer`` (the default) as a peer with a fresh Ed25519 key doing the real handshake
+over TCP, gossiping them; with ``--via client`` through the victim's client port, submitting them one
+after another and opening a new connection each time the victim cuts one off. Reports, per phase, the
 victim's CPU seconds (its process and its verifier workers, psutil), the proofs it verified (its
 ``proof_verified`` log lines), and honest payment latency p50/p99. Stops every process it started.
 
-    python scripts/attack_bad_proofs.py [--orders 2000] [--payments 40] [--json]
+    python scripts/attack_bad_proofs.py [--orders 2000] [--payments 40] [--via peer|client] [--json]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import psutil
 import trio
 
+from p2pnode.client import PaymentRefused
 from p2pnode.core.payments import make_order
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import RemoteError
@@ -85,6 +88,34 @@ async def attack(host: str, port: int, chain_id: bytes, orders: list[Order], res
     await conn.aclose()
 
 
+async def attack_client(cluster: LocalCluster, orders: list[Order], result: dict[str, Any]) -> None:
+    """Submit ``orders`` through the victim's client port, one after another; when the victim cuts the
+    connection off, open a new one (a client has no key to ban); stops after 30 s."""
+    sent = accepted = refused = cut = 0
+    start = trio.current_time()
+    with trio.move_on_after(30):
+        while sent < len(orders):
+            try:
+                async with cluster.client(VICTIM) as c:
+                    while sent < len(orders):
+                        o = orders[sent]
+                        sent += 1
+                        try:
+                            await c.submit(o)
+                            accepted += 1
+                        except PaymentRefused:
+                            refused += 1
+            except (RemoteError, OSError):
+                cut += 1
+    result.update(
+        sent=sent,
+        accepted=accepted,
+        refused=refused,
+        connections_cut=cut,
+        attack_s=round(trio.current_time() - start, 3),
+    )
+
+
 async def honest(cluster: LocalCluster, count: int) -> list[float]:
     times = []
     for i in range(count):
@@ -95,7 +126,9 @@ async def honest(cluster: LocalCluster, count: int) -> list[float]:
     return sorted(times)
 
 
-async def phase(cluster: LocalCluster, payments: int, orders: list[Order] | None) -> dict[str, Any]:
+async def phase(
+    cluster: LocalCluster, payments: int, orders: list[Order] | None, via: str = "peer"
+) -> dict[str, Any]:
     pid = cluster.net.running()[VICTIM]
     log = cluster.log_files()[VICTIM]
     entry = cluster.cluster.node(VICTIM)
@@ -103,7 +136,10 @@ async def phase(cluster: LocalCluster, payments: int, orders: list[Order] | None
     result: dict[str, Any] = {}
     async with trio.open_nursery() as n:
         if orders is not None:
-            n.start_soon(attack, entry.host, entry.port, cluster.chain_id, orders, result)
+            if via == "client":
+                n.start_soon(attack_client, cluster, orders, result)
+            else:
+                n.start_soon(attack, entry.host, entry.port, cluster.chain_id, orders, result)
             await trio.sleep(0.05)  # the flood is on its way before the first honest payment
         times = await honest(cluster, payments)
     await trio.sleep(1.0)  # let queued work finish before reading the counters
@@ -119,22 +155,29 @@ async def phase(cluster: LocalCluster, payments: int, orders: list[Order] | None
     return result
 
 
-async def run(n_orders: int, payments: int) -> dict[str, Any]:
+async def run(n_orders: int, payments: int, via: str = "peer") -> dict[str, Any]:
     async with open_local_cluster(validators=4, accounts=8, faults=False) as cluster:
         assert isinstance(cluster, LocalCluster)
         orders = bad_orders(cluster, n_orders)
         baseline = await phase(cluster, payments, None)
-        attacked = await phase(cluster, payments, orders)
-        return {"orders": n_orders, "payments": payments, "baseline": baseline, "attack": attacked}
+        attacked = await phase(cluster, payments, orders, via)
+        return {
+            "orders": n_orders,
+            "payments": payments,
+            "via": via,
+            "baseline": baseline,
+            "attack": attacked,
+        }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orders", type=int, default=2000)
     ap.add_argument("--payments", type=int, default=40)
+    ap.add_argument("--via", choices=("peer", "client"), default="peer", help="the attacker's way in")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    doc = trio.run(run, args.orders, args.payments)
+    doc = trio.run(run, args.orders, args.payments, args.via)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
