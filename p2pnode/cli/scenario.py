@@ -1,4 +1,5 @@
 """``p2pnode scenario run FILE.toml``: run one fault or attack scenario and check the invariants.
+``p2pnode scenario bench [FILE.toml ...]``: run several (default: all) one after another, one table.
 
 Exit codes: 0 every invariant held; 1 a violation was found (also when the scenario expects one:
 ``[expect] violation = true`` marks a scenario built to be caught); 2 a bad scenario file or a cluster
@@ -40,6 +41,21 @@ def add_scenario_args(subparsers: Any) -> None:
     add_zk_path_args(p)
     p.set_defaults(handler=cmd_scenario_run)
 
+    b = sc_sub.add_parser(
+        "bench", help="run scenario files one after another and print one table (default: all of them)"
+    )
+    b.add_argument(
+        "files",
+        type=Path,
+        nargs="*",
+        metavar="FILE.toml",
+        help="scenarios to run (default: every configs/scenarios/*.toml)",
+    )
+    b.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
+    b.add_argument("--no-shielded", action="store_true", help="no shielded pool in the genesis")
+    add_zk_path_args(b)
+    b.set_defaults(handler=cmd_scenario_bench)
+
 
 def cmd_scenario_run(args: argparse.Namespace) -> int:
     import trio
@@ -64,3 +80,36 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     else:
         print(f"report: {Path(directory) / 'report.txt'}", file=sys.stderr)
     return code
+
+
+def cmd_scenario_bench(args: argparse.Namespace) -> int:
+    """Exit 0 when every scenario went as expected (built-to-fail ones caught), 1 otherwise, 2 for a
+    bad file (checked before anything starts)."""
+    import trio
+
+    from p2pnode.scenario.bench import default_files, render_bench, run_bench
+    from p2pnode.scenario.spec import load_scenario
+    from p2pnode.zk.paths import zk_paths_from_args
+
+    files = list(args.files) or default_files()
+    if not files:
+        print("no scenario files", file=sys.stderr)
+        return 2
+    for f in files:
+        load_scenario(f)  # every file must parse before the first cluster starts
+    shielded = not args.no_shielded
+    zk = zk_paths_from_args(args) if shielded else None
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def on_row(row: Any) -> None:
+        state = "passed" if row.passed else "FAILED"
+        print(f"== {row.scenario}: {state} in {row.wall_s:.0f}s", file=sys.stderr, flush=True)
+
+    rows = trio.run(lambda: run_bench(files, progress, shielded=shielded, zk=zk, on_row=on_row))
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=2))
+    else:
+        print(render_bench(rows))
+    return 0 if all(r.passed for r in rows) else 1

@@ -23,11 +23,16 @@ Honest nodes only: a node with a Byzantine role may hold any state; the checks a
 11. ``payers_can_pay``       (optional) at the end every payer account settles one more payment: no
                              account is frozen (an account whose slot its own conflicting orders
                              blocked, as a node reports it, is excluded and listed).
+12. ``latency_under_attack`` (optional) p99 latency of the payments submitted during the attack over
+                             the p99 of those submitted before it, within a bound.
+13. ``attacker_penalized``   (optional) every honest node the attacker reached logged a refusal naming
+                             it (peer side), or the victim of a client-port attack logged a refusal.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +40,23 @@ from typing import Any
 # Events whose fields tie a transfer digest to (sender, seq).
 _KEYED_EVENTS = ("order_submitted", "vote_sent", "certificate_applied")
 CERT_EVENTS = ("certificate_formed", "certificate_applied")
-WANTED_EVENTS = frozenset(_KEYED_EVENTS + CERT_EVENTS + ("peer_connected",))
+# Logged by Byzantine roles: when they start misbehaving, each fresh identity, a periodic summary.
+ATTACKER_EVENTS = ("byzantine_behaviour_started", "byzantine_identity", "byzantine_stats")
+# Refusals that penalize a peer (``peer`` = its short node id; ``addr`` for a refused connection) ...
+PEER_REFUSALS = ("peer_penalized", "peer_slow", "peer_evicted", "connection_refused")
+# ... and a client connection (with a ``reason``). ``handshake_refused`` is how a node closes a
+# connection that never sent its first frame (``peers.handshake_timeout_s``).
+CLIENT_REFUSALS = (
+    "client_cut",
+    "client_penalized",
+    "client_closed",
+    "connection_refused",
+    "handshake_refused",
+)
+WANTED_EVENTS = frozenset(
+    _KEYED_EVENTS + CERT_EVENTS + ("peer_connected",) + ATTACKER_EVENTS + PEER_REFUSALS + CLIENT_REFUSALS
+)
+MIN_WINDOW_PAYMENTS = 20  # latency_under_attack: fewer payments in a window than this is no measurement
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,8 +308,193 @@ def min_settled(count: int, minimum: int) -> Check:
     return Check("min_settled", ok, f"{count} settled, expected at least {minimum}", {"settled": count})
 
 
+def attack_start_s(
+    events: Mapping[str, Iterable[Mapping[str, Any]]], t0_ns: int, step_starts_s: Iterable[float] = ()
+) -> float | None:
+    """When the attack began, in seconds of the run (``t0_ns`` = wall clock of t = 0): the earliest of
+    the first ``byzantine_behaviour_started`` in any node's log and the starts of the attack steps.
+    None when there was no attack."""
+    times = list(step_starts_s)
+    for evs in events.values():
+        for e in evs:
+            ts = e.get("ts_ns")
+            if e.get("event") == "byzantine_behaviour_started" and isinstance(ts, int):
+                times.append((ts - t0_ns) / 1e9)
+    return min(times) if times else None
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in (0, 1]) of ``values`` (not empty); ``inf`` sorts last."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+
+
+def _finite(x: float) -> float | None:
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def _window(payments: Sequence[tuple[float, float, str]]) -> tuple[dict[str, Any], float]:
+    """Facts of one window and its p99. A payment that did not settle (timeout, refusal, connection
+    error) has an unbounded latency: it counts as ``inf``, so a victim that turns honest clients away
+    cannot look fast."""
+    lat = [s if o == "settled" else math.inf for _, s, o in payments]
+    if not lat:
+        return {"payments": 0, "settled": 0, "unsettled": 0, "p50_s": None, "p99_s": None}, math.inf
+    p99 = percentile(lat, 0.99)
+    facts = {
+        "payments": len(lat),
+        "settled": sum(1 for _, _, o in payments if o == "settled"),
+        "unsettled": sum(1 for _, _, o in payments if o != "settled"),
+        "p50_s": _finite(percentile(lat, 0.5)),
+        "p99_s": _finite(p99),
+    }
+    return facts, p99
+
+
+def latency_under_attack(
+    payments: Iterable[tuple[float, float, str]],
+    start_s: float | None,
+    bound: float,
+    min_count: int = MIN_WINDOW_PAYMENTS,
+) -> Check:
+    """``payments``: (submitted_s, seconds, outcome) of the honest load. The attack window is the
+    payments submitted at or after ``start_s`` (it ends with the load), the baseline those before.
+    Holds when p99(attack) / p99(baseline) <= ``bound``; fails when a window has fewer than
+    ``min_count`` payments, or a p99 is unbounded (too many of its payments did not settle)."""
+    name = "latency_under_attack"
+    if start_s is None:
+        return Check(name, False, "no attack started (no attack step, no byzantine_behaviour_started)", {})
+    pays = list(payments)
+    base_facts, base_p99 = _window([p for p in pays if p[0] < start_s])
+    att_facts, att_p99 = _window([p for p in pays if p[0] >= start_s])
+    facts: dict[str, Any] = {
+        "attack_start_s": round(start_s, 3),
+        "baseline": base_facts,
+        "attack": att_facts,
+        "ratio": None,
+        "bound": bound,
+    }
+    small = [w for w, f in (("baseline", base_facts), ("attack", att_facts)) if f["payments"] < min_count]
+    if small:
+        text = ", ".join(f"{w} {facts[w]['payments']}" for w in small)
+        return Check(name, False, f"too few payments to compare (need {min_count} per window): {text}", facts)
+    if not math.isfinite(base_p99):
+        return Check(
+            name,
+            False,
+            f"baseline p99 unbounded: {base_facts['unsettled']} of {base_facts['payments']} payments before "
+            "the attack did not settle",
+            facts,
+        )
+    ratio = att_p99 / base_p99 if base_p99 > 0 else math.inf
+    facts["ratio"] = _finite(ratio)
+    text = (
+        f"p99 {_fmt_s(att_p99)} under attack vs {_fmt_s(base_p99)} before (x{ratio:.2f}, bound x{bound:g}); "
+        f"p50 {_fmt_s(att_facts['p50_s'])} vs {_fmt_s(base_facts['p50_s'])}; "
+        f"{att_facts['payments']} / {base_facts['payments']} payments"
+    )
+    if not math.isfinite(att_p99):
+        return Check(
+            name,
+            False,
+            f"p99 under attack unbounded: {att_facts['unsettled']} of {att_facts['payments']} payments "
+            f"did not settle (baseline p99 {_fmt_s(base_p99)})",
+            facts,
+        )
+    return Check(name, ratio <= bound, text, facts)
+
+
+def _fmt_s(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "unbounded"
+    return f"{x * 1000:.0f}ms"
+
+
+def attacker_penalized(
+    events: Mapping[str, Iterable[Mapping[str, Any]]],
+    attacker_ids: Iterable[str],
+    start_ns: int | None,
+    client_attacks: Mapping[str, int] | None = None,
+    attacker_addrs: Iterable[str] = (),
+    client_evidence: Mapping[str, int] | None = None,
+) -> Check:
+    """``events``: the honest nodes' events. Peer side: every honest node the attacker reached (an
+    event of it names one of ``attacker_ids``, short node ids, or ``attacker_addrs``) logged, at or
+    after ``start_ns``, one of :data:`PEER_REFUSALS` naming it. Client side: ``client_attacks`` maps
+    each victim of a client-port attack to the wall clock its attack began; the victim must log one
+    of :data:`CLIENT_REFUSALS` with a reason at or after it, and, where ``client_evidence`` gives
+    one for it, the attacker must have seen that many refusals (connections cut, capped waits) > 0:
+    on a shared 127.0.0.1 a refusal in the victim's log might have been an honest client's.
+    Fails when nobody was reached."""
+    ids = set(attacker_ids)
+    addrs = set(attacker_addrs)
+    client_attacks = dict(client_attacks or {})
+    evs = {n: list(e) for n, e in events.items()}
+
+    def names_attacker(e: Mapping[str, Any]) -> bool:
+        return e.get("peer") in ids or e.get("newcomer") in ids or (bool(addrs) and e.get("addr") in addrs)
+
+    victims: dict[str, dict[str, Any]] = {}
+    for node, node_evs in evs.items():
+        reached = node in client_attacks or any(names_attacker(e) for e in node_evs)
+        if not reached:
+            continue
+        count, first = 0, None
+        for e in node_evs:
+            ts = e.get("ts_ns")
+            if not isinstance(ts, int):
+                continue
+            is_peer = (
+                e.get("event") in PEER_REFUSALS
+                and (start_ns is None or ts >= start_ns)
+                and (e.get("peer") in ids or (bool(addrs) and e.get("addr") in addrs))
+            )
+            since = client_attacks.get(node)
+            is_client = (
+                since is not None
+                and e.get("event") in CLIENT_REFUSALS
+                and ts >= since
+                and bool(e.get("reason"))
+            )
+            if is_peer or is_client:
+                count += 1
+                if first is None or ts < first["ts_ns"]:
+                    first = {"event": e["event"], "reason": str(e.get("reason", "")), "ts_ns": ts}
+        seen = (client_evidence or {}).get(node)
+        if seen is not None and seen <= 0:
+            count = 0  # the victim logged refusals, but none of them was the attacker's
+        victims[node] = {
+            "refusals": count,
+            "seen_by_attacker": seen,
+            "first_event": first["event"] if first else None,
+            "first_reason": first["reason"] if first else None,
+            "client_attack": node in client_attacks,
+        }
+    facts: dict[str, Any] = {"victims": victims, "attacker_ids": sorted(ids)}
+    if not victims:
+        return Check("attacker_penalized", False, "the attacker reached no honest node", facts)
+    unpunished = sorted(n for n, v in victims.items() if not v["refusals"])
+    if unpunished:
+        return Check(
+            "attacker_penalized",
+            False,
+            f"{len(unpunished)} of {len(victims)} honest nodes the attacker reached never refused it: "
+            + ", ".join(unpunished),
+            facts,
+        )
+    text = "; ".join(
+        f"{n}: {v['refusals']} ({v['first_event']}: {str(v['first_reason'])[:60]})"
+        for n, v in sorted(victims.items())
+    )
+    return Check("attacker_penalized", True, text, facts)
+
+
 __all__ = [
     "Check",
+    "attack_start_s",
+    "percentile",
+    "latency_under_attack",
+    "attacker_penalized",
     "parse_log_lines",
     "unique_certificates",
     "same_root",

@@ -11,7 +11,7 @@ import trio
 
 from p2pnode.client import Client, SlotBlocked
 from p2pnode.scenario import invariants as inv
-from p2pnode.scenario.state import NET_ERRORS, Run
+from p2pnode.scenario.state import NET_ERRORS, Payment, Run
 from p2pnode.wire.messages import AccountReply, GetAccount
 from p2pnode.wire.types import Address
 
@@ -78,7 +78,8 @@ async def collect(
     settled = {n: await _settled_at(run, n, acked) for n in honest_up}
     balances = {n: await _balances_at(run, n) for n in honest_up}
     running = await trio.to_thread.run_sync(cluster.running)
-    events = {n: _read_events(cluster.cluster.node(n).log) for n in cluster.names if run.honest(n)}
+    all_events = {n: _read_events(cluster.cluster.node(n).log) for n in cluster.names}
+    events = {n: evs for n, evs in all_events.items() if run.honest(n)}
     checks = [
         inv.unique_certificates(events, run.keys),
         inv.same_root({n: (s.get("root") if s else None) for n, s in statuses.items()}),
@@ -112,6 +113,8 @@ async def collect(
         windows = [(s, e or end_ns) for s, e in run.windows]
         checks.append(inv.no_certificates_during(events, windows, int(sc.expect.partition_grace_s * 1e9)))
     load_payments = [p for p in run.payments if p.kind == "load"]
+    attack, attack_checks = _attack_checks(run, all_events, events, load_payments)
+    checks.extend(attack_checks)
     n_settled = sum(1 for p in load_payments if p.outcome == "settled")
     if sc.expect.min_settled:
         checks.append(inv.min_settled(n_settled, sc.expect.min_settled))
@@ -147,6 +150,7 @@ async def collect(
             "latency_p50_s": lat[len(lat) // 2] if lat else None,
             "latency_max_s": lat[-1] if lat else None,
         },
+        "attack": attack,
         "equivocations": [
             {"tx": p.tx, "seq": p.seq, "node": p.node, "outcome": p.outcome, "error": p.error}
             for p in run.payments
@@ -188,7 +192,112 @@ async def collect(
     }
 
 
+def _attack_checks(
+    run: Run,
+    all_events: dict[str, list[dict[str, Any]]],
+    events: dict[str, list[dict[str, Any]]],
+    load_payments: list[Payment],
+) -> tuple[dict[str, Any] | None, list[inv.Check]]:
+    """The attack section of the report (its start, both latency windows, what each client-port attack
+    saw, the attacker's own stats) and the checks ``latency_under_attack`` / ``attacker_penalized``."""
+    sc = run.scenario
+    start_s = inv.attack_start_s(all_events, run.t0_ns, [r.started_s for r in run.attacks])
+    checks: list[inv.Check] = []
+    if start_s is None:
+        if sc.expect.max_latency_ratio:
+            checks.append(inv.latency_under_attack([], None, sc.expect.max_latency_ratio))
+        if sc.expect.attacker_penalized:
+            checks.append(inv.attacker_penalized(events, (), None))
+        return None, checks
+    pays = [(p.submitted_s, p.seconds, p.outcome) for p in load_payments]
+    latency = inv.latency_under_attack(pays, start_s, sc.expect.max_latency_ratio)
+    if sc.expect.max_latency_ratio:
+        checks.append(latency)
+    roles = set(sc.roles)
+    ids = {run.node_ids[n].hex()[:16] for n in roles}
+    addrs: set[str] = set()
+    started_ns: list[int] = []
+    stats: dict[str, dict[str, Any]] = {}
+    for n in roles:
+        for e in all_events.get(n, []):
+            if e.get("event") == "byzantine_identity":
+                if isinstance(e.get("node_id"), str):
+                    ids.add(e["node_id"])
+                if isinstance(e.get("addr"), str):
+                    addrs.add(e["addr"])
+            elif e.get("event") == "byzantine_behaviour_started" and isinstance(e.get("ts_ns"), int):
+                started_ns.append(e["ts_ns"])
+            elif e.get("event") == "byzantine_stats":
+                stats[n] = {k: e[k] for k in ("sent", "bytes_out", "bytes_in") if k in e}
+    client_attacks: dict[str, int] = {}
+    evidence: dict[str, int] = {}
+    for r in run.attacks:
+        client_attacks[r.node] = min(client_attacks.get(r.node, r.started_ns), r.started_ns)
+        evidence[r.node] = evidence.get(r.node, 0) + r.cut + r.long_waits_answered
+    peer_start = min(started_ns) if started_ns else run.t0_ns
+    penalized = inv.attacker_penalized(
+        events, ids if roles else (), peer_start, client_attacks, addrs, client_evidence=evidence
+    )
+    if sc.expect.attacker_penalized:
+        checks.append(penalized)
+    for st in stats.values():
+        if st.get("bytes_in"):
+            st["amplification"] = round(st.get("bytes_out", 0) / st["bytes_in"], 3)
+    section = {
+        "start_s": round(start_s, 3),
+        "latency": latency.facts,
+        "penalized": penalized.facts.get("victims", {}),
+        "client_attacks": [r.to_json() for r in run.attacks],
+        "byzantine_stats": stats,
+        "attacker_ids": len(ids) if roles else 0,
+    }
+    return section, checks
+
+
 # -- report -----------------------------------------------------------------------------------------------
+def _ms(x: float | None) -> str:
+    return f"{x * 1000:.0f}ms" if isinstance(x, int | float) else "unbounded"
+
+
+def _render_attack(a: dict[str, Any]) -> list[str]:
+    lines = [f"attack from t={a['start_s']:.1f}s"]
+    lat = a.get("latency", {})
+    for w in ("baseline", "attack"):
+        f = lat.get(w)
+        if f:
+            lines.append(
+                f"  {w:8} {f['payments']:5} payments ({f['unsettled']} unsettled)  "
+                f"p50 {_ms(f['p50_s'])}  p99 {_ms(f['p99_s'])}"
+            )
+    if "ratio" in lat:
+        ratio = lat["ratio"]
+        lines.append(f"  p99 ratio {'unbounded' if ratio is None else f'x{ratio:.2f}'}")
+    for r in a.get("client_attacks", []):
+        cut = (
+            f"{r['cut']} cut by the victim (first {r['first_cut_s']}s, median {r['median_cut_s']}s, "
+            f"last {r['last_cut_s']}s)"
+            if r["cut"]
+            else "none cut by the victim"
+        )
+        lines.append(
+            f"  {r['kind']} on {r['node']} at t={r['started_s']:.1f}s for {r['duration_s']:g}s: "
+            f"{r['opened']} opened, {cut}, {r['open_at_end']} open at the end"
+        )
+        for reason, n in r["refusals"].items():
+            lines.append(f"    refused {n}x: {reason[:90]}")
+        if r["kind"] == "long_waits":
+            lines.append(
+                f"    {r['long_waits_answered']} long waits answered, the longest after "
+                f"{r['long_wait_max_s']}s; {r['finished_waits']} finished waits"
+            )
+    for n, v in a.get("penalized", {}).items():
+        first = f", first {v['first_event']}: {str(v['first_reason'])[:70]}" if v["refusals"] else ""
+        lines.append(f"  {n}: {v['refusals']} refusals of the attacker{first}")
+    for n, st in a.get("byzantine_stats", {}).items():
+        lines.append(f"  {n} stats: {st}")
+    return lines
+
+
 def render_report(report: dict[str, Any]) -> str:
     lines = [f"scenario {report.get('scenario')}: {report.get('description', '')}".rstrip(": ")]
     inj = report.get("injected", {})
@@ -203,6 +312,8 @@ def render_report(report: dict[str, Any]) -> str:
             f"load: {load['attempted']} attempted, {load['settled']} settled, outcomes {load['outcomes']}, "
             f"{load['skipped_busy']} slots skipped (accounts busy), p50 {load['latency_p50_s']}s"
         )
+    if report.get("attack"):
+        lines.extend(_render_attack(report["attack"]))
     for account, f in report.get("final_payments", {}).items():
         if f["outcome"] != "settled":
             lines.append(f"  final payment of {account}: {f['outcome']} {f['detail']}".rstrip())

@@ -25,6 +25,9 @@ Procedure
      requests to each node (blocked = node ids outside its group); a restarted node gets the current
      fault state again.
    * an RSS sampler reading every node's resident memory (psutil) twice a second.
+   * ``attack`` steps (:mod:`p2pnode.scenario.attacks`): client-port attacks from this process
+     against the victim's port, beside the timeline, each bounded in connections and time and
+     closing everything it opened when it ends.
 
 4. Quiescence: wait until every honest running node reports the same root and unchanged applied
    counts (or the counts stop moving, or ``expect.quiesce_timeout_s`` passes). With
@@ -52,6 +55,7 @@ from p2pnode.client import load_account, request
 from p2pnode.config import read_toml
 from p2pnode.crypto import address_of
 from p2pnode.localnet import ClusterSpec, LocalNet, render_node_config, write_cluster
+from p2pnode.scenario.attacks import AttackRecord, run_attack
 from p2pnode.scenario.load import equivocate, final_payments, run_load
 from p2pnode.scenario.report import collect, exit_code, render_report, write_report
 from p2pnode.scenario.spec import Scenario, Step
@@ -173,6 +177,19 @@ async def _step(run: Run, step: Step, equivocator: Account | None) -> None:
     elif a == "equivocate":
         assert equivocator is not None
         await equivocate(run, step, equivocator)
+    elif a == "attack":
+        host, port = run.addr(step.node)
+        rec = AttackRecord(
+            node=step.node,
+            kind=step.kind,
+            count=step.count,
+            duration_s=step.duration_s,
+            started_s=run.now(),
+            started_ns=time.time_ns(),
+        )
+        run.attacks.append(rec)
+        await run_attack(rec, host, port)
+        run.progress(f"t={run.now():6.1f}s  attack over: {rec.summary()}")
 
 
 def _kill_now(run: Run, step: Step) -> None:
@@ -206,8 +223,9 @@ async def _at_next_ack(run: Run, step: Step) -> str:
 
 async def _timeline(run: Run, equivocator: Account | None) -> None:
     """Run the steps at their times. An ``equivocate`` step waits for its payments' outcomes (up to
-    the load timeout each), so it runs beside the timeline: the steps after it keep their own times
-    (a ``resume`` at 3 s must not wait for equivocations submitted at 2 s to time out)."""
+    the load timeout each), and an ``attack`` lasts its ``duration_s``, so they run beside the
+    timeline: the steps after them keep their own times (a ``resume`` at 3 s must not wait for
+    equivocations submitted at 2 s to time out)."""
     async with trio.open_nursery() as background:
         for step in run.scenario.steps:
             await trio.sleep_until(run.t0 + step.at_s)
@@ -219,7 +237,7 @@ async def _timeline(run: Run, equivocator: Account | None) -> None:
                 "started_s": round(started, 3),
             }
             run.timeline.append(record)
-            if step.action == "equivocate":
+            if step.action in ("equivocate", "attack"):
                 background.start_soon(_step_in_background, run, step, equivocator, record)
                 continue
             if step.when == "next_ack":
@@ -331,6 +349,7 @@ async def run_scenario(
         await trio.to_thread.run_sync(lambda: cluster.start(*(n for n in cluster.names if n not in late)))
         await _wait_up(run, [n for n in cluster.names if n not in late], _START_TIMEOUT_S)
         run.t0 = trio.current_time()
+        run.t0_ns = time.time_ns()
         progress(f"t=   0.0s  cluster ready; load {scenario.load.rate:g}/s for {scenario.load.duration_s:g}s")
         async with trio.open_nursery() as outer:
             outer.start_soon(_sampler, run)

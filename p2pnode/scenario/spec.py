@@ -6,8 +6,9 @@ A scenario is a TOML file (format and examples: ``docs/scenarios.md``)::
     [cluster]    validators, full_nodes, accounts, balance; [cluster.defaults.<section>] node overrides
     [load]       rate (payments/s), duration_s, kind, payers, timeout_s
     [roles]      node name -> Byzantine role (validator roles or peer roles)
-    [[step]]     at_s + action (kill, restart, start, pause, resume, partition, heal, slow, equivocate);
-                 kill / restart take ``node`` or a group ``nodes``; kill may wait for ``when = "next_ack"``
+    [[step]]     at_s + action (kill, restart, start, pause, resume, partition, heal, slow, equivocate,
+                 attack); kill / restart take ``node`` or a group ``nodes``; kill may wait for
+                 ``when = "next_ack"``; attack takes ``node``, ``kind``, ``count``, ``duration_s``
     [expect]     optional expectations and bounds
 
 Every error is one :class:`ConfigError` line naming the file and the key (``step[2].node``). Nothing
@@ -27,7 +28,11 @@ from p2pnode.errors import ConfigError
 from p2pnode.localnet import MAX_FULL_NODES, MAX_VALIDATORS, check_defaults
 from p2pnode.testing.faults import PEER_ROLES, VALIDATOR_ROLES
 
-ACTIONS = ("kill", "restart", "start", "pause", "resume", "partition", "heal", "slow", "equivocate")
+ACTIONS = ("kill", "restart", "start", "pause", "resume", "partition", "heal", "slow", "equivocate", "attack")
+# Client-port attacks the runner runs against a victim (``action = "attack"``, p2pnode.scenario.attacks).
+ATTACK_KINDS = ("idle_clients", "slowloris", "half_frames", "long_waits")
+MAX_ATTACK_COUNT = 5000  # connections (or concurrent requests) of one attack step
+MAX_ATTACK_S = 600.0
 LOAD_KINDS = ("transparent",)
 NODE_GROUPS = ("all", "validators", "full_nodes")  # ``nodes = "<group>"`` of kill / restart
 WHEN = ("next_ack",)  # kill: fire the instant a node acknowledges a payment as settled (after ``at_s``)
@@ -43,6 +48,7 @@ _ACTION_KEYS: dict[str, dict[str, bool]] = {
     "heal": {},
     "slow": {"node": True, "delay_ms": True},
     "equivocate": {"nodes": True, "count": False},
+    "attack": {"node": True, "kind": True, "count": False, "duration_s": False},
 }
 
 
@@ -82,6 +88,8 @@ class Step:
     count: int = 1
     group: str = ""  # the ``nodes = "<group>"`` a kill / restart named ("" for a list or one node)
     when: str = ""  # "" (at at_s) | "next_ack" (kill only: at the first acknowledgement after at_s)
+    kind: str = ""  # attack: one of ATTACK_KINDS
+    duration_s: float = 0.0  # attack: it stops by itself after this long
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -95,6 +103,8 @@ class Step:
             return f"slow {self.node} +{self.delay_ms}ms"
         if self.action == "equivocate":
             return f"equivocate x{self.count} via {','.join(self.nodes)}"
+        if self.action == "attack":
+            return f"attack {self.node} {self.kind} x{self.count} for {self.duration_s:g}s"
         if self.action in ("kill", "restart") and not self.node:
             what = f"{self.group} ({','.join(self.nodes)})" if self.group else ",".join(self.nodes)
             at = " at the next acknowledgement" if self.when == "next_ack" else ""
@@ -116,6 +126,8 @@ class Expect:
     partition_grace_s: float = 1.0  # certificates whose votes were already in flight may still land
     max_rss_growth_mb: float = 200.0
     quiesce_timeout_s: float = 60.0
+    max_latency_ratio: float = 0.0  # p99 under attack / p99 before it; 0 = not checked
+    attacker_penalized: bool = False  # every honest node the attacker reached logged a refusal naming it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +145,10 @@ class Scenario:
     def late_nodes(self) -> set[str]:
         """Nodes with a ``start`` step: not started with the cluster."""
         return {s.node for s in self.steps if s.action == "start"}
+
+    @property
+    def attacks(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.action == "attack")
 
     @property
     def equivocations(self) -> int:
@@ -293,7 +309,14 @@ def _step(i: int, t: Any, cluster: ClusterPart) -> Step:
         kwargs["node"] = _node(t["node"], f"{prefix}.node", names)
     if "delay_ms" in keys:
         kwargs["delay_ms"] = _int(t, "delay_ms", prefix, 0, 0, 60_000)
-    if "count" in keys:
+    if action == "attack":
+        kind = _str(t, "kind", prefix, "")
+        if kind not in ATTACK_KINDS:
+            raise ConfigError(f"{prefix}.kind: {kind!r} is not one of {', '.join(ATTACK_KINDS)}")
+        kwargs["kind"] = kind
+        kwargs["count"] = _int(t, "count", prefix, 100, 1, MAX_ATTACK_COUNT)
+        kwargs["duration_s"] = _num(t, "duration_s", prefix, 10.0, 0.1, MAX_ATTACK_S)
+    elif "count" in keys:
         kwargs["count"] = _int(t, "count", prefix, 1, 1, 100)
     if action in ("kill", "restart"):
         if ("node" in t) == ("nodes" in t):
@@ -348,6 +371,8 @@ def _expect(doc: Mapping[str, Any]) -> Expect:
             "partition_grace_s",
             "max_rss_growth_mb",
             "quiesce_timeout_s",
+            "max_latency_ratio",
+            "attacker_penalized",
         },
     )
     return Expect(
@@ -361,6 +386,8 @@ def _expect(doc: Mapping[str, Any]) -> Expect:
         partition_grace_s=_num(t, "partition_grace_s", "expect", 1.0, 0.0, 60.0),
         max_rss_growth_mb=_num(t, "max_rss_growth_mb", "expect", 200.0, 1.0, 65536.0),
         quiesce_timeout_s=_num(t, "quiesce_timeout_s", "expect", 60.0, 1.0, 3600.0),
+        max_latency_ratio=_num(t, "max_latency_ratio", "expect", 0.0, 0.0, 1000.0),
+        attacker_penalized=_bool(t, "attacker_penalized", "expect", False),
     )
 
 
@@ -378,11 +405,14 @@ def _check_timeline(steps: list[Step], cluster: ClusterPart) -> None:
             "resume": ("paused",),
             "restart": ("killed",),
             "start": ("late",),
+            "attack": ("up", "paused"),
         }
         for node in s.targets if s.action in need else ():
             cur = state[node]
             if cur not in need[s.action]:
                 raise ConfigError(f"{where}: cannot {s.action} {node} at {s.at_s:g}s: it is {cur} then")
+            if s.action == "attack":
+                continue  # the victim's state does not change
             state[node] = {
                 "kill": "killed",
                 "pause": "paused",
@@ -429,6 +459,11 @@ def scenario_from_dict(
                     f"step[{i}].groups: expect.no_certificates_during_partition needs every node in a group "
                     f"(nodes in no group keep their links and bridge the cut); missing {', '.join(left_out)}"
                 )
+    for i, st in enumerate(steps):
+        if st.action == "attack" and st.node in scenario.roles:
+            raise ConfigError(f"step[{i}].node: {st.node} has a Byzantine role; an attack's victim is honest")
+    if scenario.expect.attacker_penalized and not scenario.attacks and not scenario.roles:
+        raise ConfigError("expect.attacker_penalized: the scenario has no attack step and no Byzantine role")
     if scenario.equivocations and cluster.accounts < 3:
         raise ConfigError(
             "cluster.accounts: equivocate steps need at least 3 accounts (one is the equivocator)"

@@ -11,6 +11,7 @@ import trio
 from p2pnode.crypto import SpendingKey
 from p2pnode.errors import P2PNodeError
 from p2pnode.localnet import LocalNet
+from p2pnode.scenario.attacks import AttackRecord
 from p2pnode.scenario.spec import Scenario
 
 __all__ = ["NET_ERRORS", "REQUEST_TIMEOUT_S", "Account", "Payment", "Progress", "Run"]
@@ -56,6 +57,7 @@ class Run:
     accounts: list[Account]
     progress: Progress
     t0: float = 0.0
+    t0_ns: int = 0  # wall clock at t0 (node logs carry wall-clock ts_ns)
     state: dict[str, str] = field(default_factory=dict)  # up | starting | paused | killed | late
     blocked: dict[str, set[str]] = field(default_factory=dict)
     delay_ms: dict[str, int] = field(default_factory=dict)
@@ -66,6 +68,7 @@ class Run:
     pids_seen: dict[str, list[int]] = field(default_factory=dict)
     windows: list[list[int]] = field(default_factory=list)  # partition [start_ns, end_ns]
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    attacks: list[AttackRecord] = field(default_factory=list)  # client-port attack steps, in start order
     warnings: list[str] = field(default_factory=list)
     rr: int = 0
     # Called synchronously the instant a payment is acknowledged (a ``when = "next_ack"`` step), so

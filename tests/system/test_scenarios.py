@@ -53,6 +53,23 @@ def test_quick_scenario_passes(name: str, tmp_path: Path) -> None:
     } <= names
 
 
+def test_quick_client_attack_is_bounded_and_penalized(tmp_path: Path) -> None:
+    """A slowloris attack on one validator's client port: every slow connection is cut, the victim logs
+    why, and honest payments stay within 3x of their latency before the attack."""
+    code, report, output = run(QUICK / "quick-attack-slowloris.toml", tmp_path / "attack")
+    assert code == 0, output[-3000:]
+    checks = {c["name"]: c for c in report["checks"]}  # type: ignore[union-attr,index]
+    assert checks["latency_under_attack"]["ok"] and checks["attacker_penalized"]["ok"]
+    assert checks["memory_bounded"]["ok"]
+    attack: Any = report["attack"]
+    (rec,) = attack["client_attacks"]
+    assert rec["kind"] == "slowloris" and rec["opened"] == 30 and rec["cut"] == 30
+    assert attack["latency"]["baseline"]["payments"] >= 20 and attack["latency"]["ratio"] <= 3.0
+    victim = attack["penalized"]["node-1"]
+    assert victim["refusals"] >= 1 and victim["first_event"] == "client_closed"
+    assert "frame not completed" in victim["first_reason"]
+
+
 @pytest.mark.parametrize("name", ["crash-at-acknowledgement", "restart-validators-mid-quorum"])
 def test_crash_scenario_passes(name: str, tmp_path: Path) -> None:
     """Whole-cluster kill -9 at the instant of an acknowledgement, and validators killed while orders
