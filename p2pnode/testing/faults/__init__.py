@@ -3,7 +3,8 @@
 The one list of Byzantine behaviours is here (``VALIDATOR_ROLES``, ``PEER_ROLES``, ``BEHAVIOURS``).
 :func:`node_faults` turns a node's ``[testing]`` section into the hooks the driver accepts
 (:class:`~p2pnode.net.node.NodeHooks`): the validator class of a Byzantine validator
-(:mod:`.validators`), the service of a Byzantine peer (:mod:`.peers`), the link-fault transport
+(:mod:`.validators`), the service of a Byzantine peer (:mod:`.peers`; the attackers that dial the
+honest nodes with fresh keys, :mod:`.attackers`), the link-fault transport
 wrapper (:mod:`.links`) and the ``FaultControl`` request handler (:mod:`.control`). A node given no
 hooks has none of them, whatever its config says; the production entry point builds them only for
 ``[testing] enabled = true``.
@@ -15,14 +16,17 @@ from dataclasses import dataclass
 
 from p2pnode.config import NodeConfig
 from p2pnode.errors import ConfigError
-from p2pnode.net.node import NodeHooks
+from p2pnode.net.node import NodeHooks, Service
+from p2pnode.testing.faults.attackers import ATTACKER_ROLES, attacker_service
 from p2pnode.testing.faults.control import FaultControl, LinkControl
 from p2pnode.testing.faults.links import FaultyTransport
 from p2pnode.testing.faults.peers import peer_service
 from p2pnode.testing.faults.validators import VALIDATORS
 
 VALIDATOR_ROLES = ("equivocate", "bad_signature", "silent", "forget_locks")  # need a committee key
-PEER_ROLES = ("relay_invalid", "replay", "flood", "malformed_frames")  # any node
+# Any node. The first four use the node's own peer connections (.peers); the others dial the honest
+# nodes with fresh keys (.attackers).
+PEER_ROLES = ("relay_invalid", "replay", "flood", "malformed_frames", *ATTACKER_ROLES)
 BEHAVIOURS = VALIDATOR_ROLES + PEER_ROLES
 
 assert set(VALIDATORS) == set(VALIDATOR_ROLES)
@@ -46,10 +50,14 @@ def faults_for(role: str = "", *, fault_control: bool = False) -> NodeFaults:
         role=role,
         links=links,
         validator_factory=validator if validator is not None else NodeHooks().validator_factory,
-        services=(peer_service(role),) if role in PEER_ROLES else (),
+        services=(_peer_service(role),) if role in PEER_ROLES else (),
         request_handlers={FaultControl: links.handle} if links is not None else {},
         wrap_transport=links.wrap if links is not None else None,
     )
+
+
+def _peer_service(role: str) -> Service:
+    return attacker_service(role) if role in ATTACKER_ROLES else peer_service(role)
 
 
 def node_faults(cfg: NodeConfig) -> NodeFaults:

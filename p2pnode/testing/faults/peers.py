@@ -67,7 +67,7 @@ def _broadcast(node: Node, data: bytes) -> None:
         node.peers.send(peer, Gossip(data=data, hops=1))
 
 
-def _seen_orders(node: Node) -> list[Order]:
+def seen_orders(node: Node) -> list[Order]:
     orders = [o for o in list(node.core.orders.values()) if isinstance(o, Order)]  # transparent only
     if len(orders) < 8:
         for raw in list(node.core.certs.values())[-32:]:
@@ -85,38 +85,42 @@ def _broken(proof: bytes, rng: random.Random) -> bytes:
     return bytes(b)
 
 
+def invalid_order(node: Node, rng: random.Random, seen: list[Order], own: SpendingKey) -> Order:
+    """An order with a well-formed, broken proof. With orders seen: a real funded sender's, either a
+    copy of a seen transfer or a fresh transfer at the sender's next seq (so every victim reaches the
+    proof check); with none seen yet, an order of ``own``'s (unknown) account."""
+    if not seen:
+        t = Transfer(
+            chain_id=node.genesis.chain_id,
+            sender=Address(address_of(own.public)),
+            recipient=Address(rng.randbytes(20)),
+            amount=Amount(1),
+            seq=Seq(0),
+        )
+        return Order(transfer=t, sender_key=own.public, proof=rng.randbytes(96))
+    o = rng.choice(seen)
+    t = o.transfer
+    if rng.random() < 0.5:
+        # The same statement as an honest payment, with a broken proof.
+        return Order(transfer=t, sender_key=o.sender_key, proof=_broken(o.proof, rng))
+    sender = Address(t.sender)
+    fresh = Transfer(
+        chain_id=t.chain_id,
+        sender=sender,
+        recipient=Address(rng.randbytes(20)),
+        amount=Amount(rng.randrange(1, 1000)),
+        seq=Seq(node.core.ledger.next_seq(sender)),
+    )
+    return Order(transfer=fresh, sender_key=o.sender_key, proof=_broken(o.proof, rng))
+
+
 async def _relay_invalid(node: Node, rng: random.Random) -> None:
     own = SpendingKey.generate()
     while True:
         await trio.sleep(_TICK_S)
-        seen = _seen_orders(node)
+        seen = seen_orders(node)
         for _ in range(_per_tick(RELAY_INVALID_RATE)):
-            if seen:
-                o = rng.choice(seen)
-                t = o.transfer
-                if rng.random() < 0.5:
-                    # The same statement as an honest payment, with a broken proof.
-                    order = Order(transfer=t, sender_key=o.sender_key, proof=_broken(o.proof, rng))
-                else:
-                    sender = Address(t.sender)
-                    fresh = Transfer(
-                        chain_id=t.chain_id,
-                        sender=sender,
-                        recipient=Address(rng.randbytes(20)),
-                        amount=Amount(rng.randrange(1, 1000)),
-                        seq=Seq(node.core.ledger.next_seq(sender)),
-                    )
-                    order = Order(transfer=fresh, sender_key=o.sender_key, proof=_broken(o.proof, rng))
-            else:
-                t = Transfer(
-                    chain_id=node.genesis.chain_id,
-                    sender=Address(address_of(own.public)),
-                    recipient=Address(rng.randbytes(20)),
-                    amount=Amount(1),
-                    seq=Seq(0),
-                )
-                order = Order(transfer=t, sender_key=own.public, proof=rng.randbytes(96))
-            _broadcast(node, order.encode())
+            _broadcast(node, invalid_order(node, rng, seen, own).encode())
 
 
 async def _replay(node: Node, rng: random.Random) -> None:
@@ -213,4 +217,4 @@ _BEHAVIOURS: dict[str, Callable[[Node, random.Random], Awaitable[None]]] = {
     "malformed_frames": _malformed_frames,
 }
 
-__all__ = ["peer_service"]
+__all__ = ["invalid_order", "peer_service", "seen_orders"]
