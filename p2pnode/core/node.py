@@ -293,9 +293,7 @@ class NodeCore:
 
     def on_message(self, now: float, peer: NodeId, msg: Message) -> list[Effect]:
         """A decoded peer message (handshake, ping and peer exchange are the driver's)."""
-        if peer not in self.committee:
-            size = len(msg.data) + 8 if isinstance(msg, Gossip) else wire_size(msg)
-            self.sync_credit.give(peer, now, size * self.params.sync_reply_factor)
+        self.earn(now, peer, len(msg.data) + 8 if isinstance(msg, Gossip) else wire_size(msg))
         if isinstance(msg, Gossip):
             return self._on_gossip(now, peer, msg)
         if isinstance(msg, IHave):
@@ -385,6 +383,20 @@ class NodeCore:
         """Bytes of sync replies ``peer`` may still receive: None (unbounded by bytes) for a committee
         member, authenticated by the genesis; its earned credit for anyone else."""
         return None if peer in self.committee else self.sync_credit.available(peer, now)
+
+    def earn(self, now: float, peer: NodeId, size: int) -> None:
+        """``peer`` sent this node ``size`` bytes: it earns ``sync_reply_factor`` times that in reply
+        credit (one account per peer, shared with the driver's link-level answers)."""
+        if peer not in self.committee:
+            self.sync_credit.give(peer, now, size * self.params.sync_reply_factor)
+
+    def reply_credit(self, now: float, peer: NodeId) -> int | None:
+        """Bytes of replies ``peer`` may still get (None: a committee member, not bounded by bytes)."""
+        return self._credit(now, peer)
+
+    def spend(self, now: float, peer: NodeId, msg: Message) -> bool:
+        """For the driver's link-level answers: see ``_spend``."""
+        return self._spend(now, peer, msg)
 
     def _spend(self, now: float, peer: NodeId, msg: Message) -> bool:
         """Take ``msg``'s wire size from ``peer``'s credit; False (not sent) if it does not fit."""
