@@ -69,6 +69,11 @@ class PeersSection:
     write_timeout_s: float = 10.0
     exchange_interval_s: float = 2.0
     ban_s: float = 60.0
+    ping_rate: float = 1.0
+    ping_burst: int = 8
+    get_peers_rate: float = 0.5
+    get_peers_burst: int = 4
+    rate_limit_strikes: int = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +94,8 @@ class LimitsSection:
 class SyncSection:
     interval_ms: int = 1000
     batch: int = 256
+    reply_factor: float = 2.0
+    credit_max_bytes: int = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +154,11 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "peers.write_timeout_s": (0.05, 3600),
     "peers.exchange_interval_s": (0.05, 3600),
     "peers.ban_s": (0.0, 86_400),
+    "peers.ping_rate": (0.01, 10_000),
+    "peers.ping_burst": (1, 100_000),
+    "peers.get_peers_rate": (0.01, 10_000),
+    "peers.get_peers_burst": (1, 100_000),
+    "peers.rate_limit_strikes": (1, 1_000_000),
     "limits.max_frame": (1024, 64 << 20),
     "limits.pending_orders": (16, 10_000_000),
     "limits.held_certificates": (16, 10_000_000),
@@ -159,6 +171,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "limits.fd_reserve": (8, 65_536),
     "sync.interval_ms": (10, 3_600_000),
     "sync.batch": (1, 512),
+    "sync.reply_factor": (0.1, 1000),
+    "sync.credit_max_bytes": (1024, 1 << 30),
     "verify.workers": (0, 64),
     "verify.batch_max": (1, 1024),
     "verify.new_source_batch": (1, 1024),

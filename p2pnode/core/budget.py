@@ -57,6 +57,11 @@ class TokenBucket:
         self._refill(now)
         self.tokens = max(-self.burst, self.tokens - n)
 
+    def give(self, now: float, n: float) -> None:
+        """Add ``n`` tokens, up to ``burst`` (a credit earned, e.g. by bytes received)."""
+        self._refill(now)
+        self.tokens = min(self.burst, self.tokens + n)
+
     def full(self, now: float) -> bool:
         """True if the bucket would be full at ``now`` (it can be forgotten without effect)."""
         return self.fresh or self.tokens + max(0.0, now - self.stamp) * self.rate >= self.burst
@@ -64,21 +69,38 @@ class TokenBucket:
 
 @dataclass(slots=True)
 class Budgets(Generic[K]):
+    """One bucket per source. ``empty``: new buckets start with no tokens instead of full (a credit
+    that only ``give`` fills, e.g. ``rate=0``: bytes this node may send back for bytes received)."""
+
     rate: float
     burst: float
+    empty: bool = False
     _buckets: dict[K, TokenBucket] = field(default_factory=dict)
 
-    def take(self, key: K, now: float, n: int) -> int:
+    def _bucket(self, key: K, now: float) -> TokenBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
-        return bucket.take(now, n)
+            if self.empty:
+                bucket = TokenBucket(self.rate, self.burst, tokens=0.0, stamp=now, fresh=False)
+            else:
+                bucket = TokenBucket(self.rate, self.burst)
+            self._buckets[key] = bucket
+        return bucket
+
+    def take(self, key: K, now: float, n: int) -> int:
+        return self._bucket(key, now).take(now, n)
 
     def charge(self, key: K, now: float, n: float) -> None:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
-        bucket.charge(now, n)
+        self._bucket(key, now).charge(now, n)
+
+    def give(self, key: K, now: float, n: float) -> None:
+        self._bucket(key, now).give(now, n)
+
+    def available(self, key: K, now: float) -> int:
+        """Whole tokens ``key`` could take at ``now`` (without taking them)."""
+        bucket = self._bucket(key, now)
+        bucket._refill(now)
+        return max(0, int(bucket.tokens))
 
     def forget(self, key: K) -> None:
         self._buckets.pop(key, None)

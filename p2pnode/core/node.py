@@ -67,7 +67,7 @@ from p2pnode.core.effects import (
 from p2pnode.core.gossip import GossipParams, GossipRouter
 from p2pnode.core.ledger import Ledger, LedgerError, SeqTooHigh, SeqTooLow, UnknownNote
 from p2pnode.core.payments import AnyCert, AnyOrder, proof_key, statement_digest
-from p2pnode.core.settlement import DurableView, Settlement
+from p2pnode.core.settlement import BATCH_OVERHEAD, CERT_OVERHEAD, DurableView, Settlement, wire_size
 from p2pnode.core.shielded import ShieldedError, static_checks_shielded
 from p2pnode.core.shielded import lock_keys as shielded_lock_keys
 from p2pnode.core.slots import BlockedSlot, Slot, SlotWatch
@@ -112,6 +112,9 @@ class CoreParams:
     held_order_s: float = 30.0
     verify_rate: float = 500.0  # proof verifications per second per source
     verify_burst: float = 1000.0
+    sync_reply_factor: float = 2.0  # sync-reply bytes per byte received, for non-committee peers
+    sync_credit_max: int = 1 << 20  # most sync-reply credit a peer may hold, in bytes
+    sync_strikes: int = 20  # rate-limited sync requests in reserve before the peer is penalized
 
 
 @dataclass(slots=True)
@@ -187,6 +190,16 @@ class NodeCore:
             rate=params.sync_batch / params.sync_interval, burst=float(params.sync_batch)
         )
         self.summary_budget: Budgets[NodeId] = Budgets(rate=4 / params.sync_interval, burst=4.0)
+        # Anti-amplification (docs/dos.md, "Sync replies"): a peer outside the committee earns
+        # ``sync_reply_factor`` bytes of sync replies per byte it sent this node, held up to
+        # ``sync_credit_max``; replies are trimmed to it. Requests refused by the rate limits above
+        # are counted as strikes (``sync_strikes`` in reserve, 2 per sync period regained); a peer
+        # out of strikes is penalized.
+        self.sync_credit: Budgets[NodeId] = Budgets(rate=0.0, burst=float(params.sync_credit_max), empty=True)
+        self.sync_strikes: Budgets[NodeId] = Budgets(
+            rate=2 / params.sync_interval, burst=float(params.sync_strikes)
+        )
+        self.sync_stats = {"rate_limited": 0, "credit_trimmed": 0, "penalized": 0}
         self._next_sync = 0.0
         self._first_seen: dict[Digest, float] = {}  # pending orders: when this node first held them
         self.proof_budget = ProofBudget(
@@ -258,9 +271,7 @@ class NodeCore:
     # == peers ======================================================================================
     def on_peer_connected(self, now: float, peer: NodeId) -> list[Effect]:
         self.router.add_peer(peer)
-        out: list[Effect] = [
-            Send(peer, SyncSummary(root=self.ledger.root(), applied=self.ledger.applied_count()))
-        ]
+        out: list[Effect] = [self._sync_probe(peer)]
         if self.validator is not None:
             # Orders this validator is locked on and that have not settled (e.g. after a restart):
             # the new peer gets them with our vote at once, not after a sync period.
@@ -275,11 +286,14 @@ class NodeCore:
         self.router.remove_peer(peer)
         self.sync_budget.forget(peer)
         self.summary_budget.forget(peer)
+        self.sync_credit.forget(peer)
+        self.sync_strikes.forget(peer)
         self.proof_budget.forget(peer)
         return self._drop_queued(peer, "peer disconnected")
 
     def on_message(self, now: float, peer: NodeId, msg: Message) -> list[Effect]:
         """A decoded peer message (handshake, ping and peer exchange are the driver's)."""
+        self.earn(now, peer, len(msg.data) + 8 if isinstance(msg, Gossip) else wire_size(msg))
         if isinstance(msg, Gossip):
             return self._on_gossip(now, peer, msg)
         if isinstance(msg, IHave):
@@ -287,21 +301,40 @@ class NodeCore:
         if isinstance(msg, IWant):
             return list(self.router.on_iwant(now, peer, msg.ids))
         if isinstance(msg, SyncSummary):
-            if msg.root != self.ledger.root() and self.summary_budget.take(peer, now, 1):
-                out_sync: list[Effect] = [Send(peer, SyncHeads(heads=tuple(self.ledger.heads()), reply=True))]
-                if self.shielded:
-                    out_sync.append(Send(peer, ShieldedHave(digests=tuple(self.shielded_certs), reply=True)))
-                return out_sync
-            return []
+            if msg.root == self.ledger.root():
+                return []
+            if not self.summary_budget.take(peer, now, 1):
+                return self._rate_limited(now, peer, "SyncSummary")
+            out_sync: list[Effect] = []
+            for m in self._summary_answer():
+                if self._spend(now, peer, m):
+                    out_sync.append(Send(peer, m))
+            return out_sync
         if isinstance(msg, ShieldedHave):
-            return self._budgeted(now, peer, self.settlement.shielded_have_reply(peer, msg))
+            budget = self._credit(now, peer)
+            answer = self.settlement.shielded_have_reply(peer, msg, budget)
+            return self._budgeted(now, peer, answer, "ShieldedHave")
         if isinstance(msg, SyncHeads):
-            return self._budgeted(now, peer, self.settlement.heads_reply(peer, msg))
+            budget = self._credit(now, peer)
+            return self._budgeted(now, peer, self.settlement.heads_reply(peer, msg, budget), "SyncHeads")
         if isinstance(msg, CertRequest):
-            found = [self.certs[(Address(a), s)] for a, s in msg.items if (Address(a), s) in self.certs]
-            return self._budgeted(now, peer, [Send(peer, CertBatch(certs=tuple(found)))] if found else [])
+            found = []
+            left = self._credit(now, peer)
+            left = None if left is None else left - BATCH_OVERHEAD
+            for a, s in dict.fromkeys(msg.items):
+                raw = self.certs.get((Address(a), s))
+                if raw is None:
+                    continue
+                if left is not None:
+                    if len(raw) + CERT_OVERHEAD > left:
+                        break
+                    left -= len(raw) + CERT_OVERHEAD
+                found.append(raw)
+            replies: list[Effect] = [Send(peer, CertBatch(certs=tuple(found)))] if found else []
+            return self._budgeted(now, peer, replies, "CertRequest")
         if isinstance(msg, CertBatch):
             out: list[Effect] = []
+            heads: dict[Address, tuple[int, int]] = {}  # sender -> (our next seq, next after this batch)
             for raw in msg.certs:
                 try:
                     cert = decode(raw)
@@ -311,21 +344,100 @@ class NodeCore:
                 if not isinstance(cert, (Certificate, ShieldedCertificate)):
                     out += self._reject(peer, "certificate", f"{type(cert).__name__} in a CertBatch")
                     continue
+                if isinstance(cert, Certificate):
+                    t = cert.order.transfer
+                    start = self.ledger.next_seq(t.sender)
+                    first, nxt = heads.get(t.sender, (start, start))
+                    heads[t.sender] = (first, nxt + 1 if t.seq == nxt else nxt)
                 out += self._on_certificate(now, peer, None, raw, 0, cert)
-            return out
+            return out + self._sync_continue(peer, heads)
         return self._reject(peer, type(msg).__name__, "unexpected message")
 
-    def _budgeted(self, now: float, peer: NodeId, replies: list[Effect]) -> list[Effect]:
-        """Trim anti-entropy answers to ``peer``'s budget: certificates beyond it are not sent (the
-        peer asks again next period); a counter-request (``reply=False``) costs one summary token."""
+    # == anti-entropy requests and their budgets =====================================================
+    def _sync_probe(self, peer: NodeId) -> Send:
+        """What this node sends a peer to start anti-entropy. A committee member sends its summary
+        (peers answer the committee in full); any other node sends its request at once, its heads
+        naming every account it knows: a stranger's few-byte summary buys no answer (``_spend``)."""
+        if self.node_id in self.committee:
+            return Send(peer, SyncSummary(root=self.ledger.root(), applied=self.ledger.applied_count()))
+        return Send(peer, SyncHeads(heads=self.settlement.request_heads(), reply=True))
+
+    def _summary_answer(self) -> list[Message]:
+        out: list[Message] = [SyncHeads(heads=self.settlement.request_heads(), reply=True)]
+        if self.shielded:
+            out.append(ShieldedHave(digests=tuple(self.shielded_certs), reply=True))
+        return out
+
+    def _sync_continue(self, peer: NodeId, heads: dict[Address, tuple[int, int]]) -> list[Effect]:
+        """After a CertBatch that carried certificates at our heads: ask the same peer for the rest at
+        once, naming the heads this node will have once they apply (its answer was trimmed to a
+        budget: "the rest after the next request"). A batch with nothing at our heads asks nothing,
+        so the exchange stops when the peer has nothing more."""
+        ahead = {a: nxt for a, (first, nxt) in heads.items() if nxt > first}
+        if not ahead:
+            return []
+        request = tuple((a, max(s, ahead.get(Address(a), 0))) for a, s in self.settlement.request_heads())
+        return [Send(peer, SyncHeads(heads=request, reply=False))]
+
+    def _credit(self, now: float, peer: NodeId) -> int | None:
+        """Bytes of sync replies ``peer`` may still receive: None (unbounded by bytes) for a committee
+        member, authenticated by the genesis; its earned credit for anyone else."""
+        return None if peer in self.committee else self.sync_credit.available(peer, now)
+
+    def earn(self, now: float, peer: NodeId, size: int) -> None:
+        """``peer`` sent this node ``size`` bytes: it earns ``sync_reply_factor`` times that in reply
+        credit (one account per peer, shared with the driver's link-level answers)."""
+        if peer not in self.committee:
+            self.sync_credit.give(peer, now, size * self.params.sync_reply_factor)
+
+    def reply_credit(self, now: float, peer: NodeId) -> int | None:
+        """Bytes of replies ``peer`` may still get (None: a committee member, not bounded by bytes)."""
+        return self._credit(now, peer)
+
+    def spend(self, now: float, peer: NodeId, msg: Message) -> bool:
+        """For the driver's link-level answers: see ``_spend``."""
+        return self._spend(now, peer, msg)
+
+    def _spend(self, now: float, peer: NodeId, msg: Message) -> bool:
+        """Take ``msg``'s wire size from ``peer``'s credit; False (not sent) if it does not fit."""
+        if peer in self.committee:
+            return True
+        size = wire_size(msg)
+        if self.sync_credit.available(peer, now) < size:
+            self.sync_stats["credit_trimmed"] += 1
+            return False
+        self.sync_credit.charge(peer, now, size)
+        return True
+
+    def _rate_limited(self, now: float, peer: NodeId, kind: str) -> list[Effect]:
+        """A sync request beyond the peer's rate limit: not answered, counted; a peer that keeps
+        going over (out of ``sync_strikes``) is penalized through the usual path."""
+        self.sync_stats["rate_limited"] += 1
+        if self.sync_strikes.take(peer, now, 1):
+            return []
+        self.sync_stats["penalized"] += 1
+        self.sync_strikes.forget(peer)
+        reason = f"rate limited: {kind} requests beyond the per-peer sync budget"
+        return [Disconnect(peer, reason), *self._drop_queued(peer, "peer penalized")]
+
+    def _budgeted(self, now: float, peer: NodeId, replies: list[Effect], kind: str) -> list[Effect]:
+        """Trim anti-entropy answers to ``peer``'s budgets: certificates beyond its rate are not sent
+        (the peer asks again), a counter-request (``reply=False``) costs one summary token, and what
+        is sent is taken from its byte credit (the answers were built to fit it). A request whose
+        answer the rate limit cut entirely is a strike (``_rate_limited``)."""
         out: list[Effect] = []
         for e in replies:
             if isinstance(e, Send) and isinstance(e.msg, CertBatch):
                 allowed = self.sync_budget.take(peer, now, len(e.msg.certs))
-                if allowed:
-                    out.append(Send(peer, CertBatch(certs=e.msg.certs[:allowed])))
-            elif self.summary_budget.take(peer, now, 1):
-                out.append(e)
+                if not allowed:
+                    out += self._rate_limited(now, peer, kind)
+                    continue
+                batch = CertBatch(certs=e.msg.certs[:allowed])
+                if self._spend(now, peer, batch):
+                    out.append(Send(peer, batch))
+            elif isinstance(e, Send) and self.summary_budget.take(peer, now, 1):
+                if self._spend(now, peer, e.msg):
+                    out.append(e)
         return out
 
     def _reject(self, peer: NodeId | None, kind: str, reason: str, tx: bytes | None = None) -> list[Effect]:
@@ -414,7 +526,7 @@ class NodeCore:
         if now >= self._next_sync and self.router.peers:
             self._next_sync = now + self.params.sync_interval
             peer = self.rng.choice(self.router.peers)
-            out.append(Send(peer, SyncSummary(root=self.ledger.root(), applied=self.ledger.applied_count())))
+            out.append(self._sync_probe(peer))
             out += self._repush_pending(now, peer)
         if now >= self._next_expiry:
             self._next_expiry = now + min(1.0, self.params.held_order_s / 4)

@@ -33,6 +33,7 @@ from p2pnode.wire.messages import (
     SHIELD,
     CertBatch,
     CertRequest,
+    Message,
     Order,
     ShieldedCertificate,
     ShieldedHave,
@@ -295,32 +296,81 @@ class Settlement:
         out.applied.append((digest, locks))
 
     # -- anti-entropy answers ------------------------------------------------------------------------
-    def heads_reply(self, peer: NodeId, msg: SyncHeads) -> list[Effect]:
-        theirs = {Address(a): s for a, s in msg.heads}
-        mine = self.ledger.heads()
+    def request_heads(self) -> tuple[tuple[bytes, int], ...]:
+        """What this node names when it asks a peer for certificates: every account it knows, with
+        its next seq (accounts that never sent included, at 0). A peer answers only for accounts
+        named (docs/dos.md, "Sync replies"), so a node that lacks everything still names what it
+        lacks; an account it does not know yet is named once a credit to it applied."""
+        return tuple((a, acct.next_seq) for a, acct in sorted(self.ledger.accounts.items()))
+
+    def heads_reply(self, peer: NodeId, msg: SyncHeads, budget: int | None = None) -> list[Effect]:
+        """Answer a ``SyncHeads``: the certificates the peer lacks **for the accounts it names**, from
+        the seq it names, account by account in seq order, at most ``sync_batch`` of them and at most
+        ``budget`` bytes (None: no byte bound). What is left is sent after its next request. An
+        account it does not name gets nothing: an empty request buys nothing.
+
+        With ``reply`` and a named account ahead of this node, our own heads follow (a request of
+        ours), if they fit in what is left of ``budget``."""
+        left = None if budget is None else budget - BATCH_OVERHEAD
         found: list[bytes] = []
-        for addr, my_next in mine:
-            s = theirs.get(Address(addr), 0)
+        named: set[bytes] = set()
+        for addr, s in msg.heads:
+            if addr in named:  # named twice: answered once
+                continue
+            named.add(addr)
+            my_next = self.ledger.next_seq(addr)
             while s < my_next and len(found) < self.sync_batch:
                 raw = self.certs.get((Address(addr), s))
                 if raw is not None:
+                    if left is not None and len(raw) + CERT_OVERHEAD > left:
+                        break
                     found.append(raw)
+                    if left is not None:
+                        left -= len(raw) + CERT_OVERHEAD
                 s += 1
-            if len(found) >= self.sync_batch:
+            if len(found) >= self.sync_batch or (left is not None and s < my_next):
                 break
         out: list[Effect] = []
         if found:
             out.append(Send(peer, CertBatch(certs=tuple(found))))
-        if msg.reply and any(s > self.ledger.next_seq(a) for a, s in theirs.items()):
-            out.append(Send(peer, SyncHeads(heads=tuple(mine), reply=False)))
+        if msg.reply and any(s > self.ledger.next_seq(a) for a, s in msg.heads):
+            counter = SyncHeads(heads=self.request_heads(), reply=False)
+            if left is None or wire_size(counter) <= left:
+                out.append(Send(peer, counter))
         return out
 
-    def shielded_have_reply(self, peer: NodeId, msg: ShieldedHave) -> list[Effect]:
+    def shielded_have_reply(self, peer: NodeId, msg: ShieldedHave, budget: int | None = None) -> list[Effect]:
+        """Answer a ``ShieldedHave``: the shielded certificates beyond the digests it names, at most
+        ``sync_batch`` and ``budget`` bytes (None: no byte bound); with ``reply``, ours if it fits."""
         theirs = set(msg.digests)
-        missing = [raw for d, raw in self.shielded_certs.items() if d not in theirs][: self.sync_batch]
+        left = None if budget is None else budget - BATCH_OVERHEAD
+        missing: list[bytes] = []
+        for d, raw in self.shielded_certs.items():
+            if d in theirs:
+                continue
+            if len(missing) >= self.sync_batch or (left is not None and len(raw) + CERT_OVERHEAD > left):
+                break
+            missing.append(raw)
+            if left is not None:
+                left -= len(raw) + CERT_OVERHEAD
         out: list[Effect] = []
         if missing:
             out.append(Send(peer, CertBatch(certs=tuple(missing))))
         if msg.reply and not theirs <= set(self.shielded_certs):
-            out.append(Send(peer, ShieldedHave(digests=tuple(self.shielded_certs), reply=False)))
+            counter = ShieldedHave(digests=tuple(self.shielded_certs), reply=False)
+            if left is None or wire_size(counter) <= left:
+                out.append(Send(peer, counter))
         return out
+
+
+FRAME_HEADER = 4  # the length prefix of every frame (p2pnode.wire.codec)
+BATCH_OVERHEAD = FRAME_HEADER + 8  # a CertBatch's frame header, tag and list header, at most
+CERT_OVERHEAD = 5  # msgpack header of one certificate's bytes in a CertBatch, at most
+
+
+def wire_size(msg: Message) -> int:
+    """Bytes ``msg`` takes on the wire, its frame header included."""
+    if isinstance(msg, CertBatch):
+        # Each certificate's bytes plus at most 5 bytes of msgpack header; no re-encoding needed.
+        return BATCH_OVERHEAD + sum(len(c) + CERT_OVERHEAD for c in msg.certs)
+    return FRAME_HEADER + len(msg.encode())

@@ -108,6 +108,8 @@ class Node:
             held_certificates=cfg.limits.held_certificates,
             sync_interval=cfg.sync.interval_ms / 1000,
             sync_batch=cfg.sync.batch,
+            sync_reply_factor=cfg.sync.reply_factor,
+            sync_credit_max=cfg.sync.credit_max_bytes,
             certificate_proofs=cfg.verify.certificate_proofs,
             future_seqs=cfg.limits.future_seqs,
             held_order_s=cfg.limits.held_order_s,

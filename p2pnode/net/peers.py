@@ -27,6 +27,15 @@ Refuse. *Useful* (``PeerConn.useful``) counts the gossip payloads this peer deli
 core then validated (it relays only those: they enter the gossip cache), and the certificates of its
 sync batches that the core applied.
 
+Link requests (docs/dos.md, "Link requests"), answered here, are limited per peer as Ethereum
+consensus clients limit their req/resp protocols: Ping at ``peers.ping_rate`` per second, GetPeers
+(and Peers lists taken in) at ``peers.get_peers_rate``, each with a reserve. A request beyond its
+limit is not answered and is counted (``link_rate_limited``); a peer over the limit more than
+``peers.rate_limit_strikes`` times (one strike regained per second) is penalized (``peer_penalized``,
+reason ``rate limited: ...``). Answers are also taken from the peer's reply credit in the core
+(``NodeCore.spend``): a peer outside the committee gets at most ``sync.reply_factor`` bytes back per
+byte it sent, so a Peers list is trimmed to what it paid for.
+
 Resource handling: ``run`` returns when the connection ends, and has closed it; the core is told the
 peer left before ``run`` returns (shielded), and only by the connection that is registered, so a
 replaced duplicate never removes the peer that replaced it. Error handling: a peer's bad input ends
@@ -43,9 +52,11 @@ from typing import Any
 import trio
 
 from p2pnode.config import NodeConfig, parse_hostport
+from p2pnode.core.budget import Budgets
 from p2pnode.core.effects import Effect, PersistApplied
 from p2pnode.core.node import NodeCore
 from p2pnode.core.payments import message_id
+from p2pnode.core.settlement import wire_size
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import DecodeError
 from p2pnode.net.conn import PEER_ERRORS, FramedStream, PeerHello, handshake
@@ -218,6 +229,15 @@ class PeerSet:
         self._refused_unlogged = 0
         # Gossip payloads first delivered by a peer, waiting for the core's verdict: id -> (peer, when).
         self._first: OrderedDict[MsgId, tuple[NodeId, float]] = OrderedDict()
+        p = cfg.peers
+        self.link_limits: dict[str, Budgets[NodeId]] = {
+            "Ping": Budgets(rate=p.ping_rate, burst=float(p.ping_burst)),
+            "GetPeers": Budgets(rate=p.get_peers_rate, burst=float(p.get_peers_burst)),
+            "Peers": Budgets(rate=p.get_peers_rate, burst=float(p.get_peers_burst)),
+        }
+        self.link_strikes: Budgets[NodeId] = Budgets(rate=1.0, burst=float(p.rate_limit_strikes))
+        for name in ("link_rate_limited", "link_credit_trimmed"):
+            counters.setdefault(name, 0)
 
     # == the registry ===============================================================================
     def __len__(self) -> int:
@@ -530,6 +550,7 @@ class PeerSet:
             effects: list[Effect] = []
             if self._conns.get(nid) is peer:
                 del self._conns[nid]
+                self.forget_limits(nid)
                 effects = self.core.on_peer_disconnected(trio.current_time(), nid)
             with trio.CancelScope(shield=True):
                 await self.perform(effects)
@@ -549,12 +570,16 @@ class PeerSet:
                 return str(exc) or type(exc).__name__
             peer.last_rx = trio.current_time()
             now = peer.last_rx
+            if isinstance(msg, (Ping, Pong, GetPeers, Peers)):
+                self.core.earn(now, peer.node_id, wire_size(msg))
+                if not self._link_allowed(peer, msg, now):
+                    continue
             if isinstance(msg, Ping):
-                self.send(peer.node_id, Pong(nonce=msg.nonce))
+                self._answer(peer, Pong(nonce=msg.nonce), now)
             elif isinstance(msg, Pong):
                 pass
             elif isinstance(msg, GetPeers):
-                self.send(peer.node_id, Peers(peers=self.peer_list(exclude=peer.node_id)))
+                self._answer(peer, self._peers_reply(peer, now), now)
             elif isinstance(msg, Peers):
                 self.book.learn(msg, peer.node_id)
             elif isinstance(msg, Refuse):
@@ -571,6 +596,41 @@ class PeerSet:
                 if isinstance(msg, CertBatch):
                     peer.useful += sum(1 for e in effects if isinstance(e, PersistApplied))
                 await self.perform(effects)
+
+    # == link-level requests ==========================================================================
+    def _link_allowed(self, peer: PeerConn, msg: Message, now: float) -> bool:
+        """Is this link-level message within ``peer``'s rate limit for its kind? If not it is not
+        answered (nor taken in), and counted; out of strikes, the peer is penalized."""
+        kind = type(msg).__name__
+        limit = self.link_limits.get(kind)
+        if limit is None or limit.take(peer.node_id, now, 1):
+            return True
+        self.counters["link_rate_limited"] += 1
+        if not self.link_strikes.take(peer.node_id, now, 1):
+            self.penalize(
+                peer.node_id, f"rate limited: {kind} beyond {limit.rate:g}/s (burst {limit.burst:g})"
+            )
+        return False
+
+    def _peers_reply(self, peer: PeerConn, now: float) -> Peers:
+        """Our peer list for ``peer``, trimmed to the reply credit it has (committee: whole)."""
+        reply = Peers(peers=self.peer_list(exclude=peer.node_id))
+        credit = self.core.reply_credit(now, peer.node_id)
+        while credit is not None and reply.peers and wire_size(reply) > credit:
+            reply = Peers(peers=reply.peers[: len(reply.peers) // 2])
+        return reply
+
+    def _answer(self, peer: PeerConn, msg: Message, now: float) -> None:
+        """Send a link-level answer if the peer's reply credit covers it (counted if not)."""
+        if self.core.spend(now, peer.node_id, msg):
+            self.send(peer.node_id, msg)
+        else:
+            self.counters["link_credit_trimmed"] += 1
+
+    def forget_limits(self, nid: NodeId) -> None:
+        for limit in self.link_limits.values():
+            limit.forget(nid)
+        self.link_strikes.forget(nid)
 
     async def _writer(self, peer: PeerConn) -> None:
         p = self.cfg.peers

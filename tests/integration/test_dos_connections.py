@@ -129,10 +129,12 @@ async def test_a_peer_that_never_reads_is_disconnected_within_its_budget(
 ) -> None:
     budget = 1 << 20
     peers = {"send_queue_bytes": budget, "send_queue": 1_000_000, "write_timeout_s": 2.0}
+    # GetPeers floods are rate-limited and their answers bounded by the reply credit (docs/dos.md,
+    # "Link requests"); lifted here, so that the flood still makes the victim queue replies.
+    peers |= {"get_peers_rate": 10_000.0, "get_peers_burst": 100_000, "rate_limit_strikes": 1_000_000}
+    config = {"peers": peers, "sync": {"reply_factor": 1000.0}}
     with structlog.testing.capture_logs() as logs:
-        cluster = open_memory_cluster(
-            validators=4, accounts=2, seed=1, bootstrap_all=False, config={"peers": peers}
-        )
+        cluster = open_memory_cluster(validators=4, accounts=2, seed=1, bootstrap_all=False, config=config)
         async with cluster as c, trio.open_nursery() as n:
             await c.wait_ready(peers=3)
             victim = c.driver(VICTIM)

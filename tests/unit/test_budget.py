@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from p2pnode.core.budget import Budgets, TokenBucket
-from p2pnode.core.effects import Send
+from p2pnode.core.effects import Disconnect, Send
 from p2pnode.core.node import CoreParams, NodeCore
 from p2pnode.crypto import NodeKey, SpendingKey, address_of
 from p2pnode.wire.messages import CertBatch, SyncHeads, SyncSummary
@@ -50,11 +50,11 @@ def certs_sent(effects: list[object]) -> int:
     return sum(len(e.msg.certs) for e in effects if isinstance(e, Send) and isinstance(e.msg, CertBatch))
 
 
-def test_an_empty_sync_request_gets_one_batch_per_period_however_often_it_is_sent() -> None:
+def test_a_sync_request_gets_one_batch_per_period_however_often_it_is_sent() -> None:
     c = core_with_history(1000)
-    ask = SyncHeads(heads=(), reply=False)
+    ask = SyncHeads(heads=((ACCOUNT, 0),), reply=False)
     assert certs_sent(c.on_message(0.0, PEER, ask)) == 64
-    assert sum(certs_sent(c.on_message(0.0 + i * 1e-3, PEER, ask)) for i in range(100)) <= 7
+    assert sum(certs_sent(c.on_message(0.0 + i * 1e-3, PEER, ask)) for i in range(15)) <= 2
     assert certs_sent(c.on_message(1.2, PEER, ask)) == 64  # a period later: one more batch
     assert certs_sent(c.on_message(1.2, OTHER, ask)) == 64  # other peers have their own budget
 
@@ -62,5 +62,11 @@ def test_an_empty_sync_request_gets_one_batch_per_period_however_often_it_is_sen
 def test_sync_summaries_are_answered_at_a_bounded_rate() -> None:
     c = core_with_history(3)
     summary = SyncSummary(root=b"\x00" * 32, applied=0)
-    answered = sum(bool(c.on_message(0.0, PEER, summary)) for _ in range(50))
+    effects = [c.on_message(0.0, PEER, summary) for _ in range(25)]
+    answered = sum(any(isinstance(e, Send) for e in es) for es in effects)
     assert answered == 4
+    # The 21 beyond the rate were not answered but counted; the 21st (20 in reserve) penalized the peer.
+    assert c.sync_stats["rate_limited"] == 21
+    assert [e.reason for e in effects[-1] if isinstance(e, Disconnect)] == [
+        "rate limited: SyncSummary requests beyond the per-peer sync budget"
+    ]
