@@ -74,6 +74,8 @@ class PeersSection:
     get_peers_rate: float = 0.5
     get_peers_burst: int = 4
     rate_limit_strikes: int = 20
+    useless_rate: float = 10.0
+    useless_burst: int = 300
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,6 +161,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "peers.get_peers_rate": (0.01, 10_000),
     "peers.get_peers_burst": (1, 100_000),
     "peers.rate_limit_strikes": (1, 1_000_000),
+    "peers.useless_rate": (0.0, 1_000_000),
+    "peers.useless_burst": (1, 10_000_000),
     "limits.max_frame": (1024, 64 << 20),
     "limits.pending_orders": (16, 10_000_000),
     "limits.held_certificates": (16, 10_000_000),

@@ -52,10 +52,12 @@ class TokenBucket:
         self.tokens -= spent
         return spent
 
-    def charge(self, now: float, n: float) -> None:
-        """Take ``n`` tokens even if that leaves the bucket in debt (at most ``burst`` deep)."""
+    def charge(self, now: float, n: float) -> float:
+        """Take ``n`` tokens even if that leaves the bucket in debt (at most ``burst`` deep); returns
+        the tokens left (negative: in debt)."""
         self._refill(now)
         self.tokens = max(-self.burst, self.tokens - n)
+        return self.tokens
 
     def give(self, now: float, n: float) -> None:
         """Add ``n`` tokens, up to ``burst`` (a credit earned, e.g. by bytes received)."""
@@ -90,8 +92,9 @@ class Budgets(Generic[K]):
     def take(self, key: K, now: float, n: int) -> int:
         return self._bucket(key, now).take(now, n)
 
-    def charge(self, key: K, now: float, n: float) -> None:
-        self._bucket(key, now).charge(now, n)
+    def charge(self, key: K, now: float, n: float) -> float:
+        """Take ``n`` tokens from ``key`` even into debt; returns the tokens left."""
+        return self._bucket(key, now).charge(now, n)
 
     def give(self, key: K, now: float, n: float) -> None:
         self._bucket(key, now).give(now, n)

@@ -115,6 +115,8 @@ class CoreParams:
     sync_reply_factor: float = 2.0  # sync-reply bytes per byte received, for non-committee peers
     sync_credit_max: int = 1 << 20  # most sync-reply credit a peer may hold, in bytes
     sync_strikes: int = 20  # rate-limited sync requests in reserve before the peer is penalized
+    useless_rate: float = 10.0  # useless-traffic points a peer gets back per second
+    useless_burst: float = 300.0  # points a peer may be down before it is disconnected
 
 
 @dataclass(slots=True)
@@ -183,6 +185,9 @@ class NodeCore:
         self.held_orders: dict[tuple[Address, int], Digest] = {}
         self.held_shielded_orders: OrderedDict[Digest, None] = OrderedDict()
         self.penalties: dict[NodeId, int] = {}
+        # Useless traffic per peer (docs/dos.md): messages that cannot help cost a point, useful
+        # deliveries earn one back; a peer that spent its reserve is cut off like an invalid one.
+        self.useless: Budgets[NodeId] = Budgets(rate=params.useless_rate, burst=params.useless_burst)
         # Anti-entropy answers per peer: ``sync_batch`` certificates (and summary answers) per sync
         # period, with one period's worth in reserve. A peer asking faster gets less, not more: a
         # few-byte request cannot make this node send history at any rate it likes.
@@ -289,6 +294,8 @@ class NodeCore:
         self.sync_credit.forget(peer)
         self.sync_strikes.forget(peer)
         self.proof_budget.forget(peer)
+        self.useless.forget(peer)
+        self.penalties.pop(peer, None)  # a fresh key per connection must not grow this table
         return self._drop_queued(peer, "peer disconnected")
 
     def on_message(self, now: float, peer: NodeId, msg: Message) -> list[Effect]:
@@ -299,7 +306,10 @@ class NodeCore:
         if isinstance(msg, IHave):
             return list(self.router.on_ihave(now, peer, msg.ids))
         if isinstance(msg, IWant):
-            return list(self.router.on_iwant(now, peer, msg.ids))
+            refused = self.router.stats.iwant_refused
+            served: list[Effect] = list(self.router.on_iwant(now, peer, msg.ids))
+            again = self.router.stats.iwant_refused - refused
+            return served + (self._useless(now, peer, "IWANT for ids served already", again) if again else [])
         if isinstance(msg, SyncSummary):
             if msg.root == self.ledger.root():
                 return []
@@ -439,6 +449,23 @@ class NodeCore:
                 if self._spend(now, peer, e.msg):
                     out.append(e)
         return out
+
+    def _useless(self, now: float, peer: NodeId | None, what: str, n: int = 1) -> list[Effect]:
+        """``peer`` sent ``n`` messages that cannot help; cut it off once its reserve is spent."""
+        if peer is None or self.useless.charge(peer, now, n) > 0:
+            return []
+        self.useless.forget(peer)
+        out: list[Effect] = [Disconnect(peer, f"useless traffic: {what}")]
+        return out + self._drop_queued(peer, "peer penalized")
+
+    def _useful(self, now: float, peer: NodeId | None) -> None:
+        if peer is not None:
+            self.useless.give(peer, now, 1)
+
+    def _old(self, digest: Digest) -> bool:
+        """Settled here, and not among the recent certificates: a message about it is a replay (a
+        late vote or relay of a payment that just settled is normal and costs nothing)."""
+        return digest in self.settled and digest not in self.certified
 
     def _reject(self, peer: NodeId | None, kind: str, reason: str, tx: bytes | None = None) -> list[Effect]:
         fields: dict[str, Any] = {"reason": reason, "kind": kind, "peer": short(peer)}
@@ -636,7 +663,12 @@ class NodeCore:
         assert isinstance(order, (Order, ShieldedOrder))
         digest = statement_digest(order)
         if digest in self.settled and ctx.kind == "order":
-            return []  # [IGNORE] settled here: neither verified nor logged nor relayed again
+            # [IGNORE] settled here: neither verified nor logged nor relayed again
+            return (
+                self._useless(now, ctx.peer, "orders of payments settled long ago")
+                if self._old(digest)
+                else []
+            )
         out: list[Effect] = [
             Emit("order_received", {"tx": digest.hex(), "hops": ctx.hops, "peer": short(ctx.peer)})
         ]
@@ -646,6 +678,8 @@ class NodeCore:
             return out + self._reject(ctx.peer, "order", str(exc), digest)
         if stale is not None:
             out.append(Emit("order_ignored", {"tx": digest.hex(), "reason": stale}))
+            if stale == "already settled" or "too far ahead" in stale:
+                out += self._useless(now, ctx.peer, "orders for settled or far-future seqs")
             return out
         pkey = proof_key(digest, order)
         known = self.proofs.get(pkey)
@@ -741,6 +775,7 @@ class NodeCore:
         assert isinstance(order, (Order, ShieldedOrder))
         out: list[Effect] = []
         if digest not in self.settled and digest not in self.orders:
+            self._useful(now, ctx.peer)
             self.orders[digest] = order
             while len(self.orders) > self.params.pending_orders:
                 evicted, _ = self.orders.popitem(last=False)
@@ -895,8 +930,13 @@ class NodeCore:
     ) -> list[Effect]:
         if vote.digest in self.settled or vote.digest in self.certified:
             # [IGNORE] its certificate is here already: a late or replayed vote changes nothing, so it
-            # is neither verified nor logged nor relayed (a replay after the seen-cache expired too).
-            return []
+            # is neither verified nor logged nor relayed (a replay after the seen-cache expired too);
+            # a vote of a payment settled long ago is a replay and costs its sender.
+            return (
+                self._useless(now, peer, "votes of payments settled long ago")
+                if self._old(vote.digest)
+                else []
+            )
         out: list[Effect] = [
             Emit("vote_received", {"tx": vote.digest.hex(), "validator": short(vote.validator), "hops": hops})
         ]
@@ -904,6 +944,7 @@ class NodeCore:
             return out + self._reject(
                 peer, "vote", "vote signature invalid or signer not a validator", vote.digest
             )
+        self._useful(now, peer)
         out += self.router.forward(now, mid, data, hops, peer)
         out += self._check_slots(vote.digest)
         out += self._maybe_certify(now, vote.digest)
@@ -977,7 +1018,12 @@ class NodeCore:
         order = cert.order
         digest = statement_digest(order)
         if digest in self.certified or digest in self.settled:
-            return []  # another assembly of a certificate we hold: nothing new, not forwarded
+            # another assembly of a certificate we hold: nothing new, not forwarded
+            return (
+                self._useless(now, peer, "certificates of payments settled long ago")
+                if self._old(digest)
+                else []
+            )
         out: list[Effect] = [
             Emit("certificate_received", {"tx": digest.hex(), "hops": hops, "peer": short(peer)})
         ]
@@ -1024,6 +1070,7 @@ class NodeCore:
         if digest in self.certified or digest in self.settled:
             return []
         self._mark_certified(digest)
+        self._useful(now, peer)
         out: list[Effect] = []
         if mid is not None:
             out += self.router.forward(now, mid, data, hops, peer)

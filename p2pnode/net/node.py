@@ -115,6 +115,8 @@ class Node:
             held_order_s=cfg.limits.held_order_s,
             verify_rate=cfg.verify.per_source_rate,
             verify_burst=float(cfg.verify.per_source_burst),
+            useless_rate=cfg.peers.useless_rate,
+            useless_burst=float(cfg.peers.useless_burst),
         )
         self.core = NodeCore(
             key=key,

@@ -150,8 +150,11 @@ async def test_a_peer_that_never_reads_is_disconnected_within_its_budget(
             # sent as fast as the victim reads them, while this side reads nothing.
             for _ in range(15):
                 await stream.send_all(codec.frame(GetPeers().encode()) * 1000)
-            stats = victim.peers.statistics()[short(key.public)]
-            assert stats["dropped"] > 0
+            # Connections take turns frame by frame: the victim may still be answering the last
+            # requests when the sends return; its queue overflows (drops) once they are answered.
+            with trio.fail_after(5):
+                while (stats := victim.peers.statistics()[short(key.public)])["dropped"] == 0:
+                    await trio.sleep(0.01)
             assert stats["queued_bytes"] <= budget
             most = 0
             with trio.fail_after(30):

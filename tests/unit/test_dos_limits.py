@@ -199,6 +199,8 @@ def test_every_new_key_is_documented_in_defaults_and_dos_md() -> None:
         ("limits", "client_idle_s"),
         ("limits", "frame_timeout_s"),
         ("limits", "fd_reserve"),
+        ("peers", "useless_rate"),
+        ("peers", "useless_burst"),
     ]:
         assert f"\n{key} = " in defaults
         assert f"`{section}.{key}`" in dos

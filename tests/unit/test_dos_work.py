@@ -193,3 +193,39 @@ def test_an_amount_above_the_balance_is_ignored_before_the_proof() -> None:
     assert admit(make_order(PAYER, CHAIN, PAYEE, 5000, 0), CHAIN, c.ledger, False) is not None
     out = gossip(c, 0.0, HONEST, make_order(PAYER, CHAIN, PAYEE, 5000, 0))
     assert not queued(out) and c.penalties.get(HONEST, 0) == 0
+
+
+def test_useless_traffic_costs_its_peer_and_useful_deliveries_earn_it_back() -> None:
+    """Orders beyond the future-seq window cannot help: each costs its peer a point; a peer with
+    its reserve spent is disconnected. A valid delivery earns a point back."""
+    c = NodeCore(
+        key=VALIDATORS[0],
+        chain_id=CHAIN,
+        validators=[k.public for k in VALIDATORS],
+        balances={address_of(PAYER.public): 1000},
+        params=CoreParams(useless_rate=0.0, useless_burst=5.0, future_seqs=2),
+    )
+
+    def far(amount: int) -> Order:
+        return make_order(PAYER, CHAIN, PAYEE, amount, 10)  # next seq is 0: beyond the window
+
+    cut: list[Effect] = []
+    for i in range(1, 5):
+        cut += gossip(c, 0.0, ATTACKER, far(i))
+    assert not [e for e in cut if isinstance(e, Disconnect)]
+    last = gossip(c, 0.0, ATTACKER, far(5))
+    assert [e.reason for e in last if isinstance(e, Disconnect)] == [
+        "useless traffic: orders for settled or far-future seqs"
+    ]
+
+    # The honest peer sends 3 far ones, then a valid order (a point back), then 2 more far ones: 5 far
+    # orders, like the attacker's, but it is still connected; the next one spends its reserve.
+    out: list[Effect] = []
+    for i in range(11, 14):
+        out += gossip(c, 0.0, HONEST, far(i))
+    good = make_order(PAYER, CHAIN, PAYEE, 1, 0)
+    out += verified(c, 0.0, queued(gossip(c, 0.0, HONEST, good)), ok=True)
+    for i in range(14, 16):
+        out += gossip(c, 0.0, HONEST, far(i))
+    assert not [e for e in out if isinstance(e, Disconnect)]
+    assert [e for e in gossip(c, 0.0, HONEST, far(16)) if isinstance(e, Disconnect)]
