@@ -81,6 +81,7 @@ class PeersSection:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LimitsSection:
     max_frame: int = 1 << 20
+    client_max_frame: int = 1 << 16
     pending_orders: int = 20_000
     held_certificates: int = 20_000
     future_seqs: int = 16
@@ -164,6 +165,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "peers.useless_rate": (0.0, 1_000_000),
     "peers.useless_burst": (1, 10_000_000),
     "limits.max_frame": (1024, 64 << 20),
+    "limits.client_max_frame": (1024, 64 << 20),
     "limits.pending_orders": (16, 10_000_000),
     "limits.held_certificates": (16, 10_000_000),
     "limits.future_seqs": (1, 100_000),
@@ -271,6 +273,8 @@ def config_from_dict(data: dict[str, Any], base: Path, source: Path | None = Non
         raise ConfigError("peers.max_inbound + peers.max_outbound: must be <= peers.max_connections")
     if cfg.verify.new_source_batch > cfg.verify.batch_max:
         raise ConfigError("verify.new_source_batch: must be <= verify.batch_max")
+    if cfg.limits.client_max_frame > cfg.limits.max_frame:
+        raise ConfigError("limits.client_max_frame: must be <= limits.max_frame")
     if cfg.peers.send_queue_bytes < cfg.limits.max_frame:
         # A message as large as a frame may be must fit in a peer's queue, or it could never be sent.
         raise ConfigError("peers.send_queue_bytes: must be >= limits.max_frame")

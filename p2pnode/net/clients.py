@@ -15,6 +15,7 @@ the votes) is answered at once with the reason (``blocked``), never with a timeo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -91,6 +92,8 @@ class ClientService:
         self.handlers: dict[type[Message], RequestHandler] = dict(handlers or {})
         self._outcomes: dict[Digest, list[_Outcome]] = {}
         self._settled: dict[Digest, tuple[trio.Event, list[int]]] = {}  # event, [waiters]
+        self._capped_logged_at = -math.inf
+        self._capped_unlogged = 0
 
     def on_outcome(self, e: OrderOutcome) -> None:
         for w in self._outcomes.pop(e.digest, []):
@@ -189,14 +192,34 @@ class ClientService:
         page = tuple((c, memo, bool(notes.get(c))) for c, memo in outputs[msg.start : end])
         return NotesReply(notes=page, next=max(end, msg.start), total=core.visible.outputs)
 
+    def _wait_capped(self, wait_ms: int, cap: float) -> None:
+        """Log that a client asked to wait longer than ``limits.request_timeout_s`` (at most once a
+        second, with the count of the unlogged ones: a flood of such waits must not flood the log)."""
+        self.node.counters["requests_capped"] += 1
+        now = trio.current_time()
+        if now - self._capped_logged_at < 1.0:
+            self._capped_unlogged += 1
+            return
+        self.node.log.info(
+            "request_capped",
+            peer="client",
+            kind="WaitSettled",
+            reason=f"wait_ms {wait_ms} capped at limits.request_timeout_s ({cap:g}s)",
+            unlogged=self._capped_unlogged,
+        )
+        self._capped_logged_at, self._capped_unlogged = now, 0
+
     async def _wait_settled(self, msg: WaitSettled) -> Message:
         digest = Digest(msg.digest)
         core = self.node.core
         if digest not in core.visible.settled and not core.blocked_for(digest):
+            cap = self.node.cfg.limits.request_timeout_s
+            if msg.wait_ms / 1000 > cap:
+                self._wait_capped(msg.wait_ms, cap)
             entry = self._settled.setdefault(digest, (trio.Event(), [0]))
             entry[1][0] += 1
             try:
-                with trio.move_on_after(min(msg.wait_ms / 1000, self.node.cfg.limits.request_timeout_s)):
+                with trio.move_on_after(min(msg.wait_ms / 1000, cap)):
                     await entry[0].wait()
             finally:
                 entry[1][0] -= 1

@@ -78,6 +78,18 @@ class FramedStream:
         self._partial = 0  # bytes received of the frame not yet complete (header included)
         self._frame_started = 0.0  # trio time its first byte arrived
         self.bytes_in = 0
+        self._idle_since: float | None = None
+
+    def limit(self, max_frame: int) -> None:
+        """Change the largest frame accepted from now on (e.g. raised once a peer is authenticated)."""
+        self.max_frame = max_frame
+        self._decoder.limit(max_frame)
+
+    @property
+    def idle_since(self) -> float | None:
+        """Trio time since which this stream has been waiting for a frame to begin with nothing
+        buffered (between requests), or None while a frame is arriving or being handled."""
+        return self._idle_since
 
     @property
     def partial(self) -> int:
@@ -100,6 +112,8 @@ class FramedStream:
             # connection that sends fast (a flood) run its frames back to back while every other
             # task waits; yielding per frame takes turns with the other connections, frame by frame.
             await trio.lowlevel.checkpoint()
+        if not self._ready and not self._partial:
+            self._idle_since = trio.current_time()
         while not self._ready:
             data: bytes | bytearray = b""
             if self._partial and self.frame_timeout is not None:
@@ -114,9 +128,11 @@ class FramedStream:
                     raise IdleTimeout(idle_s)
             else:
                 data = await self.stream.receive_some(self.READ_SIZE)
+            self._idle_since = None
             if not data:
                 raise RemoteError("connection closed by peer")
             self._take(bytes(data))
+        self._idle_since = None
         return self._ready.popleft()
 
     def _take(self, data: bytes) -> None:

@@ -139,6 +139,8 @@ class Node:
             "connections_refused": 0,
             "peers_slow": 0,
             "peers_evicted": 0,
+            "clients_evicted": 0,
+            "requests_capped": 0,
         }
         self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
         handlers: dict[type[Message], RequestHandler] = {

@@ -111,6 +111,14 @@ class PeerConn:
     useful: int = 0  # validated payloads it delivered first (see the module docstring)
 
 
+@dataclass(eq=False, slots=True)
+class _ClientSlot:
+    """A client connection's slot: cancelled to evict it, its slot then handed over to a newcomer."""
+
+    scope: trio.CancelScope
+    handed_over: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class SlotHolder:
     """What the inbound-slot decision knows of a connected inbound peer."""
@@ -214,6 +222,7 @@ class PeerSet:
         self.perform = perform
         self.serve_client = serve_client
         self.listen_port = 0  # told to peers in the handshake; set once the node listens
+        self._client_slots: dict[FramedStream, _ClientSlot] = {}
         self.banned: dict[bytes, float] = {}  # peers disconnected for misbehaving -> refused until
         self._conns: dict[NodeId, PeerConn] = {}
         # The node replaces this at start with caps that fit the open-file limit (p2pnode.net.limits).
@@ -432,13 +441,16 @@ class PeerSet:
 
     async def _incoming(self, stream: trio.abc.Stream, addr: str) -> None:
         limits = self.cfg.limits
-        conn = FramedStream(stream, limits.max_frame, frame_timeout=limits.frame_timeout_s)
+        # Until the handshake proves a peer, frames are capped at client_max_frame: a stranger's
+        # half-sent first frame holds at most that much.
+        conn = FramedStream(stream, limits.client_max_frame, frame_timeout=limits.frame_timeout_s)
         try:
             with trio.fail_after(self.cfg.peers.handshake_timeout_s):
                 first = await conn.receive()
             if not isinstance(first, Hello):
                 await self._client(conn, addr, first)
                 return
+            conn.limit(limits.max_frame)
             with trio.fail_after(self.cfg.peers.handshake_timeout_s):
                 hello = await self.handshake(conn, first)
                 if not self._admit(hello.node_id):
@@ -474,8 +486,11 @@ class PeerSet:
         await self.run(conn, hello, "in", dial_addr)
 
     async def _client(self, conn: FramedStream, addr: str, first: Message) -> None:
-        """Serve a client connection, or refuse it (the newest) beyond ``limits.max_clients``."""
-        if not self.gate.try_client():
+        """Serve a client connection. Beyond ``limits.max_clients``, the client connection idle
+        longest between requests is closed and the newcomer takes its slot (an idle connection has
+        nothing in progress: closing it loses nothing); with none idle, the newcomer is refused."""
+        slot = _ClientSlot(trio.CancelScope())
+        if not self.gate.try_client() and not self._evict_idle_client():
             cap = self.gate.caps.max_clients
             self._refused(addr, "client", f"too many client connections ({cap})")
             with trio.move_on_after(1):
@@ -487,10 +502,36 @@ class PeerSet:
             await conn.aclose()
             return
         self.counters["clients"] += 1
+        self._client_slots[conn] = slot
         try:
-            await self.serve_client(conn, first)
+            with slot.scope:
+                await self.serve_client(conn, first)
         finally:
-            self.gate.client_done()
+            del self._client_slots[conn]
+            if not slot.handed_over:
+                self.gate.client_done()
+
+    def _evict_idle_client(self) -> bool:
+        """Close the client connection idle longest, handing its slot over; False if none is idle."""
+        idle = [
+            (c.idle_since, c)
+            for c, s in self._client_slots.items()
+            if c.idle_since is not None and not s.handed_over
+        ]
+        if not idle:
+            return False
+        since, conn = min(idle, key=lambda x: x[0])
+        victim = self._client_slots[conn]
+        victim.handed_over = True
+        victim.scope.cancel()
+        self.counters["clients_evicted"] += 1
+        self.log.info(
+            "client_closed",
+            peer="client",
+            reason=f"evicted: client slots full ({self.gate.caps.max_clients}), idle for "
+            f"{trio.current_time() - since:.1f}s",
+        )
+        return True
 
     async def run(self, conn: FramedStream, hello: PeerHello, direction: str, addr: str) -> None:
         """Serve one handshaken connection until it ends; closes it."""

@@ -52,6 +52,7 @@ CLIENT_REFUSALS = (
     "client_closed",
     "connection_refused",
     "handshake_refused",
+    "request_capped",  # a WaitSettled longer than limits.request_timeout_s, answered at the cap
 )
 WANTED_EVENTS = frozenset(
     _KEYED_EVENTS + CERT_EVENTS + ("peer_connected",) + ATTACKER_EVENTS + PEER_REFUSALS + CLIENT_REFUSALS

@@ -218,13 +218,13 @@ async def run_bench(
     pids: Mapping[str, int] | None = None,
 ) -> BenchResult:
     """Plan, build, run and settle ``opts.count`` payments (see the module docstring). With
-    ``opts.shielded`` the orders come from ``make_shielded`` (required then), called in a worker thread.
-``pids`` (node name -> process id) are the processes whose CPU time ``cpu_reader`` reads.
+        ``opts.shielded`` the orders come from ``make_shielded`` (required then), called in a worker thread.
+    ``pids`` (node name -> process id) are the processes whose CPU time ``cpu_reader`` reads.
 
-    Error handling: :class:`LocalError` for setup problems found before the timed phase (unreachable node,
-    underfunded account, no chain id). During the timed phase a payment that is refused, times out or
-    hits a connection error is recorded in ``failures`` and stops its account's later payments.
-    Resource handling: every connection is closed on return, including on cancellation.
+        Error handling: :class:`LocalError` for setup problems found before the timed phase (unreachable node,
+        underfunded account, no chain id). During the timed phase a payment that is refused, times out or
+        hits a connection error is recorded in ``failures`` and stops its account's later payments.
+        Resource handling: every connection is closed on return, including on cancellation.
     """
     pools = [_Pool(n.host, n.port, connect) for n in cluster.nodes]
     try:

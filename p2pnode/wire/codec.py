@@ -96,6 +96,10 @@ class FrameDecoder:
         self._max = max_frame
         self._need: int | None = None
 
+    def limit(self, max_frame: int) -> None:
+        """Change the largest frame body accepted (frames already announced keep their length check)."""
+        self._max = max_frame
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return every frame body now complete (possibly none)."""
         self._buf += data

@@ -252,7 +252,9 @@ class Note:
             raise LocalError(f"note value {value} outside [0, 2^64)")
         blinding = secrets.randbelow(R)
         return cls(
-            value=value, owner_pub=owner_pub, blinding=blinding,
+            value=value,
+            owner_pub=owner_pub,
+            blinding=blinding,
             commitment=hasher.poseidon(value, owner_pub, blinding),
         )
 
@@ -384,8 +386,17 @@ def build_shield(
     owner_pub, memo_pub = parse_address(recipient if recipient is not None else keys.address)
     note = Note.make(prover, amount, owner_pub)
     return _order(
-        prover, keys, chain_id=chain_id, kind=SHIELD, ins=(), outs=[(note, memo_pub)],
-        public_in=amount, public_out=0, account=account_key.address, seq=seq, account_key=account_key,
+        prover,
+        keys,
+        chain_id=chain_id,
+        kind=SHIELD,
+        ins=(),
+        outs=[(note, memo_pub)],
+        public_in=amount,
+        public_out=0,
+        account=account_key.address,
+        seq=seq,
+        account_key=account_key,
     )
 
 
@@ -410,8 +421,16 @@ def build_transfer(
         raise InsufficientNotes(available, total)
     outs = _outputs(prover, keys, outputs, available - total)
     return _order(
-        prover, keys, chain_id=chain_id, kind=SHIELDED_TRANSFER, ins=inputs, outs=outs,
-        public_in=0, public_out=0, account=NO_ACCOUNT, seq=0,
+        prover,
+        keys,
+        chain_id=chain_id,
+        kind=SHIELDED_TRANSFER,
+        ins=inputs,
+        outs=outs,
+        public_in=0,
+        public_out=0,
+        account=NO_ACCOUNT,
+        seq=0,
     )
 
 
@@ -436,6 +455,14 @@ def build_unshield(
         raise InsufficientNotes(available, amount)
     outs = _outputs(prover, keys, (), available - amount)
     return _order(
-        prover, keys, chain_id=chain_id, kind=UNSHIELD, ins=inputs, outs=outs,
-        public_in=0, public_out=amount, account=to_address, seq=0,
+        prover,
+        keys,
+        chain_id=chain_id,
+        kind=UNSHIELD,
+        ins=inputs,
+        outs=outs,
+        public_in=0,
+        public_out=amount,
+        account=to_address,
+        seq=0,
     )

@@ -120,8 +120,15 @@ def _compile(tools: Toolchain, work: Path) -> Path:
 
     _run(
         [
-            str(tools.circom), rel(src / f"{CIRCUIT_NAME}.circom"), "--O2", "--r1cs", "--wasm",
-            "-l", rel(lib), "-o", rel(work),
+            str(tools.circom),
+            rel(src / f"{CIRCUIT_NAME}.circom"),
+            "--O2",
+            "--r1cs",
+            "--wasm",
+            "-l",
+            rel(lib),
+            "-o",
+            rel(work),
         ],
         "circom2 compile",
         cwd=root,
@@ -159,8 +166,13 @@ def _ptau(cache_dir: Path, power: int, snarkjs: Path, log: Callable[[str], None]
         _run([str(snarkjs), "powersoftau", "new", "bn128", str(power), str(t / "0.ptau")], "powersoftau new")
         _run(
             [
-                str(snarkjs), "powersoftau", "contribute", str(t / "0.ptau"), str(t / "1.ptau"),
-                f"--name=p2pnode {DEV_CEREMONY_NOTICE}", f"-e={secrets.token_hex(32)}",
+                str(snarkjs),
+                "powersoftau",
+                "contribute",
+                str(t / "0.ptau"),
+                str(t / "1.ptau"),
+                f"--name=p2pnode {DEV_CEREMONY_NOTICE}",
+                f"-e={secrets.token_hex(32)}",
             ],
             "powersoftau contribute",
         )
@@ -202,14 +214,25 @@ def ensure_circuit_keys(paths: ZkPaths | None = None, *, log: Callable[[str], No
         _run([str(snarkjs), "groth16", "setup", str(r1cs), str(ptau), str(t / "0.zkey")], "groth16 setup")
         _run(
             [
-                str(snarkjs), "zkey", "contribute", str(t / "0.zkey"), str(t / f"{CIRCUIT_NAME}.zkey"),
-                f"--name=p2pnode {DEV_CEREMONY_NOTICE}", f"-e={secrets.token_hex(32)}",
+                str(snarkjs),
+                "zkey",
+                "contribute",
+                str(t / "0.zkey"),
+                str(t / f"{CIRCUIT_NAME}.zkey"),
+                f"--name=p2pnode {DEV_CEREMONY_NOTICE}",
+                f"-e={secrets.token_hex(32)}",
             ],
             "zkey contribute",
         )
         _run(
-            [str(snarkjs), "zkey", "export", "verificationkey", str(t / f"{CIRCUIT_NAME}.zkey"),
-             str(t / "verification_key.json")],
+            [
+                str(snarkjs),
+                "zkey",
+                "export",
+                "verificationkey",
+                str(t / f"{CIRCUIT_NAME}.zkey"),
+                str(t / "verification_key.json"),
+            ],
             "export verificationkey",
         )
         shutil.copyfile(t / f"{CIRCUIT_NAME}_js" / f"{CIRCUIT_NAME}.wasm", t / f"{CIRCUIT_NAME}.wasm")

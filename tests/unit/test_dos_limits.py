@@ -177,6 +177,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
     [
         ("peer_slow", ("peer", "reason", "queued_bytes", "dropped")),
         ("client_closed", ("reason", "peer")),
+        ("request_capped", ("kind", "reason", "unlogged", "peer")),
         ("connection_refused", ("addr", "kind", "reason", "unlogged")),
         ("limits", ("fd_soft_before", "fd_soft", "fd_hard", "fd_reserve", "max_open", "lowered")),
     ],
@@ -199,6 +200,7 @@ def test_every_new_key_is_documented_in_defaults_and_dos_md() -> None:
         ("limits", "client_idle_s"),
         ("limits", "frame_timeout_s"),
         ("limits", "fd_reserve"),
+        ("limits", "client_max_frame"),
         ("peers", "useless_rate"),
         ("peers", "useless_burst"),
     ]:
