@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from p2pnode.client.client import STATUS_PAD
 from p2pnode.core.payments import message_id
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import RemoteError
@@ -217,7 +218,8 @@ async def run(count: int, read_s: float, payments: int) -> dict[str, Any]:
         ]
         client_kinds: list[tuple[str, Callable[[int], Message]]] = [
             ("GetAccount", lambda i: GetAccount(address=accounts[i % len(accounts)])),
-            ("Status", lambda i: StatusRequest()),
+            ("Status (padded, as p2pnode.client sends it)", lambda i: StatusRequest(pad=bytes(STATUS_PAD))),
+            ("Status unpadded (answered: pad N)", lambda i: StatusRequest()),
             ("WaitSettled", lambda i: WaitSettled(digest=settled, wait_ms=0)),
         ]
         rows = []

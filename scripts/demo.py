@@ -30,7 +30,7 @@ from pathlib import Path
 
 import trio
 
-from p2pnode.client import Client, PaymentRefused, Wallet, load_account, pay
+from p2pnode.client import Client, PaymentRefused, Wallet, load_account, pay, status_reply
 from p2pnode.client.shielded import choose, my_notes, open_prover
 from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import address_of
@@ -41,7 +41,6 @@ from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
     ShieldedOrder,
-    StatusRequest,
 )
 from p2pnode.wire.types import Address
 from p2pnode.zk.notes import Note, ShieldedKeys, build_shield, build_transfer, build_unshield
@@ -211,7 +210,7 @@ async def shielded_tour(cluster: LocalNet, chain_id: bytes) -> int:
             await stack.enter_async_context(await Client.connect(*node_addresses(cluster)[n])) for n in names
         ]
         for c in clients:  # a node closes a connection whose first request is slow to come
-            await c.call(StatusRequest())
+            await status_reply(c)
         started = time.perf_counter()
         prover = stack.enter_context(await trio.to_thread.run_sync(open_prover))
         keys = [

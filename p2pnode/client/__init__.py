@@ -27,6 +27,7 @@ from p2pnode.client.client import (
     request,
     request_expect,
     slot_blocked,
+    status_reply,
     wait_settled,
 )
 from p2pnode.client.errors import (
@@ -95,6 +96,7 @@ __all__ = [
     "query_status",
     "request",
     "request_expect",
+    "status_reply",
     "shield",
     "slot_blocked",
     "unshield",

@@ -102,6 +102,29 @@ class Requester(Protocol):
     async def call(self, request: Message) -> Message: ...
 
 
+STATUS_PAD = 1536  # a status reply of a small cluster's node is ~1.2 KB: one round trip as a rule
+_PAD_TO = "pad "
+
+
+async def status_reply(conn: Requester) -> StatusReply:
+    """Ask ``conn`` for its status with a padded ``StatusRequest`` (the node answers at most 2 bytes
+    per byte it received); padded more and asked again if the node says the reply needs it."""
+    pad = STATUS_PAD
+    for _ in range(3):
+        try:
+            reply = await conn.call(StatusRequest(pad=bytes(pad)))
+        except RemoteError as exc:
+            reason = str(exc)
+            if not reason.startswith(_PAD_TO) or not reason[len(_PAD_TO) :].isdigit():
+                raise
+            pad = int(reason[len(_PAD_TO) :]) + 512  # the reply may grow a little meanwhile
+            continue
+        if not isinstance(reply, StatusReply):
+            raise UnexpectedReply(getattr(conn, "name", "node"), StatusRequest(), reply)
+        return reply
+    raise RemoteError(f"status reply larger than {pad * 2} bytes")
+
+
 class Client:
     """A connection to one node for sequential requests.
 
@@ -207,7 +230,7 @@ class Client:
     # -- typed requests -----------------------------------------------------------------------------
     async def status(self) -> NodeStatus:
         """The node's status (missing keys take their defaults, see :meth:`NodeStatus.from_info`)."""
-        reply = await self.call_expect(StatusRequest(), StatusReply)
+        reply = await status_reply(self)
         return NodeStatus.from_info(reply.info)
 
     async def chain_id(self) -> bytes:
@@ -307,10 +330,10 @@ def _slot_of(order: Order | ShieldedOrder) -> tuple[bytes, int] | None:
 
 async def _status_of(conn: Requester) -> NodeStatus | None:
     try:
-        reply = await conn.call(StatusRequest())
+        reply = await status_reply(conn)
     except P2PNodeError:
         return None  # the reason alone still says what is wrong
-    return NodeStatus.from_info(reply.info) if isinstance(reply, StatusReply) else None
+    return NodeStatus.from_info(reply.info)
 
 
 async def slot_blocked(
@@ -383,7 +406,8 @@ async def query_status(host: str, port: int) -> dict[str, Any]:
 
     Error handling: ``OSError`` if the node cannot be reached, :class:`RemoteError` if it answers with
     anything but a ``StatusReply``. The caller bounds the wait (``trio.fail_after``)."""
-    reply = await request_expect(host, port, StatusRequest(), StatusReply)
+    async with await Client.connect(host, port) as client:
+        reply = await status_reply(client)
     return dict(reply.info)
 
 

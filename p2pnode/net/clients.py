@@ -28,6 +28,7 @@ from p2pnode.core.node import NodeCore
 from p2pnode.core.payments import statement_digest
 from p2pnode.errors import DecodeError, RemoteError
 from p2pnode.net.conn import PEER_ERRORS, FramedStream, FrameTimeout, IdleTimeout
+from p2pnode.wire import codec
 from p2pnode.wire.messages import (
     AccountReply,
     ErrorReply,
@@ -149,7 +150,11 @@ class ClientService:
 
     async def _request(self, msg: Message) -> Message:
         if isinstance(msg, StatusRequest):
-            return StatusReply(info=self.node.status())
+            reply = StatusReply(info=self.node.status())
+            need = (len(codec.frame(reply.encode())) + 1) // 2
+            if len(codec.frame(msg.encode())) < need:
+                return ErrorReply(reason=f"pad {need}")  # short: at most 2 bytes out per byte in, also here
+            return reply
         if isinstance(msg, GetAccount):
             core = self.node.core
             balance, next_seq = core.visible.account(msg.address) or (0, 0)

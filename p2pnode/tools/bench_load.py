@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 import trio
 
-from p2pnode.client import SlotBlocked, wait_settled
+from p2pnode.client import SlotBlocked, status_reply, wait_settled
 from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import SpendingKey, hash256
 from p2pnode.errors import LocalError, RemoteError
@@ -57,7 +57,6 @@ from p2pnode.wire.messages import (
     Order,
     ShieldedOrder,
     StatusReply,
-    StatusRequest,
     SubmitOrder,
     SubmitReply,
     SubmitShielded,
@@ -432,7 +431,7 @@ async def _converge(cluster: ClusterDir, pools: list[_Pool], timeout: float) -> 
         while True:
             for node, pool in zip(cluster.nodes, pools, strict=True):
                 try:
-                    reply = await pool.call(StatusRequest())
+                    reply = await status_reply(pool)
                 except (OSError, RemoteError, trio.BrokenResourceError):
                     roots[node.name] = None
                     continue

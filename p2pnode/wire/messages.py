@@ -404,10 +404,15 @@ class ShieldedCertificate(Message):
 
 
 # == client requests (one request, one reply, on a connection that did not send Hello) ==================
-@message(40)
+@message(40, _bytes(maximum=1 << 16))
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusRequest(Message):
-    pass
+    """``pad``: filler that makes the request at least half as large as its reply. A node answers an
+    unauthenticated request with at most 2 bytes per byte received (anti-amplification, like QUIC's
+    padded Initial packets); a request padded too little gets ``ErrorReply("pad N")``, N being the
+    frame size in bytes it needs (``p2pnode.client`` pads and retries by itself)."""
+
+    pad: bytes = b""
 
 
 @message(41, _info)

@@ -198,7 +198,7 @@ async def test_a_newcomer_takes_the_slot_of_the_client_idle_longest_and_busy_one
             idle = []
             for _ in range(8):  # each asks once, then holds its connection without a further request
                 s = await attach(c, n, lockstep=False)
-                assert isinstance(await request(s, StatusRequest()), StatusReply)
+                assert isinstance(await request(s, StatusRequest(pad=bytes(4096))), StatusReply)
                 idle.append(s)
                 await trio.sleep(1)
             assert victim.peers.gate.clients == 8
@@ -221,7 +221,7 @@ async def test_a_newcomer_takes_the_slot_of_the_client_idle_longest_and_busy_one
             assert victim.counters["clients_evicted"] == 8
             # Every slot is in a request now: a newcomer is refused, nobody's wait is cut.
             s = await attach(c, n, lockstep=False)
-            reply = await request(s, StatusRequest())
+            reply = await request(s, StatusRequest(pad=bytes(4096)))
             assert isinstance(reply, ErrorReply) and "too many client connections" in reply.reason
             await closed_by_node(s)
             assert victim.counters["connections_refused"] == 1
@@ -274,7 +274,7 @@ async def test_a_half_sent_client_frame_is_cut_after_frame_timeout(autojump_cloc
             streams = []
             for _ in range(20):  # slowloris: one honest request, then half of a 60 KB frame
                 s = await attach(c, n, lockstep=False)
-                assert isinstance(await request(s, StatusRequest()), StatusReply)
+                assert isinstance(await request(s, StatusRequest(pad=bytes(4096))), StatusReply)
                 await s.send_all(struct.pack(">I", 60_000) + b"\x00" * 30_000)
                 streams.append(s)
             started = trio.current_time()
@@ -310,3 +310,25 @@ async def test_a_half_sent_peer_frame_is_cut_after_frame_timeout(autojump_clock:
             n.cancel_scope.cancel()
     gone = [e for e in events(logs, "peer_disconnected") if e["peer"] == short(key.public)]
     assert gone and "frame not completed within 3s" in gone[0]["reason"]
+
+
+async def test_a_status_reply_is_at_most_twice_its_request() -> None:
+    """Anti-amplification: an unpadded StatusRequest (8 bytes) is answered with a short ErrorReply
+    naming the size it needs; padded to it, with the status. Never more than 2 bytes per byte in."""
+    cluster = open_memory_cluster(validators=4, accounts=2, seed=1, bootstrap_all=False)
+    async with cluster as c, trio.open_nursery() as n:
+        await c.wait_ready(peers=3)
+        s = await attach(c, n, lockstep=False)
+        small = StatusRequest()
+        reply = await request(s, small)
+        assert isinstance(reply, ErrorReply) and reply.reason.startswith("pad ")
+        assert len(codec.frame(reply.encode())) <= 2 * len(codec.frame(small.encode()))
+        need = int(reply.reason.split()[1])
+        padded = StatusRequest(pad=bytes(need - len(codec.frame(small.encode())) + 16))
+        assert len(codec.frame(padded.encode())) >= need
+        status = await request(s, padded)
+        assert isinstance(status, StatusReply)
+        assert len(codec.frame(status.encode())) <= 2 * len(codec.frame(padded.encode()))
+        async with c.client(VICTIM) as client:  # the library pads by itself
+            assert (await client.status()).applied == 0
+        n.cancel_scope.cancel()

@@ -108,7 +108,7 @@ async def test_crash_image_at_acknowledgement_holds_what_was_acknowledged(tmp_pa
                         polls += 1
                         settled = await client.call(WaitSettled(digest=digest, wait_ms=0))
                         acct = await client.call(GetAccount(address=Address(payer)))
-                        status = await client.call(StatusRequest())
+                        status = await client.call(StatusRequest(pad=bytes(4096)))
                         assert isinstance(settled, SettledReply) and isinstance(acct, AccountReply)
                         assert isinstance(status, StatusReply)
                         shows = (
@@ -140,7 +140,7 @@ async def _account(c: MemoryCluster, node: int, addr: bytes) -> AccountReply:
 
 
 async def _status(c: MemoryCluster, node: int) -> StatusReply:
-    reply = await c.call(node, StatusRequest())
+    reply = await c.call(node, StatusRequest(pad=bytes(4096)))
     assert isinstance(reply, StatusReply)
     return reply
 

@@ -130,7 +130,7 @@ EXAMPLES: list[Message] = [
     ORDER,
     Vote(digest=Digest(b(32, 0x0D)), validator=NodeId(b(32, 0x0E)), signature=b(64, 0x0F)),
     CERTIFICATE,
-    StatusRequest(),
+    StatusRequest(pad=bytes(3)),
     StatusReply(
         info={
             "node": "n1",
