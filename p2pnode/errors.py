@@ -65,3 +65,8 @@ class StorageError(LocalError):
         self.operation = operation
         self.code = code
         super().__init__(f"storage failed: {cause}: {detail} (data directory {path.parent}, at {operation})")
+
+
+class Terminated(Exception):
+    """SIGTERM stopped a command after its cleanup ran (the command line exits 143, as a shell
+    reports it). Not a P2PNodeError: nothing went wrong."""

@@ -13,6 +13,7 @@ settlement. The library takes no timeouts; :func:`run_within` runs the command's
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -21,9 +22,9 @@ import trio
 from p2pnode.client import Client, NodeTimeout, NotSettled, Progress, Step, WalletBusy
 from p2pnode.client.progress import LOCK, SETTLE
 from p2pnode.config import parse_hostport
-from p2pnode.errors import P2PNodeError
+from p2pnode.errors import P2PNodeError, Terminated
 
-__all__ = ["connect", "deadline_error", "run_within", "within"]
+__all__ = ["Terminated", "connect", "deadline_error", "run_terminable", "run_within", "within"]
 
 T = TypeVar("T")
 
@@ -59,6 +60,34 @@ async def within(seconds: float, progress: Progress, body: Callable[[], Awaitabl
             return await body()
     except trio.TooSlowError:
         raise deadline_error(progress.current, seconds) from None
+
+
+def run_terminable(body: Callable[[], Awaitable[T]]) -> T:
+    """``trio.run`` of ``body()``; SIGTERM cancels it like Ctrl-C, so that its cleanup (stopping the
+    node processes it started) runs before the command exits with :class:`Terminated`. Without this
+    a terminated command would leave its nodes running."""
+
+    async def main() -> T:
+        result: list[T] = []
+        terminated = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal terminated
+                with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        terminated = True
+                        nursery.cancel_scope.cancel()
+                        return
+
+            nursery.start_soon(watch)
+            result.append(await body())
+            nursery.cancel_scope.cancel()
+        if terminated or not result:
+            raise Terminated("terminated (SIGTERM)")
+        return result[0]
+
+    return trio.run(main)
 
 
 def run_within(seconds: float, body: Callable[[Progress], Awaitable[T]]) -> T:

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from p2pnode.errors import P2PNodeError
+from p2pnode.errors import P2PNodeError, Terminated
 
 PROG = "p2pnode"
 Handler = Callable[[argparse.Namespace], int]
@@ -270,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except Terminated:
+        return 143
     except BaseExceptionGroup as group:
         # Errors raised inside a Trio nursery arrive grouped; report them like bare ones.
         leaves = _leaves(group)

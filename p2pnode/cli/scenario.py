@@ -58,8 +58,7 @@ def add_scenario_args(subparsers: Any) -> None:
 
 
 def cmd_scenario_run(args: argparse.Namespace) -> int:
-    import trio
-
+    from p2pnode.cli.failures import run_terminable
     from p2pnode.scenario.runner import exit_code, render_report, run_scenario
     from p2pnode.scenario.spec import load_scenario
     from p2pnode.zk.paths import zk_paths_from_args
@@ -69,7 +68,7 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     directory = Path(tempfile.mkdtemp(prefix=f"p2pnode-scenario-{scenario.name}-")) if temporary else args.dir
     shielded = not args.no_shielded
     zk = zk_paths_from_args(args) if shielded else None
-    report = trio.run(lambda: run_scenario(scenario, directory, shielded=shielded, zk=zk))
+    report = run_terminable(lambda: run_scenario(scenario, directory, shielded=shielded, zk=zk))
     code = exit_code(report)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -85,8 +84,7 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
 def cmd_scenario_bench(args: argparse.Namespace) -> int:
     """Exit 0 when every scenario went as expected (built-to-fail ones caught), 1 otherwise, 2 for a
     bad file (checked before anything starts)."""
-    import trio
-
+    from p2pnode.cli.failures import run_terminable
     from p2pnode.scenario.bench import default_files, render_bench, run_bench
     from p2pnode.scenario.spec import load_scenario
     from p2pnode.zk.paths import zk_paths_from_args
@@ -107,7 +105,7 @@ def cmd_scenario_bench(args: argparse.Namespace) -> int:
         state = "passed" if row.passed else "FAILED"
         print(f"== {row.scenario}: {state} in {row.wall_s:.0f}s", file=sys.stderr, flush=True)
 
-    rows = trio.run(lambda: run_bench(files, progress, shielded=shielded, zk=zk, on_row=on_row))
+    rows = run_terminable(lambda: run_bench(files, progress, shielded=shielded, zk=zk, on_row=on_row))
     if args.json:
         print(json.dumps([r.to_json() for r in rows], indent=2))
     else:

@@ -95,3 +95,45 @@ def test_forgetting_locks_is_caught(tmp_path: Path) -> None:
     # Two certificates for one (sender, seq): caught by the certificate check (and, as a consequence,
     # by the diverging roots).
     assert "unique_certificates" in report["violations"]  # type: ignore[operator]
+
+
+def test_sigterm_stops_the_runner_and_its_nodes(tmp_path: Path) -> None:
+    """A runner stopped with SIGTERM (a CI timeout, a user's kill) cleans up like Ctrl-C: its nodes
+    are stopped before it exits 143."""
+    directory = tmp_path / "term"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "p2pnode",
+            "scenario",
+            "run",
+            str(QUICK / "quick-crash-restart.toml"),
+            "--dir",
+            str(directory),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # the runner prints its progress; the cluster is up at this line
+            seen.append(line)
+            if "cluster ready" in line:
+                break
+        assert any("cluster ready" in s for s in seen), "".join(seen)[-2000:]
+        assert LocalNet.open(directory).running()
+        proc.terminate()
+        assert proc.wait(timeout=60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        net = LocalNet.open(directory)
+        left = net.running()
+        if left:
+            net.kill()
+    assert not left, f"nodes left running after SIGTERM: {left}"
