@@ -96,6 +96,7 @@ from p2pnode.wire.types import Address, ChainId, Digest, MsgId, NodeId
 PENALTY_LIMIT = 20  # invalid messages from one peer (or client connection) before it is cut off
 BAD_PROOF_COST = 8.0  # verification tokens an invalid proof costs its source, besides its own one
 BUSY = "node busy: verification budget of this connection spent, try again"
+FUTURE_CONFLICT = "another order for this future seq is pending here"
 
 REFUSALS = (OrderError, LedgerError, ShieldedError)
 
@@ -681,6 +682,16 @@ class NodeCore:
             if stale == "already settled" or "too far ahead" in stale:
                 out += self._useless(now, ctx.peer, "orders for settled or far-future seqs")
             return out
+        if ctx.kind == "order" and isinstance(order, Order):
+            # [IGNORE] a second order for a future (sender, seq): the first one verified here waits
+            # for its predecessor; another is neither verified nor relayed (one payer cannot make the
+            # network verify and carry many variants of each of its next seqs). For the account's
+            # next seq a conflicting order is still taken: it is the evidence that blocks a slot.
+            t = order.transfer
+            others = self.slots.orders_for((t.sender, t.seq))
+            if others and digest not in others and t.seq > self.ledger.next_seq(t.sender):
+                out.append(Emit("order_ignored", {"tx": digest.hex(), "reason": FUTURE_CONFLICT}))
+                return out + self._useless(now, ctx.peer, "conflicting orders for future seqs")
         pkey = proof_key(digest, order)
         known = self.proofs.get(pkey)
         if known is True:

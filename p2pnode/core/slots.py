@@ -21,7 +21,7 @@ slot; blocked records are bounded by the same limit.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from p2pnode.core.committee import Committee
@@ -87,6 +87,10 @@ class SlotWatch:
                         self._slots_of.pop(d, None)
             if len(orders) < MAX_ORDERS_PER_SLOT:
                 orders[digest] = None
+
+    def orders_for(self, slot: Slot) -> Mapping[Digest, None]:
+        """The orders known to compete for ``slot`` (empty if none)."""
+        return self._orders.get(slot, {})
 
     def slots_of(self, digest: Digest) -> tuple[Slot, ...]:
         return self._slots_of.get(digest, ())

@@ -60,7 +60,7 @@ from p2pnode.scenario.load import equivocate, final_payments, run_load
 from p2pnode.scenario.report import collect, exit_code, render_report, write_report
 from p2pnode.scenario.spec import Scenario, Step
 from p2pnode.scenario.state import NET_ERRORS, REQUEST_TIMEOUT_S, Account, Payment, Progress, Run
-from p2pnode.testing.faults import FaultControl
+from p2pnode.testing.faults import ACCOUNT_ROLES, FaultControl
 from p2pnode.zk.paths import ZkPaths
 
 _RSS_PERIOD_S = 0.5
@@ -341,7 +341,10 @@ async def run_scenario(
     late = scenario.late_nodes
     run.state = {n: ("late" if n in late else "up") for n in cluster.names}
     equivocator = accounts[-1] if scenario.equivocations else None
-    payers = [a for a in accounts if a is not equivocator]
+    # The last account is reserved, kept out of the load, for the equivocating payer or for a role
+    # that pays from it (``ACCOUNT_ROLES``: it signs with the cluster's last account file).
+    reserved = equivocator or (accounts[-1] if set(scenario.roles.values()) & ACCOUNT_ROLES else None)
+    payers = [a for a in accounts if a is not reserved]
     report: dict[str, Any] = {}
     wall_start = time.time()
     try:

@@ -229,3 +229,28 @@ def test_useless_traffic_costs_its_peer_and_useful_deliveries_earn_it_back() -> 
         out += gossip(c, 0.0, HONEST, far(i))
     assert not [e for e in out if isinstance(e, Disconnect)]
     assert [e for e in gossip(c, 0.0, HONEST, far(16)) if isinstance(e, Disconnect)]
+
+
+def test_a_second_order_for_a_future_seq_is_ignored_and_costs_its_peer() -> None:
+    """The first order verified for a future (sender, seq) waits; another for the same seq is
+    neither verified nor relayed, and costs its peer a point (one payer cannot make the network
+    verify many variants of each of its next seqs)."""
+    c = NodeCore(
+        key=VALIDATORS[0],
+        chain_id=CHAIN,
+        validators=[k.public for k in VALIDATORS],
+        balances={address_of(PAYER.public): 1000},
+        params=CoreParams(useless_rate=0.0, useless_burst=3.0),
+    )
+    first = make_order(PAYER, CHAIN, PAYEE, 1, 2)  # next seq is 0
+    verified(c, 0.0, queued(gossip(c, 0.0, ATTACKER, first)), ok=True)
+    out: list[Effect] = []
+    for amount in (2, 3):
+        out += gossip(c, 0.0, ATTACKER, make_order(PAYER, CHAIN, PAYEE, amount, 2))
+    assert not queued(out) and len(events(out, "order_ignored")) == 2
+    assert not [e for e in out if isinstance(e, Disconnect)]
+    last = gossip(c, 0.0, ATTACKER, make_order(PAYER, CHAIN, PAYEE, 4, 2))
+    assert [e for e in last if isinstance(e, Disconnect)]
+    # The account's next seq is different: a conflicting order there is taken (slot evidence).
+    verified(c, 0.0, queued(gossip(c, 0.0, HONEST, make_order(PAYER, CHAIN, PAYEE, 1, 0))), ok=True)
+    assert queued(gossip(c, 0.0, HONEST, make_order(PAYER, CHAIN, PAYEE, 2, 0)))

@@ -28,6 +28,8 @@ VALIDATOR_ROLES = ("equivocate", "bad_signature", "silent", "forget_locks")  # n
 # nodes with fresh keys (.attackers).
 PEER_ROLES = ("relay_invalid", "replay", "flood", "malformed_frames", *ATTACKER_ROLES)
 BEHAVIOURS = VALIDATOR_ROLES + PEER_ROLES
+# Roles that sign payments with the cluster's last account (a scenario keeps it out of its load).
+ACCOUNT_ROLES = frozenset({"future_seqs"})
 
 assert set(VALIDATORS) == set(VALIDATOR_ROLES)
 
@@ -69,6 +71,7 @@ def node_faults(cfg: NodeConfig) -> NodeFaults:
 
 
 __all__ = [
+    "ACCOUNT_ROLES",
     "BEHAVIOURS",
     "PEER_ROLES",
     "VALIDATOR_ROLES",

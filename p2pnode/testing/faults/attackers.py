@@ -26,14 +26,12 @@ Roles (each the attack of one row of issue 10's table):
                             random root, each ``SYNC_RATE`` per connection.
 - ``never_read``            handshake, then never read a byte (a 4 KiB receive buffer): ``GetPeers``
                             requests, ``NEVER_READ_RATE`` per connection, each asking for a reply.
-- ``future_seqs``           valid orders of an account of its own with seqs ahead of its next one:
+- ``future_seqs``           valid orders of a funded account with seqs ahead of its next one:
                             ``FUTURE_VARIANTS`` different transfers for each seq of the window
                             (next+1 .. next+``FUTURE_AHEAD``), ``FUTURE_RATE`` per connection. The
-                            account is funded first with one payment from a donor: the last account
-                            file of the cluster directory (``<cluster>/accounts/account-<i>.json``, the
-                            directory of the node's ``key_file``'s directory). The donor's seq that
-                            payment takes is not the load's any more: a scenario's payer of that
-                            account is refused ("seq too low") from then on.
+                            account is the last account file of the cluster directory
+                            (``<cluster>/accounts/account-<i>.json``, beside the node's ``key_file``'s
+                            directory), which a scenario keeps out of its load (``ACCOUNT_ROLES``).
 - ``sybil_slots``           ``SYBIL_PEERS`` connections to every victim, each doing nothing but
                             answering pings, each re-dialled with a fresh key as soon as it is cut
                             (evicted, refused, or the victim restarted).
@@ -59,7 +57,7 @@ from pathlib import Path
 
 import trio
 
-from p2pnode.client import Client, load_account
+from p2pnode.client import load_account
 from p2pnode.config import parse_hostport
 from p2pnode.core.payments import make_order, message_id, statement_digest
 from p2pnode.crypto import NodeKey, SpendingKey, address_of
@@ -406,7 +404,7 @@ async def _collect_votes(attack: Attack) -> None:
         await trio.sleep(1.0)
 
 
-# -- future_seqs: the attacker's own funded account -----------------------------------------------------
+# -- future_seqs: the cluster's last account -----------------------------------------------------
 def _donor(node: Node) -> SpendingKey | None:
     """The last account file of the cluster directory the node's key file is in, if any."""
     accounts = Path(node.cfg.node.key_file).resolve().parent.parent / "accounts"
@@ -417,46 +415,6 @@ def _donor(node: Node) -> SpendingKey | None:
         return load_account(files[-1])
     except LocalError:
         return None
-
-
-async def _fund(attack: Attack, amount: int = 1_000_000) -> SpendingKey | None:
-    """Pay ``amount`` from the donor to a fresh account at a victim (retried until it settles, at most
-    ~30 s); returns the fresh account's key, or None (logged) when there is no donor or it failed."""
-    node = attack.node
-    donor = _donor(node)
-    if donor is None:
-        node.log.warning("byzantine_setup_failed", role=attack.role, reason="no account file to fund from")
-        return None
-    mine = SpendingKey.generate()
-    sender = address_of(donor.public)
-    last = ""
-    for _ in range(30):
-        await trio.sleep(1.0)
-        victims = attack.victims()
-        if not victims:
-            continue
-        host, port = parse_hostport(attack.rng.choice(victims))
-        seq = node.core.ledger.next_seq(sender) if sender in node.core.ledger.accounts else 0
-        order = make_order(donor, node.genesis.chain_id, address_of(mine.public), amount, seq)
-        try:
-            with trio.fail_after(10):
-                async with await Client.connect(host, port, transport=node.transport) as client:
-                    digest = await client.submit(order)
-                    await client.wait_settled(digest)
-        except (P2PNodeError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-            last = str(exc) or type(exc).__name__
-            continue
-        node.log.warning(
-            "byzantine_setup",
-            role=attack.role,
-            funded=address_of(mine.public).hex(),
-            donor=sender.hex(),
-            donor_seq=seq,
-            amount=amount,
-        )
-        return mine
-    node.log.warning("byzantine_setup_failed", role=attack.role, reason=f"funding did not settle: {last}")
-    return None
 
 
 def _future_orders(node: Node, key: SpendingKey, rng: random.Random) -> list[Order]:
@@ -480,8 +438,10 @@ async def _run(attack: Attack) -> None:
             nursery.start_soon(_collect_votes, attack)
         funded: SpendingKey | None = None
         if role == "future_seqs":
-            with trio.move_on_after(START_S[role] - 1.0):
-                funded = await _fund(attack)
+            # The cluster's last account, which a scenario keeps out of its load (ACCOUNT_ROLES).
+            funded = _donor(attack.node)
+            if funded is None:
+                attack.node.log.warning("byzantine_setup_failed", role=role, reason="no account file")
         await trio.sleep_until(attack.node.started_at + START_S[role])
         if funded is not None:
             attack.future = _future_orders(attack.node, funded, attack.rng)
