@@ -76,6 +76,8 @@ class PeersSection:
     rate_limit_strikes: int = 20
     useless_rate: float = 10.0
     useless_burst: int = 300
+    stranger_rx_rate: int = 1 << 18
+    stranger_rx_burst: int = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +165,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "peers.get_peers_burst": (1, 100_000),
     "peers.rate_limit_strikes": (1, 1_000_000),
     "peers.useless_rate": (0.0, 1_000_000),
+    "peers.stranger_rx_rate": (1024, 1 << 32),
+    "peers.stranger_rx_burst": (1024, 1 << 32),
     "peers.useless_burst": (1, 10_000_000),
     "limits.max_frame": (1024, 64 << 20),
     "limits.client_max_frame": (1024, 64 << 20),

@@ -97,6 +97,7 @@ PENALTY_LIMIT = 20  # invalid messages from one peer (or client connection) befo
 BAD_PROOF_COST = 8.0  # verification tokens an invalid proof costs its source, besides its own one
 BUSY = "node busy: verification budget of this connection spent, try again"
 FUTURE_CONFLICT = "another order for this future seq is pending here"
+REPLAY_AFTER_S = 10.0  # a message about a payment settled here longer ago than this is a replay
 
 REFUSALS = (OrderError, LedgerError, ShieldedError)
 
@@ -174,7 +175,7 @@ class NodeCore:
         # a payment with a broken proof must not condemn the genuine one.
         self.proofs: OrderedDict[bytes, bool] = OrderedDict()
         self.verifying: dict[bytes, list[_Ctx]] = {}
-        self.certified: OrderedDict[Digest, None] = OrderedDict()  # valid certificate seen
+        self.certified: OrderedDict[Digest, float] = OrderedDict()  # valid certificate seen -> when
         # Views of the settlement's containers (the same objects), for status, tests and tools.
         self.settled = self.settlement.settled
         self.certs = self.settlement.certs
@@ -305,7 +306,11 @@ class NodeCore:
         if isinstance(msg, Gossip):
             return self._on_gossip(now, peer, msg)
         if isinstance(msg, IHave):
-            return list(self.router.on_ihave(now, peer, msg.ids))
+            dropped = self.router.stats.ihave_dropped
+            wants: list[Effect] = list(self.router.on_ihave(now, peer, msg.ids))
+            if self.router.stats.ihave_dropped > dropped:  # beyond its ids per heartbeat
+                wants += self._useless(now, peer, "IHAVE beyond its ids per heartbeat")
+            return wants
         if isinstance(msg, IWant):
             refused = self.router.stats.iwant_refused
             served: list[Effect] = list(self.router.on_iwant(now, peer, msg.ids))
@@ -463,10 +468,14 @@ class NodeCore:
         if peer is not None:
             self.useless.give(peer, now, 1)
 
-    def _old(self, digest: Digest) -> bool:
-        """Settled here, and not among the recent certificates: a message about it is a replay (a
-        late vote or relay of a payment that just settled is normal and costs nothing)."""
-        return digest in self.settled and digest not in self.certified
+    def _old(self, now: float, digest: Digest) -> bool:
+        """Settled here more than ``REPLAY_AFTER_S`` ago (or before this node started): a message
+        about it is a replay. A late vote or relay of a payment that just settled is normal and
+        costs nothing (the fourth vote of a 3-of-4 quorum always comes after the certificate)."""
+        if digest not in self.settled:
+            return False
+        when = self.certified.get(digest)
+        return when is None or now - when > REPLAY_AFTER_S
 
     def _reject(self, peer: NodeId | None, kind: str, reason: str, tx: bytes | None = None) -> list[Effect]:
         fields: dict[str, Any] = {"reason": reason, "kind": kind, "peer": short(peer)}
@@ -667,7 +676,7 @@ class NodeCore:
             # [IGNORE] settled here: neither verified nor logged nor relayed again
             return (
                 self._useless(now, ctx.peer, "orders of payments settled long ago")
-                if self._old(digest)
+                if self._old(now, digest)
                 else []
             )
         out: list[Effect] = [
@@ -945,7 +954,7 @@ class NodeCore:
             # a vote of a payment settled long ago is a replay and costs its sender.
             return (
                 self._useless(now, peer, "votes of payments settled long ago")
-                if self._old(vote.digest)
+                if self._old(now, vote.digest)
                 else []
             )
         out: list[Effect] = [
@@ -1010,7 +1019,7 @@ class NodeCore:
         cert = self.votes.assemble(order, digest)
         if cert is None:
             return []
-        self._mark_certified(digest)
+        self._mark_certified(now, digest)
         data = cert.encode()
         out: list[Effect] = [Emit("certificate_formed", {"tx": digest.hex(), "votes": len(cert.signatures)})]
         self.router.receive(now, None, data)
@@ -1018,8 +1027,8 @@ class NodeCore:
         out += self._apply_or_hold(now, None, cert, data, digest)
         return out
 
-    def _mark_certified(self, digest: Digest) -> None:
-        self.certified[digest] = None
+    def _mark_certified(self, now: float, digest: Digest) -> None:
+        self.certified[digest] = now
         while len(self.certified) > 4 * self.params.pending_orders:
             self.certified.popitem(last=False)
 
@@ -1032,7 +1041,7 @@ class NodeCore:
             # another assembly of a certificate we hold: nothing new, not forwarded
             return (
                 self._useless(now, peer, "certificates of payments settled long ago")
-                if self._old(digest)
+                if self._old(now, digest)
                 else []
             )
         out: list[Effect] = [
@@ -1080,7 +1089,7 @@ class NodeCore:
     ) -> list[Effect]:
         if digest in self.certified or digest in self.settled:
             return []
-        self._mark_certified(digest)
+        self._mark_certified(now, digest)
         self._useful(now, peer)
         out: list[Effect] = []
         if mid is not None:

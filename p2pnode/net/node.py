@@ -141,6 +141,7 @@ class Node:
             "peers_evicted": 0,
             "clients_evicted": 0,
             "requests_capped": 0,
+            "rx_throttled": 0,
         }
         self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
         handlers: dict[type[Message], RequestHandler] = {

@@ -52,7 +52,7 @@ from typing import Any
 import trio
 
 from p2pnode.config import NodeConfig, parse_hostport
-from p2pnode.core.budget import Budgets
+from p2pnode.core.budget import Budgets, TokenBucket
 from p2pnode.core.effects import Effect, PersistApplied
 from p2pnode.core.node import NodeCore
 from p2pnode.core.payments import message_id
@@ -109,6 +109,8 @@ class PeerConn:
     close_reason: str = ""  # why this node closed it, when it did (the peer_disconnected reason)
     since: float = 0.0  # when it connected
     useful: int = 0  # validated payloads it delivered first (see the module docstring)
+    rx: TokenBucket | None = None  # inbound bytes while it has delivered nothing useful (strangers)
+    rx_counted: int = 0  # conn.bytes_in already charged to ``rx``
 
 
 @dataclass(eq=False, slots=True)
@@ -611,6 +613,7 @@ class PeerSet:
                 return str(exc) or type(exc).__name__
             peer.last_rx = trio.current_time()
             now = peer.last_rx
+            await self._stranger_rx(peer, now)
             if isinstance(msg, (Ping, Pong, GetPeers, Peers)):
                 self.core.earn(now, peer.node_id, wire_size(msg))
                 if not self._link_allowed(peer, msg, now):
@@ -637,6 +640,23 @@ class PeerSet:
                 if isinstance(msg, CertBatch):
                     peer.useful += sum(1 for e in effects if isinstance(e, PersistApplied))
                 await self.perform(effects)
+
+    async def _stranger_rx(self, peer: PeerConn, now: float) -> None:
+        """Until a non-committee peer has delivered something useful, what it sends is read at most at
+        ``peers.stranger_rx_rate`` bytes per second (``stranger_rx_burst`` in reserve): beyond, this
+        reader waits before it reads on, so TCP holds the sender back. A stranger's flood (IHAVE of
+        random ids, say) costs at most that much decoding; a useful peer is never held."""
+        received = peer.conn.bytes_in - peer.rx_counted
+        peer.rx_counted = peer.conn.bytes_in
+        if peer.useful or self.is_committee(peer.node_id):
+            return
+        if peer.rx is None:
+            cfg = self.cfg.peers
+            peer.rx = TokenBucket(float(cfg.stranger_rx_rate), float(cfg.stranger_rx_burst))
+        left = peer.rx.charge(now, received)
+        if left < 0:
+            self.counters["rx_throttled"] += 1
+            await trio.sleep(-left / peer.rx.rate)
 
     # == link-level requests ==========================================================================
     def _link_allowed(self, peer: PeerConn, msg: Message, now: float) -> bool:
