@@ -74,8 +74,8 @@ class PeersSection:
     get_peers_rate: float = 0.5
     get_peers_burst: int = 4
     rate_limit_strikes: int = 20
-    useless_rate: float = 10.0
-    useless_burst: int = 300
+    useless_rate: float = 2.0
+    useless_burst: int = 100
     stranger_rx_rate: int = 1 << 18
     stranger_rx_burst: int = 1 << 20
 

@@ -117,8 +117,8 @@ class CoreParams:
     sync_reply_factor: float = 2.0  # sync-reply bytes per byte received, for non-committee peers
     sync_credit_max: int = 1 << 20  # most sync-reply credit a peer may hold, in bytes
     sync_strikes: int = 20  # rate-limited sync requests in reserve before the peer is penalized
-    useless_rate: float = 10.0  # useless-traffic points a peer gets back per second
-    useless_burst: float = 300.0  # points a peer may be down before it is disconnected
+    useless_rate: float = 2.0  # useless-traffic points a peer gets back per second
+    useless_burst: float = 100.0  # points a peer may be down before it is disconnected
 
 
 @dataclass(slots=True)
@@ -688,8 +688,11 @@ class NodeCore:
             return out + self._reject(ctx.peer, "order", str(exc), digest)
         if stale is not None:
             out.append(Emit("order_ignored", {"tx": digest.hex(), "reason": stale}))
-            if stale == "already settled" or "too far ahead" in stale:
-                out += self._useless(now, ctx.peer, "orders for settled or far-future seqs")
+            # A different order for a settled seq cannot help. An order too far ahead costs nothing:
+            # it is dropped after a cheap check, and an honest relay sends such orders whenever this
+            # node lags behind on an account (after a restart, say).
+            if stale == "already settled":
+                out += self._useless(now, ctx.peer, "orders for settled seqs")
             return out
         if ctx.kind == "order" and isinstance(order, Order):
             # [IGNORE] a second order for a future (sender, seq): the first one verified here waits

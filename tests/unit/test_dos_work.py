@@ -6,10 +6,11 @@ from __future__ import annotations
 from p2pnode.core.admission import admit
 from p2pnode.core.budget import ProofBudget, TokenBucket, Trust
 from p2pnode.core.effects import Blocked, CloseClient, Disconnect, Effect, Emit, OrderOutcome, VerifyProofs
+from p2pnode.core.gossip import GossipParams
 from p2pnode.core.node import BUSY, PENALTY_LIMIT, CoreParams, NodeCore
 from p2pnode.core.payments import make_order, statement_digest
 from p2pnode.crypto import NodeKey, SpendingKey, address_of
-from p2pnode.wire.messages import Gossip, Order
+from p2pnode.wire.messages import Gossip, IHave, Order
 from p2pnode.wire.types import ChainId, NodeId
 
 CHAIN = ChainId(b"\x07" * 32)
@@ -196,39 +197,40 @@ def test_an_amount_above_the_balance_is_ignored_before_the_proof() -> None:
 
 
 def test_useless_traffic_costs_its_peer_and_useful_deliveries_earn_it_back() -> None:
-    """Orders beyond the future-seq window cannot help: each costs its peer a point; a peer with
-    its reserve spent is disconnected. A valid delivery earns a point back."""
+    """An IHAVE announcing more ids than a peer may per heartbeat cannot help: each costs its peer a
+    point; a peer with its reserve spent is disconnected. A valid delivery earns a point back."""
     c = NodeCore(
         key=VALIDATORS[0],
         chain_id=CHAIN,
         validators=[k.public for k in VALIDATORS],
         balances={address_of(PAYER.public): 1000},
-        params=CoreParams(useless_rate=0.0, useless_burst=5.0, future_seqs=2),
+        params=CoreParams(gossip=GossipParams(max_ihave=4), useless_rate=0.0, useless_burst=5.0),
     )
+    n = [0]
 
-    def far(amount: int) -> Order:
-        return make_order(PAYER, CHAIN, PAYEE, amount, 10)  # next seq is 0: beyond the window
+    def over(peer: NodeId) -> list[Effect]:
+        n[0] += 1
+        ids = tuple(bytes([n[0] % 256, i]) * 16 for i in range(5))  # 5 ids, 4 allowed per heartbeat
+        return c.on_message(0.0, peer, IHave(ids=ids))
 
     cut: list[Effect] = []
-    for i in range(1, 5):
-        cut += gossip(c, 0.0, ATTACKER, far(i))
+    for _ in range(4):
+        cut += over(ATTACKER)
     assert not [e for e in cut if isinstance(e, Disconnect)]
-    last = gossip(c, 0.0, ATTACKER, far(5))
-    assert [e.reason for e in last if isinstance(e, Disconnect)] == [
-        "useless traffic: orders for settled or far-future seqs"
+    assert [e.reason for e in over(ATTACKER) if isinstance(e, Disconnect)] == [
+        "useless traffic: IHAVE beyond its ids per heartbeat"
     ]
 
-    # The honest peer sends 3 far ones, then a valid order (a point back), then 2 more far ones: 5 far
-    # orders, like the attacker's, but it is still connected; the next one spends its reserve.
+    # The honest peer sends 3 such IHAVEs, then a valid order (a point back), then 2 more: 5, like
+    # the attacker, but it is still connected; the next one spends its reserve.
     out: list[Effect] = []
-    for i in range(11, 14):
-        out += gossip(c, 0.0, HONEST, far(i))
-    good = make_order(PAYER, CHAIN, PAYEE, 1, 0)
-    out += verified(c, 0.0, queued(gossip(c, 0.0, HONEST, good)), ok=True)
-    for i in range(14, 16):
-        out += gossip(c, 0.0, HONEST, far(i))
+    for _ in range(3):
+        out += over(HONEST)
+    out += verified(c, 0.0, queued(gossip(c, 0.0, HONEST, make_order(PAYER, CHAIN, PAYEE, 1, 0))), ok=True)
+    for _ in range(2):
+        out += over(HONEST)
     assert not [e for e in out if isinstance(e, Disconnect)]
-    assert [e for e in gossip(c, 0.0, HONEST, far(16)) if isinstance(e, Disconnect)]
+    assert [e for e in over(HONEST) if isinstance(e, Disconnect)]
 
 
 def test_a_second_order_for_a_future_seq_is_ignored_and_costs_its_peer() -> None:
