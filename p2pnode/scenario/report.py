@@ -192,6 +192,27 @@ async def collect(
     }
 
 
+def _kill_times(timeline: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
+    """(node, from_s, to_s) of every kill step: from its start to its end."""
+    out = []
+    for t in timeline:
+        action = str(t.get("action", ""))
+        if action.startswith("kill ") and "started_s" in t:
+            names = action.split()[1].split(",")
+            end = float(t.get("done_s", t["started_s"]))
+            out += [(n, float(t["started_s"]), end) for n in names]
+    return out
+
+
+def _cut_by_kill(p: Payment, kills: list[tuple[str, float, float]]) -> bool:
+    if p.outcome == "settled":
+        return False
+    end = p.submitted_s + p.seconds
+    return any(
+        node == p.node and start <= end + 0.5 and stop >= p.submitted_s - 0.5 for node, start, stop in kills
+    )
+
+
 def _attack_checks(
     run: Run,
     all_events: dict[str, list[dict[str, Any]]],
@@ -209,8 +230,13 @@ def _attack_checks(
         if sc.expect.attacker_penalized:
             checks.append(inv.attacker_penalized(events, (), None))
         return None, checks
-    pays = [(p.submitted_s, p.seconds, p.outcome) for p in load_payments]
+    # A payment whose node was killed while it was in flight failed because of the kill (a step of
+    # the scenario, in either window), not because of the attack: it is left out of both windows.
+    kills = _kill_times(run.timeline)
+    kept = [p for p in load_payments if not _cut_by_kill(p, kills)]
+    pays = [(p.submitted_s, p.seconds, p.outcome) for p in kept]
     latency = inv.latency_under_attack(pays, start_s, sc.expect.max_latency_ratio)
+    latency.facts["cut_by_kills"] = len(load_payments) - len(kept)
     if sc.expect.max_latency_ratio:
         checks.append(latency)
     roles = set(sc.roles)

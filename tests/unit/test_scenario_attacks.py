@@ -399,3 +399,25 @@ async def test_idle_clients_are_closed_by_the_attacker_when_it_ends(autojump_clo
         nursery.cancel_scope.cancel()
     assert rec.opened == 6 and rec.cut == 0 and rec.open_at_end == 6
     assert rec.bytes_in > 0  # the odd ones got their StatusReply
+
+
+def test_payments_cut_by_a_kill_are_left_out_of_the_latency_windows() -> None:
+    from p2pnode.scenario.report import _cut_by_kill, _kill_times
+    from p2pnode.scenario.state import Payment
+
+    timeline = [
+        {"action": "kill node-1", "started_s": 16.0, "done_s": 17.5},
+        {"action": "restart node-1", "started_s": 19.0, "done_s": 21.0},
+    ]
+    kills = _kill_times(timeline)
+    assert kills == [("node-1", 16.0, 17.5)]
+
+    def pay(node: str, at: float, seconds: float, outcome: str) -> Payment:
+        return Payment(
+            tx="t", account=0, seq=0, node=node, kind="load", submitted_s=at, outcome=outcome, seconds=seconds
+        )
+
+    assert _cut_by_kill(pay("node-1", 15.9, 0.3, "error"), kills)  # in flight when the node died
+    assert not _cut_by_kill(pay("node-1", 15.9, 0.05, "settled"), kills)  # settled: it counts
+    assert not _cut_by_kill(pay("node-2", 15.9, 0.3, "error"), kills)  # another node's failure counts
+    assert not _cut_by_kill(pay("node-1", 10.0, 0.3, "error"), kills)  # long before the kill
