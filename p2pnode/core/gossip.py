@@ -68,6 +68,7 @@ class GossipStats:
     ihave_dropped: int = 0
     iwant_refused: int = 0
     promises_broken: int = 0
+    repeated: int = 0  # duplicates from a peer that had delivered the same payload before
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -84,6 +85,7 @@ class GossipRouter:
         self._seen: OrderedDict[MsgId, float] = OrderedDict()
         self._mcache: OrderedDict[MsgId, tuple[float, bytes, int]] = OrderedDict()
         self._has: OrderedDict[MsgId, set[NodeId]] = OrderedDict()
+        self._delivered: OrderedDict[MsgId, set[NodeId]] = OrderedDict()  # who sent the payload
         self._pending_ihave: dict[NodeId, list[MsgId]] = {}
         # id -> (deadline, announcers still to ask, the peer asked last)
         self._wanted: dict[MsgId, tuple[float, list[NodeId], NodeId]] = {}
@@ -122,16 +124,31 @@ class GossipRouter:
 
     def receive(self, now: float, peer: NodeId | None, data: bytes) -> tuple[MsgId, bool]:
         """Classify an incoming payload. Returns (id, is_new); a new id is marked seen at once."""
+        mid, new, _ = self.receive_from(now, peer, data)
+        return mid, new
+
+    def receive_from(self, now: float, peer: NodeId | None, data: bytes) -> tuple[MsgId, bool, bool]:
+        """:meth:`receive`, and whether ``peer`` had sent this very payload before (an honest peer
+        sends each payload at most once on a connection: a repeat is useless traffic)."""
         mid = message_id(data)
         self.stats.received += 1
+        repeat = False
         if peer is not None:
             self._note_has(mid, peer)
+            senders = self._delivered.get(mid)
+            if senders is None:
+                senders = self._delivered[mid] = set()
+                while len(self._delivered) > HAS_LIMIT:
+                    self._delivered.popitem(last=False)
+            repeat = peer in senders
+            senders.add(peer)
         if mid in self._seen:
             self.stats.duplicate += 1
-            return mid, False
+            self.stats.repeated += repeat
+            return mid, False, repeat
         self._mark_seen(now, mid)
         self._wanted.pop(mid, None)
-        return mid, True
+        return mid, True, False
 
     def _note_has(self, mid: MsgId, peer: NodeId) -> None:
         """Remember that ``peer`` has ``mid`` so it is not pushed to it (bounded, oldest dropped)."""

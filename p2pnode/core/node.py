@@ -458,8 +458,8 @@ class NodeCore:
 
     def _useless(self, now: float, peer: NodeId | None, what: str, n: int = 1) -> list[Effect]:
         """``peer`` sent ``n`` messages that cannot help; cut it off once its reserve is spent."""
-        if peer is None or self.useless.charge(peer, now, n) > 0:
-            return []
+        if peer is None or peer in self.committee or self.useless.charge(peer, now, n) > 0:
+            return []  # committee members are exempt: a restarted validator re-pushes its locked orders
         self.useless.forget(peer)
         out: list[Effect] = [Disconnect(peer, f"useless traffic: {what}")]
         return out + self._drop_queued(peer, "peer penalized")
@@ -537,9 +537,11 @@ class NodeCore:
 
     # == gossip =====================================================================================
     def _on_gossip(self, now: float, peer: NodeId, msg: Gossip) -> list[Effect]:
-        mid, new = self.router.receive(now, peer, msg.data)
+        mid, new, repeat = self.router.receive_from(now, peer, msg.data)
         if not new:
-            return []
+            # A duplicate is normal gossip (several peers push the same payload) and free; the same
+            # peer sending the same payload again is not.
+            return self._useless(now, peer, "the same payload again") if repeat else []
         try:
             inner = decode(msg.data)
         except DecodeError as exc:

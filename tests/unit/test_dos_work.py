@@ -221,16 +221,17 @@ def test_useless_traffic_costs_its_peer_and_useful_deliveries_earn_it_back() -> 
         "useless traffic: IHAVE beyond its ids per heartbeat"
     ]
 
+    relay = NodeId(NodeKey.from_seed(b"\x97" * 32).public)  # an honest full node (not committee)
     # The honest peer sends 3 such IHAVEs, then a valid order (a point back), then 2 more: 5, like
     # the attacker, but it is still connected; the next one spends its reserve.
     out: list[Effect] = []
     for _ in range(3):
-        out += over(HONEST)
-    out += verified(c, 0.0, queued(gossip(c, 0.0, HONEST, make_order(PAYER, CHAIN, PAYEE, 1, 0))), ok=True)
+        out += over(relay)
+    out += verified(c, 0.0, queued(gossip(c, 0.0, relay, make_order(PAYER, CHAIN, PAYEE, 1, 0))), ok=True)
     for _ in range(2):
-        out += over(HONEST)
+        out += over(relay)
     assert not [e for e in out if isinstance(e, Disconnect)]
-    assert [e for e in over(HONEST) if isinstance(e, Disconnect)]
+    assert [e for e in over(relay) if isinstance(e, Disconnect)]
 
 
 def test_a_second_order_for_a_future_seq_is_ignored_and_costs_its_peer() -> None:
@@ -256,3 +257,22 @@ def test_a_second_order_for_a_future_seq_is_ignored_and_costs_its_peer() -> None
     # The account's next seq is different: a conflicting order there is taken (slot evidence).
     verified(c, 0.0, queued(gossip(c, 0.0, HONEST, make_order(PAYER, CHAIN, PAYEE, 1, 0))), ok=True)
     assert queued(gossip(c, 0.0, HONEST, make_order(PAYER, CHAIN, PAYEE, 2, 0)))
+
+
+def test_the_same_payload_again_from_the_same_peer_costs_it_a_duplicate_from_another_does_not() -> None:
+    c = NodeCore(
+        key=VALIDATORS[0],
+        chain_id=CHAIN,
+        validators=[k.public for k in VALIDATORS],
+        balances={address_of(PAYER.public): 1000},
+        params=CoreParams(useless_rate=0.0, useless_burst=2.0),
+    )
+    order = make_order(PAYER, CHAIN, PAYEE, 1, 0)
+    other = NodeId(NodeKey.from_seed(b"\x98" * 32).public)
+    verified(c, 0.0, queued(gossip(c, 0.0, ATTACKER, order)), ok=True)
+    assert gossip(c, 0.0, other, order) == []  # a duplicate from another peer: free
+    assert gossip(c, 0.0, ATTACKER, order) == []  # the same peer again: a point (1 left)
+    assert [e for e in gossip(c, 0.0, ATTACKER, order) if isinstance(e, Disconnect)]
+    # Committee members are exempt (a restarted validator re-pushes its locked orders).
+    for _ in range(5):
+        assert not [e for e in gossip(c, 0.0, HONEST, order) if isinstance(e, Disconnect)]

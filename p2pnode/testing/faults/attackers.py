@@ -14,7 +14,7 @@ node's CPU. The node logs ``byzantine_behaviour_started`` (role) once, ``START_S
 it started (so that a scenario's load has a baseline first), and ``byzantine_stats`` (sent messages,
 bytes out and in over its attack connections, identities, connections open) every ``STATS_S``.
 
-Roles (each the attack of one row of issue 10's table):
+Roles (each one attack of docs/dos.md's threat list):
 
 - ``bad_proofs_fresh_keys`` orders with well-formed invalid proofs of real funded senders (the
                             builder of ``relay_invalid``), ``BAD_PROOF_RATE`` per connection.
