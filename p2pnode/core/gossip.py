@@ -14,6 +14,10 @@ In the spirit of gossipsub and Plumtree:
   an id it lacks asks one announcer with IWANT and, if nothing arrives within ``iwant_timeout``, asks
   the next announcer.
 - Payloads are cached (``mcache``) for as long as their ids are announced, to answer IWANT.
+- Full pushes go to *proven* peers first (``prove``: committee members, and peers that delivered a
+  useful payload), as gossipsub's mesh admits peers by score: forty fresh keys connected to a node
+  would otherwise draw most of its full pushes, and honest payloads would reach honest peers only by
+  the slower IHAVE/IWANT round trip.
 
 Flood protection (gossipsub v1.1's rules, kept per peer; all bounded, time passed in):
 
@@ -81,6 +85,7 @@ class GossipRouter:
         self.params = params
         self.rng = rng or random.Random()
         self.peers: list[NodeId] = []
+        self._proven: set[NodeId] = set()  # eager pushes go to these first (see ``prove``)
         self.stats = GossipStats()
         self._seen: OrderedDict[MsgId, float] = OrderedDict()
         self._mcache: OrderedDict[MsgId, tuple[float, bytes, int]] = OrderedDict()
@@ -100,7 +105,15 @@ class GossipRouter:
         if peer not in self.peers:
             self.peers.append(peer)
 
+    def prove(self, peer: NodeId) -> None:
+        """``peer`` is a committee member or has delivered something useful: it is preferred for
+        eager pushes. Peers that have done nothing yet (a newcomer, or a flock of fresh keys) get a
+        full push only when too few proven peers are left; they still get every id announced."""
+        if peer in self.peers:
+            self._proven.add(peer)
+
     def remove_peer(self, peer: NodeId) -> None:
+        self._proven.discard(peer)
         if peer in self.peers:
             self.peers.remove(peer)
         self._pending_ihave.pop(peer, None)
@@ -218,8 +231,9 @@ class GossipRouter:
         has = self._has.get(mid, set())
         candidates = [p for p in self.peers if p not in has]
         self.rng.shuffle(candidates)
-        if covered:
-            candidates.sort(key=lambda p: p in covered)  # stable: uncovered peers first, still shuffled
+        # Stable sorts keep the shuffle within each group: uncovered before covered, and proven peers
+        # before those that have done nothing yet (fresh keys cannot draw the full pushes away).
+        candidates.sort(key=lambda p: (p in covered, p not in self._proven))
         eager = [p for p in candidates[:fanout] if p not in covered]
         lazy = [p for p in candidates if p not in eager][: self.params.lazy_fanout]
         for p in lazy:

@@ -278,6 +278,8 @@ class NodeCore:
     # == peers ======================================================================================
     def on_peer_connected(self, now: float, peer: NodeId) -> list[Effect]:
         self.router.add_peer(peer)
+        if peer in self.committee:
+            self.router.prove(peer)
         out: list[Effect] = [self._sync_probe(peer)]
         if self.validator is not None:
             # Orders this validator is locked on and that have not settled (e.g. after a restart):
@@ -467,6 +469,7 @@ class NodeCore:
     def _useful(self, now: float, peer: NodeId | None) -> None:
         if peer is not None:
             self.useless.give(peer, now, 1)
+            self.router.prove(peer)
 
     def _old(self, now: float, digest: Digest) -> bool:
         """Settled here more than ``REPLAY_AFTER_S`` ago (or before this node started): a message

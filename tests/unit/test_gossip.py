@@ -274,3 +274,22 @@ def test_publish_uses_the_wider_origin_fanout() -> None:
     r2 = router(1, eager_fanout=2, origin_fanout=5, lazy_fanout=0)
     mid, _ = r2.receive(0.0, PEERS[0], DATA)
     assert len(r2.forward(0.0, mid, DATA, 1)) == 2
+
+
+def test_full_pushes_go_to_proven_peers_first() -> None:
+    """Forty fresh peers beside two proven ones: the eager push goes to the proven ones; the others
+    still get the id announced."""
+    from p2pnode.core.gossip import GossipParams, GossipRouter
+    from p2pnode.wire.messages import Gossip as G
+    from p2pnode.wire.types import NodeId as N
+
+    r = GossipRouter(GossipParams(eager_fanout=2, origin_fanout=2, lazy_fanout=64))
+    proven = [N(bytes([1, i]) * 16) for i in range(2)]
+    fresh = [N(bytes([2, i]) * 16) for i in range(40)]
+    for p in fresh + proven:
+        r.add_peer(p)
+    for p in proven:
+        r.prove(p)
+    for k in range(20):
+        sends = r.publish(float(k), b"payload %d" % k)
+        assert sorted(s.peer for s in sends if isinstance(s.msg, G)) == sorted(proven)
