@@ -46,6 +46,7 @@ class GossipSection:
     eager_fanout: int = 2
     origin_fanout: int = 8
     lazy_fanout: int = 64
+    lazy_unproven: int = 8
     heartbeat_ms: int = 50
     seen_cache_size: int = 200_000
     seen_ttl_s: int = 300
@@ -140,6 +141,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "gossip.eager_fanout": (1, 64),
     "gossip.origin_fanout": (1, 256),
     "gossip.lazy_fanout": (0, 1024),
+    "gossip.lazy_unproven": (0, 1024),
     "gossip.heartbeat_ms": (5, 10_000),
     "gossip.seen_cache_size": (1024, 10_000_000),
     "gossip.seen_ttl_s": (1, 86_400),

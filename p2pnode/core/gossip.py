@@ -17,7 +17,8 @@ In the spirit of gossipsub and Plumtree:
 - Full pushes go to *proven* peers first (``prove``: committee members, and peers that delivered a
   useful payload), as gossipsub's mesh admits peers by score: forty fresh keys connected to a node
   would otherwise draw most of its full pushes, and honest payloads would reach honest peers only by
-  the slower IHAVE/IWANT round trip.
+  the slower IHAVE/IWANT round trip. Lazy announcements go to every proven peer and to at most
+  ``lazy_unproven`` others (as gossipsub gossips to D_lazy peers, not to all).
 
 Flood protection (gossipsub v1.1's rules, kept per peer; all bounded, time passed in):
 
@@ -53,6 +54,7 @@ class GossipParams:
     eager_fanout: int = 2
     origin_fanout: int = 8
     lazy_fanout: int = 64
+    lazy_unproven: int = 8  # of the lazy announcements, at most this many to peers not proven
     seen_cache_size: int = 200_000
     seen_ttl: float = 300.0
     iwant_timeout: float = 0.4
@@ -235,7 +237,11 @@ class GossipRouter:
         # before those that have done nothing yet (fresh keys cannot draw the full pushes away).
         candidates.sort(key=lambda p: (p in covered, p not in self._proven))
         eager = [p for p in candidates[:fanout] if p not in covered]
-        lazy = [p for p in candidates if p not in eager][: self.params.lazy_fanout]
+        rest = [p for p in candidates if p not in eager]
+        # Every proven peer hears of it; of the others (newcomers, or a flock of fresh keys), a random
+        # few: announcing to forty idle strangers every heartbeat costs more than the payment itself.
+        unproven = [p for p in rest if p not in self._proven][: self.params.lazy_unproven]
+        lazy = ([p for p in rest if p in self._proven] + unproven)[: self.params.lazy_fanout]
         for p in lazy:
             self._pending_ihave.setdefault(p, []).append(mid)
         msg = Gossip(data=data, hops=hops)

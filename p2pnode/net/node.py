@@ -99,6 +99,7 @@ class Node:
                 eager_fanout=g.eager_fanout,
                 origin_fanout=g.origin_fanout,
                 lazy_fanout=g.lazy_fanout,
+                lazy_unproven=g.lazy_unproven,
                 seen_cache_size=g.seen_cache_size,
                 seen_ttl=float(g.seen_ttl_s),
                 iwant_timeout=g.iwant_timeout_ms / 1000,

@@ -293,3 +293,6 @@ def test_full_pushes_go_to_proven_peers_first() -> None:
     for k in range(20):
         sends = r.publish(float(k), b"payload %d" % k)
         assert sorted(s.peer for s in sends if isinstance(s.msg, G)) == sorted(proven)
+    # Each payload was announced to at most lazy_unproven (8) of the forty: 20 x 8 ids in all.
+    announced = sum(len(r._pending_ihave.get(p, [])) for p in fresh)
+    assert 0 < announced <= 20 * 8
