@@ -78,6 +78,8 @@ class PeersSection:
     useless_rate: float = 2.0
     useless_burst: int = 100
     stranger_rx_rate: int = 1 << 18
+    handshake_rate: float = 16.0
+    handshake_burst: int = 16
     stranger_rx_burst: int = 1 << 20
 
 
@@ -168,6 +170,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "peers.rate_limit_strikes": (1, 1_000_000),
     "peers.useless_rate": (0.0, 1_000_000),
     "peers.stranger_rx_rate": (1024, 1 << 32),
+    "peers.handshake_rate": (0.1, 100_000),
+    "peers.handshake_burst": (1, 100_000),
     "peers.stranger_rx_burst": (1024, 1 << 32),
     "peers.useless_burst": (1, 10_000_000),
     "limits.max_frame": (1024, 64 << 20),

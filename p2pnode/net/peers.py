@@ -225,6 +225,7 @@ class PeerSet:
         self.serve_client = serve_client
         self.listen_port = 0  # told to peers in the handshake; set once the node listens
         self._client_slots: dict[FramedStream, _ClientSlot] = {}
+        self._new_peers: TokenBucket | None = None  # inbound handshakes of unknown peers per second
         self.banned: dict[bytes, float] = {}  # peers disconnected for misbehaving -> refused until
         self._conns: dict[NodeId, PeerConn] = {}
         # The node replaces this at start with caps that fit the open-file limit (p2pnode.net.limits).
@@ -411,6 +412,19 @@ class PeerSet:
     async def handshake(self, conn: FramedStream, first: Hello | None = None) -> PeerHello:
         return await handshake(conn, self.key, self.chain_id, self.listen_port, self.role, first=first)
 
+    def _handshake_allowed(self, claimed: bytes) -> bool:
+        """New inbound handshakes are taken at most ``peers.handshake_rate`` per second
+        (``handshake_burst`` in reserve), except from committee members and peers this node knows an
+        address of: forty fresh keys dialling at once are spread out instead of stalling the node.
+        The claim is checked by the handshake right after; a false one only skips this limit."""
+        if self.is_committee(claimed) or self.book.addresses_of(claimed):
+            return True
+        now = trio.current_time()
+        if self._new_peers is None:
+            cfg = self.cfg.peers
+            self._new_peers = TokenBucket(float(cfg.handshake_rate), float(cfg.handshake_burst))
+        return self._new_peers.take(now, 1) == 1
+
     def _refused(self, addr: str, kind: str, reason: str) -> None:
         """Count a refused connection; log it, at most once per ``REFUSAL_LOG_S`` (a flood of
         connections must not become a flood of log lines), with how many went unlogged before it."""
@@ -451,6 +465,12 @@ class PeerSet:
                 first = await conn.receive()
             if not isinstance(first, Hello):
                 await self._client(conn, addr, first)
+                return
+            if not self._handshake_allowed(first.node_id):
+                # A storm of new keys: refused before any signature work; they may dial again later.
+                await refuse_quietly(conn, "busy: too many new peers at once, try again later")
+                self._refused(addr, "peer", f"new peers beyond {self.cfg.peers.handshake_rate:g}/s")
+                await conn.aclose()
                 return
             conn.limit(limits.max_frame)
             with trio.fail_after(self.cfg.peers.handshake_timeout_s):

@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 from p2pnode.crypto import NodeKey
+from p2pnode.errors import P2PNodeError
 from p2pnode.net.conn import PEER_ERRORS, FramedStream, handshake
 from p2pnode.net.peers import short
 from p2pnode.testing import MemoryCluster, open_memory_cluster
@@ -52,7 +53,15 @@ async def test_forty_fresh_key_peers_cannot_displace_honest_peers_that_delivered
     autojump_clock: trio.abc.Clock,
 ) -> None:
     victim = 0
-    peers = {"target": 1, "max_outbound": 2, "max_inbound": 8, "max_connections": 10}
+    # Handshakes of unknown peers unlimited here: this test is about eviction (the rate limit has its own).
+    peers = {
+        "target": 1,
+        "max_outbound": 2,
+        "max_inbound": 8,
+        "max_connections": 10,
+        "handshake_rate": 10_000.0,
+        "handshake_burst": 10_000,
+    }
     with structlog.testing.capture_logs() as logs:
         cluster = open_memory_cluster(
             validators=4, full_nodes=2, accounts=4, seed=3, bootstrap_all=False, config={"peers": peers}
@@ -183,3 +192,31 @@ async def test_outbound_slots_stay_the_nodes_own_while_fresh_key_peers_flood_a_r
     refusals = events(logs, "connection_refused", f"node-{victim}")
     assert refusals and all(e["kind"] == "peer" for e in refusals)
     assert len(refusals) < v.counters["connections_refused"] / 10  # logged as counts, not line by line
+
+
+async def test_a_storm_of_new_keys_is_spread_out_and_known_peers_still_get_in(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """40 fresh keys dialling at once: the first handshake_burst (4 here) are taken, the rest refused
+    before any signature work; a committee member reconnecting is not held back."""
+    peers = {"handshake_rate": 1.0, "handshake_burst": 4}
+    with structlog.testing.capture_logs() as logs:
+        cluster = open_memory_cluster(validators=4, accounts=2, seed=3, config={"peers": peers})
+        async with cluster as c, trio.open_nursery() as n:
+            await c.wait_ready(peers=3)
+            v = c.driver(0)
+            refused = taken = 0
+            for _ in range(40):
+                try:
+                    await connect_as(c, 0, NodeKey.generate())
+                    taken += 1
+                except P2PNodeError:
+                    refused += 1
+            assert taken == 4 and refused == 36
+            assert v.counters["connections_refused"] >= 36
+            # A validator's restart: it is known, so it gets straight back in.
+            await c.restart(1)
+            await c.wait_ready(peers=3)
+            n.cancel_scope.cancel()
+    reasons = {e["reason"] for e in events(logs, "connection_refused", "node-0")}
+    assert reasons == {"new peers beyond 1/s"}

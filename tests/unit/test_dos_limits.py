@@ -201,6 +201,8 @@ def test_every_new_key_is_documented_in_defaults_and_dos_md() -> None:
         ("limits", "frame_timeout_s"),
         ("limits", "fd_reserve"),
         ("limits", "client_max_frame"),
+        ("peers", "handshake_rate"),
+        ("peers", "handshake_burst"),
         ("peers", "stranger_rx_rate"),
         ("peers", "stranger_rx_burst"),
         ("peers", "useless_rate"),
