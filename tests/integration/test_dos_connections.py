@@ -332,3 +332,18 @@ async def test_a_status_reply_is_at_most_twice_its_request() -> None:
         async with c.client(VICTIM) as client:  # the library pads by itself
             assert (await client.status()).applied == 0
         n.cancel_scope.cancel()
+
+
+async def test_finished_waits_leave_nothing_behind(autojump_clock: trio.abc.Clock) -> None:
+    """Each WaitSettled's state is freed when the request ends (before: ~415 bytes per request leaked,
+    the per-digest event was never removed)."""
+    cluster = open_memory_cluster(validators=4, accounts=2, seed=1, bootstrap_all=False)
+    async with cluster as c, trio.open_nursery() as n:
+        await c.wait_ready(peers=3)
+        victim = c.driver(VICTIM)
+        s = await attach(c, n, lockstep=False)
+        for i in range(2000):
+            reply = await request(s, WaitSettled(digest=Digest(i.to_bytes(32, "big")), wait_ms=1))
+            assert isinstance(reply, SettledReply) and not reply.settled
+        assert victim.clients._settled == {} and victim.clients._outcomes == {}
+        n.cancel_scope.cancel()
