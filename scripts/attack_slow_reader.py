@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 from typing import Any
@@ -32,6 +31,7 @@ import trio
 from p2pnode.crypto import NodeKey
 from p2pnode.net.conn import PEER_ERRORS, FramedStream, handshake
 from p2pnode.testing import open_local_cluster
+from p2pnode.testing.faults.attackers import connect_small_buffer
 from p2pnode.wire import codec
 from p2pnode.wire.messages import GetPeers
 from p2pnode.wire.types import ChainId
@@ -45,15 +45,11 @@ async def attacker(host: str, port: int, chain_id: ChainId, until: float, stats:
     """Connect, handshake with a fresh key, send requests without ever reading; again when cut."""
     flood = codec.frame(GetPeers().encode()) * BATCH
     while trio.current_time() < until:
-        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         try:
-            await sock.connect((host, port))
+            stream = await connect_small_buffer(host, port)
         except OSError:
-            sock.close()
             await trio.sleep(0.5)
             continue
-        stream = trio.SocketStream(sock)
         conn = FramedStream(stream, 1 << 20)
         try:
             with trio.fail_after(10):

@@ -225,14 +225,7 @@ class Attack:
             small_buffer = False
         if not small_buffer:
             return await self.node.transport.connect(host, port)
-        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        try:
-            await sock.connect((host, port))
-        except OSError:
-            sock.close()
-            raise
-        return trio.SocketStream(sock)
+        return await connect_small_buffer(host, port)
 
     async def _session(self, addr: str, behaviour: Behaviour, reads: bool) -> None:
         host, port = parse_hostport(addr)
@@ -428,6 +421,20 @@ def _future_orders(node: Node, key: SpendingKey, rng: random.Random) -> list[Ord
             out.append(make_order(key, node.genesis.chain_id, rng.randbytes(20), rng.randrange(1, 100), seq))
     rng.shuffle(out)
     return out
+
+
+async def connect_small_buffer(host: str, port: int, rcvbuf: int = 4096) -> trio.SocketStream:
+    """A TCP stream to ``host:port`` (an IPv4 address) whose receive buffer is ``rcvbuf`` bytes, set
+    before connecting so that the window the other side sees stays small: a reader that never reads
+    fills it at once. Raises ``OSError`` if nothing answers (the socket is closed then)."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    try:
+        await sock.connect((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
 
 
 # -- the service --------------------------------------------------------------------------------------
