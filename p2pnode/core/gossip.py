@@ -30,6 +30,27 @@ Flood protection (gossipsub v1.1's rules, kept per peer; all bounded, time passe
   nothing: no amplification by repeated IWANTs), and at most ``max_ihave`` ids per peer per heartbeat.
 - Ids asked for but not yet delivered are bounded (``WANTED_LIMIT``).
 
+Dissemination by role (``docs/gossip.md`` has the whole table and the coverage argument). With a
+committee given, each payload is routed by its kind:
+
+- ``VOTE``: among validators only. Its signer sends it to every committee member it is connected to;
+  a relay forwards it to the committee peers that do not hold it and are not known to be connected
+  to the signer (peer exchange). Full nodes never get one, unless a *bridge* is needed: a validator
+  that lacks a direct connection to some committee member also pushes its votes (and relays) to a
+  few non-committee peers, and a full node that receives a vote forwards it to its committee peers
+  (or, having none, to a few others). Coverage then holds over any connected graph.
+- ``ORDER``: towards validators. A node sends an order to every committee peer it has (a node with
+  none, or a validator lacking a committee link, also to a few other peers, which do the same); a
+  relay skips the committee peers its source is known to be connected to. Never announced lazily.
+- ``CERT``: to full nodes. Validators and full nodes push certificates eagerly to ``eager_fanout``
+  non-committee peers and announce them to the other non-committee peers; committee peers assemble
+  their own from the votes and get an announcement only when this node holds no vote of theirs for
+  the payment (``announce(..., skip=)``): a validator that did not vote may lack the votes.
+  Announcements are filtered again when flushed: a peer that delivered the id meanwhile gets nothing.
+
+Without a committee (``committee=frozenset()``, kind ``ANY``) every payload is flooded as described
+above; unit tests of the flood rules use that mode.
+
 The router is sans-I/O: handlers return ``Send`` effects and take ``now`` as an argument.
 """
 
@@ -43,6 +64,9 @@ from p2pnode.core.effects import Send
 from p2pnode.core.payments import message_id
 from p2pnode.wire.messages import Gossip, IHave, IWant
 from p2pnode.wire.types import MsgId, NodeId
+
+ANY, ORDER, VOTE, CERT = "any", "order", "vote", "cert"  # payload kinds (routing by role)
+KINDS = (ANY, ORDER, VOTE, CERT)
 
 MCACHE_TTL = 5.0  # seconds a payload stays available for IWANT
 HAS_LIMIT = 50_000  # ids for which we track which peers already have them
@@ -83,10 +107,23 @@ class GossipStats:
 class GossipRouter:
     """Per-node gossip state. Bounded: ``seen`` by size and age, ``mcache`` by age, IWANT by count."""
 
-    def __init__(self, params: GossipParams, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        params: GossipParams,
+        rng: random.Random | None = None,
+        *,
+        committee: frozenset[NodeId] = frozenset(),
+        node_id: NodeId | None = None,
+    ) -> None:
         self.params = params
         self.rng = rng or random.Random()
+        self.committee = committee
+        self.node_id = node_id
+        self.member = node_id is not None and node_id in committee
+        self.kinds_sent: dict[str, int] = dict.fromkeys(KINDS, 0)  # full pushes by kind
+        self.kinds_received: dict[str, int] = dict.fromkeys(KINDS, 0)  # first deliveries by kind
         self.peers: list[NodeId] = []
+        self._peer_set: set[NodeId] = set()
         self._proven: set[NodeId] = set()  # eager pushes go to these first (see ``prove``)
         self.stats = GossipStats()
         self._seen: OrderedDict[MsgId, float] = OrderedDict()
@@ -104,8 +141,9 @@ class GossipRouter:
 
     # -- membership ---------------------------------------------------------------------------------
     def add_peer(self, peer: NodeId) -> None:
-        if peer not in self.peers:
+        if peer not in self._peer_set:
             self.peers.append(peer)
+            self._peer_set.add(peer)
 
     def prove(self, peer: NodeId) -> None:
         """``peer`` is a committee member or has delivered something useful: it is preferred for
@@ -116,8 +154,9 @@ class GossipRouter:
 
     def remove_peer(self, peer: NodeId) -> None:
         self._proven.discard(peer)
-        if peer in self.peers:
+        if peer in self._peer_set:
             self.peers.remove(peer)
+            self._peer_set.discard(peer)
         self._pending_ihave.pop(peer, None)
         self._neighbors.pop(peer, None)
         self._ihave_taken.pop(peer, None)
@@ -189,49 +228,119 @@ class GossipRouter:
             self._seen.popitem(last=False)
 
     # -- sending ------------------------------------------------------------------------------------
-    def publish(self, now: float, data: bytes) -> list[Send]:
-        """Originate a payload (already validated by the caller)."""
+    def publish(
+        self, now: float, data: bytes, kind: str = ANY, skip: frozenset[NodeId] = frozenset()
+    ) -> list[Send]:
+        """Originate a payload (already validated by the caller). ``skip``: see :meth:`announce`."""
         mid = message_id(data)
         if mid not in self._seen:
             self._mark_seen(now, mid)
         self.stats.published += 1
-        return self._push(now, mid, data, 1, self.params.origin_fanout)
+        return self._route(now, mid, data, 1, kind, None, origin=True, skip=skip)
 
-    def announce(self, now: float, data: bytes) -> None:
+    def announce(
+        self, now: float, data: bytes, kind: str = ANY, skip: frozenset[NodeId] = frozenset()
+    ) -> None:
         """Originate a payload lazily: its id goes to peers at the next heartbeat, and only peers that
-        lack it pull it. For payloads most peers derive themselves (a certificate every node can
-        assemble from the votes it saw), this replaces a round of full copies by a 32-byte id."""
+        lack it pull it. For payloads most peers derive themselves (a certificate every validator
+        assembles from the votes it saw), this replaces a round of full copies by a 32-byte id.
+        A certificate is announced to committee peers only outside ``skip`` (those whose vote this
+        node holds: they were sent the same votes and assemble it themselves)."""
         mid = message_id(data)
         if mid not in self._seen:
             self._mark_seen(now, mid)
         self.stats.published += 1
-        self._push(now, mid, data, 1, 0)
+        self._route(now, mid, data, 1, kind, None, origin=True, lazy_only=True, skip=skip)
 
     def forward(
-        self, now: float, mid: MsgId, data: bytes, hops: int, source: NodeId | None = None
-    ) -> list[Send]:
-        """Relay a validated payload that arrived from ``source`` having travelled ``hops`` hops (the
-        origin sends 1)."""
-        self.stats.forwarded += 1
-        covered: frozenset[NodeId] = frozenset()
-        if hops == 1 and source is not None:
-            theirs = self._neighbors.get(source)
-            if theirs is not None and len(theirs) + 1 <= self.params.origin_fanout:
-                covered = theirs  # the origin flooded them already
-        return self._push(now, mid, data, min(hops + 1, 255), self.params.eager_fanout, covered)
-
-    def _push(
         self,
         now: float,
         mid: MsgId,
         data: bytes,
         hops: int,
+        source: NodeId | None = None,
+        kind: str = ANY,
+    ) -> list[Send]:
+        """Relay a validated payload that arrived from ``source`` having travelled ``hops`` hops (the
+        origin sends 1)."""
+        self.stats.forwarded += 1
+        return self._route(now, mid, data, min(hops + 1, 255), kind, source)
+
+    def bridging(self) -> bool:
+        """Is this validator missing a direct connection to some committee member? Its votes and
+        orders then also go to non-committee peers, which carry them to the committee."""
+        if not self.member:
+            return False
+        return any(v != self.node_id and v not in self._peer_set for v in self.committee)
+
+    def _route(
+        self,
+        now: float,
+        mid: MsgId,
+        data: bytes,
+        hops: int,
+        kind: str,
+        source: NodeId | None,
+        *,
+        origin: bool = False,
+        lazy_only: bool = False,
+        skip: frozenset[NodeId] = frozenset(),
+    ) -> list[Send]:
+        """Pick the eager and lazy targets of one payload by its kind (see the module docstring)."""
+        self._mcache[mid] = (now, data, hops)
+        p = self.params
+        if kind == ANY or not self.committee:
+            covered: frozenset[NodeId] = frozenset()
+            if not origin and hops == 2 and source is not None:
+                theirs = self._neighbors.get(source)
+                if theirs is not None and len(theirs) + 1 <= p.origin_fanout:
+                    covered = theirs  # the origin flooded them already
+            fanout = 0 if lazy_only else p.origin_fanout if origin else p.eager_fanout
+            return self._push(mid, data, hops, self._fresh(mid), fanout, covered)
+        fresh = self._fresh(mid)
+        members = [q for q in fresh if q in self.committee]
+        others = [q for q in fresh if q not in self.committee]
+        if kind == CERT:
+            out = self._push(mid, data, hops, others, 0 if lazy_only else p.eager_fanout)
+            if self.member:
+                for q in members:
+                    if q not in skip:
+                        self._pending_ihave.setdefault(q, []).append(mid)
+            self.kinds_sent[kind] += len(out)
+            return out
+        # ORDER and VOTE: to every committee peer that does not hold it and did not get it from the
+        # source (every node sends these to all its committee peers but those covered); a bridge
+        # also to a few other peers.
+        via: frozenset[NodeId] = frozenset()
+        if not origin and source is not None:
+            via = self._neighbors.get(source, frozenset())
+        targets = [q for q in members if q not in via]
+        if self.member:
+            bridge = self.bridging()
+        else:
+            bridge = not any(q in self.committee for q in self.peers)  # no committee peer to hand it to
+        if bridge:
+            self.rng.shuffle(others)
+            others.sort(key=lambda q: q not in self._proven)
+            targets += others[: p.origin_fanout if origin else p.eager_fanout]
+        self.kinds_sent[kind] += len(targets)
+        msg = Gossip(data=data, hops=hops)
+        return [Send(q, msg) for q in targets]
+
+    def _fresh(self, mid: MsgId) -> list[NodeId]:
+        has = self._has.get(mid, set())
+        return [q for q in self.peers if q not in has]
+
+    def _push(
+        self,
+        mid: MsgId,
+        data: bytes,
+        hops: int,
+        candidates: list[NodeId],
         fanout: int,
         covered: frozenset[NodeId] = frozenset(),
     ) -> list[Send]:
-        self._mcache[mid] = (now, data, hops)
-        has = self._has.get(mid, set())
-        candidates = [p for p in self.peers if p not in has]
+        candidates = list(candidates)
         self.rng.shuffle(candidates)
         # Stable sorts keep the shuffle within each group: uncovered before covered, and proven peers
         # before those that have done nothing yet (fresh keys cannot draw the full pushes away).
@@ -246,6 +355,10 @@ class GossipRouter:
             self._pending_ihave.setdefault(p, []).append(mid)
         msg = Gossip(data=data, hops=hops)
         return [Send(p, msg) for p in eager]
+
+    def note_has(self, mid: MsgId, peer: NodeId) -> None:
+        """``peer`` is known to hold ``mid`` (it told us so some other way): no push, no announcement."""
+        self._note_has(mid, peer)
 
     # -- lazy path ----------------------------------------------------------------------------------
     def on_ihave(self, now: float, peer: NodeId, ids: tuple[bytes, ...]) -> list[Send]:
@@ -304,7 +417,9 @@ class GossipRouter:
     def tick(self, now: float) -> list[Send]:
         """Heartbeat: flush announcements, re-ask for overdue IWANTs, expire caches."""
         out: list[Send] = []
-        for peer, ids in self._pending_ihave.items():
+        for peer, pending in self._pending_ihave.items():
+            # Only ids the peer is still not known to hold (it may have delivered one meanwhile).
+            ids = [m for m in dict.fromkeys(pending) if peer not in self._has.get(m, ())]
             for i in range(0, len(ids), self.params.max_ihave):
                 self.stats.ihave_sent += 1
                 out.append(Send(peer, IHave(ids=tuple(ids[i : i + self.params.max_ihave]))))

@@ -64,7 +64,7 @@ from p2pnode.core.effects import (
     Send,
     VerifyProofs,
 )
-from p2pnode.core.gossip import GossipParams, GossipRouter
+from p2pnode.core.gossip import CERT, ORDER, VOTE, GossipParams, GossipRouter
 from p2pnode.core.ledger import Ledger, LedgerError, SeqTooHigh, SeqTooLow, UnknownNote
 from p2pnode.core.payments import AnyCert, AnyOrder, proof_key, statement_digest
 from p2pnode.core.settlement import BATCH_OVERHEAD, CERT_OVERHEAD, DurableView, Settlement, wire_size
@@ -168,7 +168,10 @@ class NodeCore:
         self.validator = (
             validator_factory(key, chain_id, self.ledger) if self.node_id in self.committee else None
         )
-        self.router = GossipRouter(params.gossip, self.rng)
+        self.router = GossipRouter(
+            params.gossip, self.rng, committee=frozenset(self.committee.members), node_id=self.node_id
+        )
+        self._cert_ids: OrderedDict[Digest, MsgId] = OrderedDict()  # certified here -> gossip id
         self.votes = VoteBook(chain_id, self.committee, limit=params.pending_orders)
         self.orders: OrderedDict[Digest, AnyOrder] = OrderedDict()  # proof-verified, not yet applied
         # Verification results and work in flight, keyed by statement AND proof (proof_key): a copy of
@@ -235,6 +238,7 @@ class NodeCore:
         v = self.validator
         if v is None:
             return
+        restored: list[Digest] = []
         for key, seq, lock_digest, order_bytes in locks:
             digest = Digest(lock_digest)
             if not v.restore_lock(Address(key), seq, digest):
@@ -250,9 +254,9 @@ class NodeCore:
             self.orders[digest] = order
             self._first_seen[digest] = float("-inf")  # pushed again at the first sync tick
             self.slots.add_order(digest, self._slots(order))
-            vote = v.vote(digest)
-            if vote is not None:
-                self.votes.add(vote)
+            restored.append(digest)
+        for vote in v.vote_batch(restored):  # re-signed together: one signature for them all
+            self.votes.add(vote)
 
     def on_durable(self, now: float, writes: Iterable[PersistApplied]) -> list[Effect]:
         """The driver's commits of these applied certificates returned (in apply order)."""
@@ -273,6 +277,9 @@ class NodeCore:
             "verifying": len(self.verifying),
             "verify_budget": {**self.verify_stats, "sources": len(self.proof_budget)},
             "gossip": self.router.stats.as_dict(),
+            "gossip_received": dict(self.router.kinds_received),  # first deliveries by kind
+            "gossip_pushed": dict(self.router.kinds_sent),  # full copies sent by kind
+            "signature_checks": self.votes.checks,
         }
 
     # == peers ======================================================================================
@@ -549,11 +556,15 @@ class NodeCore:
             inner = decode(msg.data)
         except DecodeError as exc:
             return self._reject(peer, "gossip", str(exc))
+        received = self.router.kinds_received
         if isinstance(inner, (Order, ShieldedOrder)):
+            received[ORDER] += 1
             return self._on_order(now, _Ctx("order", peer, mid, msg.data, msg.hops, inner, peer))
         if isinstance(inner, Vote):
+            received[VOTE] += 1
             return self._on_vote(now, peer, mid, msg.data, msg.hops, inner)
         if isinstance(inner, (Certificate, ShieldedCertificate)):
+            received[CERT] += 1
             return self._on_certificate(now, peer, mid, msg.data, msg.hops, inner)
         return self._reject(peer, "gossip", f"{type(inner).__name__} is not gossiped")
 
@@ -582,6 +593,8 @@ class NodeCore:
         (SyncHeads), but votes gathered on two sides of a healed partition would otherwise never meet.
         Receivers drop what they have seen by id; bounded per tick."""
         out: list[Effect] = []
+        sent: set[bytes] = set()  # a batch vote covering several stale orders goes once
+        votes_to_peer = peer in self.committee or self.router.bridging()
         stale_before = now - self.params.sync_interval
         for digest, (order, since) in list(self._pending_since(now).items())[: self.params.sync_batch // 4]:
             if digest in self.certified or digest in self.settled:
@@ -592,9 +605,13 @@ class NodeCore:
             elif since > stale_before:
                 continue
             out.append(Send(peer, Gossip(data=order.encode(), hops=1)))
-            for validator, signature in self.votes.signatures(digest):
-                vote = Vote(digest=digest, validator=NodeId(validator), signature=signature)
-                out.append(Send(peer, Gossip(data=vote.encode(), hops=1)))
+            if not votes_to_peer:
+                continue  # votes travel among validators only (or through a bridge)
+            for vote in self.votes.messages(digest):
+                raw = vote.encode()
+                if raw not in sent:
+                    sent.add(raw)
+                    out.append(Send(peer, Gossip(data=raw, hops=1)))
         return out
 
     def _pending_since(self, now: float) -> dict[Digest, tuple[AnyOrder, float]]:
@@ -666,7 +683,7 @@ class NodeCore:
             return out
         if digest in self.settled or digest in self.orders:
             if digest in self.orders and digest not in self.certified:
-                out += self.router.publish(now, self.orders[digest].encode())  # a client retry: push again
+                out += self.router.publish(now, self.orders[digest].encode(), ORDER)  # a client retry
             out.append(OrderOutcome(digest, True))
             return out
         data = order.encode()
@@ -813,9 +830,9 @@ class NodeCore:
             out += self._check_slots(digest)
         if ctx.mid is not None:
             if ctx.kind == "submit":
-                out += self.router.publish(now, ctx.data)
+                out += self.router.publish(now, ctx.data, ORDER)
             else:
-                out += self.router.forward(now, ctx.mid, ctx.data, ctx.hops, ctx.peer)
+                out += self.router.forward(now, ctx.mid, ctx.data, ctx.hops, ctx.peer, ORDER)
         if ctx.kind == "submit":
             out.append(OrderOutcome(digest, True))
             self._submitted[digest] = None
@@ -934,48 +951,66 @@ class NodeCore:
             return []
         self.votes.add(vote)
         out: list[Effect] = [Emit("vote_sent", {**self._vote_fields(digest), "again": True})]
-        return out + self.router.publish(now, vote.encode()) + self._maybe_certify(now, digest)
+        return out + self.router.publish(now, vote.encode(), VOTE) + self._maybe_certify(now, digest)
+
+    def on_locks_committed(self, digests: Iterable[Digest]) -> None:
+        """The driver's commit of these locks returned (called once per commit, before the tasks
+        waiting on it go on): they are durable, and the first ``on_lock_persisted`` that follows
+        signs them all in one batch. No effects: the signature is released by that call."""
+        v = self.validator
+        if v is not None:
+            v.mark_durable(digests)
 
     def on_lock_persisted(self, now: float, digest: Digest) -> list[Effect]:
-        """The driver made the lock for ``digest`` durable: sign and publish the vote."""
+        """The driver made the lock for ``digest`` durable: sign and publish the vote. Every lock of
+        the same commit (``on_locks_committed``) that is not signed yet goes into the same batch: one
+        Ed25519 signature over the Merkle root of their digests; later calls for the others of that
+        commit find them signed and return nothing."""
         v = self.validator
         if v is None:
             return []
-        v.durable.add(digest)
-        vote = v.vote(digest)
-        if vote is None:
-            return []
-        out: list[Effect] = [Emit("vote_sent", self._vote_fields(digest))]
-        out += self.router.publish(now, vote.encode())
-        self.votes.add(vote)
-        out += self._check_slots(digest)
-        out += self._maybe_certify(now, digest)
+        v.mark_durable((digest,))
+        votes = v.vote_batch()
+        out: list[Effect] = []
+        for vote in votes:
+            self.votes.add(vote)
+            for d in vote.digests:
+                out.append(Emit("vote_sent", {**self._vote_fields(Digest(d)), "batch": len(vote.digests)}))
+            out += self.router.publish(now, vote.encode(), VOTE)
+        for vote in votes:
+            for d in vote.digests:
+                out += self._check_slots(Digest(d))
+                out += self._maybe_certify(now, Digest(d))
         return out
 
     # == votes and certificates =====================================================================
     def _on_vote(
         self, now: float, peer: NodeId, mid: MsgId, data: bytes, hops: int, vote: Vote
     ) -> list[Effect]:
-        if vote.digest in self.settled or vote.digest in self.certified:
-            # [IGNORE] its certificate is here already: a late or replayed vote changes nothing, so it
-            # is neither verified nor logged nor relayed (a replay after the seen-cache expired too);
-            # a vote of a payment settled long ago is a replay and costs its sender.
-            return (
-                self._useless(now, peer, "votes of payments settled long ago")
-                if self._old(now, vote.digest)
-                else []
-            )
+        live = [Digest(d) for d in vote.digests if d not in self.settled and d not in self.certified]
+        for d in vote.digests:
+            cert_id = self._cert_ids.get(Digest(d))
+            if cert_id is not None:
+                self.router.note_has(cert_id, vote.validator)  # it has the votes: no announcement
+        if not live:
+            # [IGNORE] their certificates are here already: a late or replayed vote changes nothing, so
+            # it is neither verified nor logged nor relayed (a replay after the seen-cache expired
+            # too); votes of payments all settled long ago are a replay and cost their sender.
+            old = all(self._old(now, Digest(d)) for d in vote.digests)
+            return self._useless(now, peer, "votes of payments settled long ago") if old else []
         out: list[Effect] = [
-            Emit("vote_received", {"tx": vote.digest.hex(), "validator": short(vote.validator), "hops": hops})
+            Emit("vote_received", {"tx": d.hex(), "validator": short(vote.validator), "hops": hops})
+            for d in live
         ]
         if not self.votes.add(vote):
             return out + self._reject(
-                peer, "vote", "vote signature invalid or signer not a validator", vote.digest
+                peer, "vote", "vote signature invalid or signer not a validator", live[0]
             )
         self._useful(now, peer)
-        out += self.router.forward(now, mid, data, hops, peer)
-        out += self._check_slots(vote.digest)
-        out += self._maybe_certify(now, vote.digest)
+        out += self.router.forward(now, mid, data, hops, peer, VOTE)
+        for d in live:
+            out += self._check_slots(d)
+            out += self._maybe_certify(now, d)
         return out
 
     # == blocked slots ==============================================================================
@@ -986,9 +1021,7 @@ class NodeCore:
         return shielded_lock_keys(order.tx)
 
     def _check_slots(self, digest: Digest) -> list[Effect]:
-        found: list[BlockedSlot] = self.slots.check(
-            digest, lambda d: (v for v, _ in self.votes.signatures(d))
-        )
+        found: list[BlockedSlot] = self.slots.check(digest, self.votes.validators)
         out: list[Effect] = []
         for record in found:
             fields = record.as_dict()
@@ -1027,18 +1060,25 @@ class NodeCore:
         cert = self.votes.assemble(order, digest)
         if cert is None:
             return []
-        self._mark_certified(now, digest)
         data = cert.encode()
+        mid, _ = self.router.receive(now, None, data)
+        self._mark_certified(now, digest, mid)
         out: list[Effect] = [Emit("certificate_formed", {"tx": digest.hex(), "votes": len(cert.signatures)})]
-        self.router.receive(now, None, data)
-        self.router.announce(now, data)  # peers that saw the votes hold this id already
+        # Full nodes get it pushed; committee peers whose vote we hold were sent the same votes and
+        # assemble it themselves, the others get it announced (docs/gossip.md).
+        voters = frozenset(self.votes.validators(digest))
+        out += self.router.publish(now, data, CERT, skip=voters)
         out += self._apply_or_hold(now, None, cert, data, digest)
         return out
 
-    def _mark_certified(self, now: float, digest: Digest) -> None:
+    def _mark_certified(self, now: float, digest: Digest, mid: MsgId | None = None) -> None:
         self.certified[digest] = now
         while len(self.certified) > 4 * self.params.pending_orders:
             self.certified.popitem(last=False)
+        if mid is not None:
+            self._cert_ids[digest] = mid
+            while len(self._cert_ids) > self.params.pending_orders:
+                self._cert_ids.popitem(last=False)
 
     def _on_certificate(
         self, now: float, peer: NodeId | None, mid: MsgId | None, data: bytes, hops: int, cert: AnyCert
@@ -1097,11 +1137,11 @@ class NodeCore:
     ) -> list[Effect]:
         if digest in self.certified or digest in self.settled:
             return []
-        self._mark_certified(now, digest)
+        self._mark_certified(now, digest, mid)
         self._useful(now, peer)
         out: list[Effect] = []
         if mid is not None:
-            out += self.router.forward(now, mid, data, hops, peer)
+            out += self.router.forward(now, mid, data, hops, peer, CERT)
         return out + self._apply_or_hold(now, peer, cert, data, digest)
 
     # == application ================================================================================

@@ -14,7 +14,6 @@ from p2pnode.wire.messages import Certificate, Order, ShieldedCertificate, Shiel
 from p2pnode.wire.types import Address, Amount, ChainId, Digest, MsgId, Seq
 
 TRANSFER_TAG = b"p2pnode/transfer/v1"
-VOTE_TAG = b"p2pnode/vote/v1"
 HANDSHAKE_TAG = b"p2pnode/handshake/v1"
 MSGID_TAG = b"p2pnode/msgid/v1"
 PROOF_KEY_TAG = b"p2pnode/proof-key/v1"
@@ -26,11 +25,6 @@ _CERT_PREFIXES = (bytes([0x93, Certificate.TAG]), bytes([0x93, ShieldedCertifica
 def transfer_digest(transfer: Transfer) -> Digest:
     """The payment's name: hash of the transfer's canonical bytes (the statement, never the proof)."""
     return Digest(hash256(TRANSFER_TAG, transfer.encode()))
-
-
-def vote_digest(chain_id: bytes, digest: bytes) -> bytes:
-    """What a validator signs: the chain and the transfer digest, under the vote domain tag."""
-    return hash256(VOTE_TAG, chain_id, digest)
 
 
 def handshake_digest(peer_nonce: bytes, signer: bytes, chain_id: bytes, version: int) -> bytes:

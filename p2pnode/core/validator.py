@@ -12,8 +12,10 @@ Checks, in order (cheap first, the proof last), each failure a typed error with 
 7. ``[IGNORE]`` the balance covers the amount                       — ``InsufficientFunds``
 8. ``[REJECT]`` the proof verifies                                  — :class:`BadProof`
 
-Then the lock is persisted *before* the vote is signed (the driver reports durability back). An
-order that is already locked here gets the same vote again: handling is idempotent.
+Then the lock is persisted *before* the vote is signed (the driver reports durability back); the
+locks made durable by one commit are signed together, one signature over the Merkle root of their
+digests (:mod:`p2pnode.core.batches`). An order that is already locked here gets the same vote
+again: handling is idempotent.
 
 The places where a faulty validator would differ are small methods (``_conflicting_lock``,
 ``_sign``, ``votes_enabled``, ``restore_lock``), so that fault scenarios can subclass this class
@@ -22,10 +24,11 @@ The places where a faulty validator would differ are small methods (``_conflicti
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from p2pnode.core.batches import MAX_BATCH, batch_digest, root
 from p2pnode.core.ledger import Ledger, LedgerError
-from p2pnode.core.payments import transfer_digest, vote_digest
+from p2pnode.core.payments import transfer_digest
 from p2pnode.core.shielded import lock_keys as shielded_lock_keys
 from p2pnode.core.shielded import static_checks_shielded
 from p2pnode.crypto import NodeKey, address_of, schnorr_verify
@@ -84,8 +87,9 @@ def proof_ok(order: Order, digest: bytes) -> bool:
 class Validator:
     """Lock table and vote signing of one validator.
 
-    Invariant: ``locks[(sender, seq)]`` holds at most one digest, and it is set before a vote for that
-    digest is signed. A lock leaves the table only when its certificate applies (seq then < next_seq).
+    Invariant: ``locks[(sender, seq)]`` holds at most one digest, and it is durable before any batch
+    holding that digest is signed (``vote_batch`` signs only digests in ``durable``). A lock leaves the
+    table only when its certificate applies (seq then < next_seq).
     """
 
     votes_enabled = True  # whether ``vote`` ever returns a vote
@@ -98,6 +102,7 @@ class Validator:
         self.locks: dict[tuple[Address, int], Digest] = {}
         self.durable: set[Digest] = set()
         self._votes: dict[Digest, Vote] = {}
+        self._unsigned: dict[Digest, None] = {}  # durable, not signed yet: the next batch
 
     def check(self, order: Order, digest: Digest) -> None:
         """Checks 1–7 (all but the proof). Raises the first failure."""
@@ -146,17 +151,46 @@ class Validator:
         return new
 
     def vote(self, digest: Digest) -> Vote | None:
-        """The vote for a durably locked digest (the same vote every time), or None if not votable."""
-        if digest not in self.durable or not self.votes_enabled:
+        """The vote covering a durably locked digest: the batch it was signed in (the same vote every
+        time), or a batch of one signed now; None if it is not votable."""
+        if not self.votes_enabled:
             return None
         cached = self._votes.get(digest)
-        if cached is None:
-            sig = self._sign(digest)
-            cached = self._votes[digest] = Vote(digest=digest, validator=self.node_id, signature=sig)
-        return cached
+        if cached is not None or digest not in self.durable:
+            return cached
+        return self.vote_batch((digest,))[0]
 
-    def _sign(self, digest: Digest) -> bytes:
-        return self.key.sign(vote_digest(self.chain_id, digest))
+    def mark_durable(self, digests: Iterable[Digest]) -> None:
+        """These locks were committed: they may be signed, in the next :meth:`vote_batch`."""
+        for d in digests:
+            self.durable.add(d)
+            if d not in self._votes:
+                self._unsigned[d] = None
+
+    def signed(self, digest: Digest) -> bool:
+        return digest in self._votes
+
+    def vote_batch(self, digests: Iterable[Digest] | None = None) -> list[Vote]:
+        """Sign, in as few signatures as the batch limit allows, every digest of ``digests`` (default:
+        every lock made durable and not signed yet) that is durably locked and not signed yet. Each
+        signature is released only over durable locks."""
+        if not self.votes_enabled:
+            return []
+        if digests is None:
+            digests, self._unsigned = list(self._unsigned), {}
+        todo = list(dict.fromkeys(d for d in digests if d in self.durable and d not in self._votes))
+        out = []
+        for i in range(0, len(todo), MAX_BATCH):
+            chunk = tuple(todo[i : i + MAX_BATCH])
+            vote = Vote(validator=self.node_id, digests=chunk, signature=self._sign(root(chunk)))
+            for d in chunk:
+                self._votes[d] = vote
+                self._unsigned.pop(d, None)
+            out.append(vote)
+        return out
+
+    def _sign(self, batch_root: bytes) -> bytes:
+        return self.key.sign(batch_digest(self.chain_id, batch_root))
 
     def restore_lock(self, sender: Address, seq: int, digest: Digest) -> bool:
         """A durable lock read back at startup; True if it is kept (it then counts as durable)."""
@@ -170,6 +204,7 @@ class Validator:
         if digest is not None:
             self.durable.discard(digest)
             self._votes.pop(digest, None)
+            self._unsigned.pop(digest, None)
 
     def release_keys(self, keys: tuple[tuple[bytes, int], ...]) -> None:
         for sender, seq in keys:

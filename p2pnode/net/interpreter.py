@@ -197,6 +197,9 @@ class Interpreter:
                 except LocalError as exc:  # the store thread failed in another way: our bug
                     self.log.error("store_failed", cause="database error", error=str(exc), writes=len(writes))
                     raise
+                locks = [w.digest for w in writes if isinstance(w, PersistLock)]
+                if locks:  # signed together by the first waiting task that goes on (one batch)
+                    self.core.on_locks_committed(locks)
                 applied = [w for w in writes if isinstance(w, PersistApplied)]
                 if applied:
                     await self.perform(self.core.on_durable(trio.current_time(), applied))

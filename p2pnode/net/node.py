@@ -143,6 +143,9 @@ class Node:
             "clients_evicted": 0,
             "requests_capped": 0,
             "rx_throttled": 0,
+            "rx_frames": 0,  # peer frames received after the handshake (a Bundle is one)
+            "rx_bundles": 0,
+            "rx_messages": 0,  # peer messages received (each of a Bundle counted)
         }
         self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
         handlers: dict[type[Message], RequestHandler] = {

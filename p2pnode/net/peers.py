@@ -3,7 +3,9 @@ the address book and the peer list this node tells others.
 
 One connection per peer. Each runs three tasks in its own nursery: the reader hands every protocol
 message to the core (through ``perform``) and answers the link-level ones (Ping, GetPeers, Peers)
-itself; the writer drains the peer's bounded send queue, coalescing what is queued into one write;
+itself; the writer drains the peer's bounded send queue, coalescing what is queued into one write and
+the small messages among it into ``Bundle`` frames (several messages per frame: one frame header, one
+read and one decode of the frame for all of them; the reader takes each as if it had come alone);
 the keepalive pings and closes a connection that has received nothing for ``peers.idle_timeout_s``.
 
 Bounded in bytes: a peer's queue holds at most ``peers.send_queue_bytes`` (the write in flight
@@ -63,6 +65,7 @@ from p2pnode.net.conn import PEER_ERRORS, FramedStream, PeerHello, handshake
 from p2pnode.net.limits import ConnectionGate, connection_caps
 from p2pnode.wire.codec import frame
 from p2pnode.wire.messages import (
+    Bundle,
     CertBatch,
     ErrorReply,
     GetPeers,
@@ -73,6 +76,7 @@ from p2pnode.wire.messages import (
     Ping,
     Pong,
     Refuse,
+    decode,
 )
 from p2pnode.wire.types import ChainId, MsgId, NodeId
 
@@ -81,6 +85,8 @@ ServeClient = Callable[[FramedStream, Message], Awaitable[None]]
 
 PEER_LIST_MAX = 64  # addresses per Peers message; a full list may be truncated
 COALESCE_BYTES = 256 * 1024  # one write carries at most about this much queued data
+BUNDLE_BYTES = 64 * 1024  # a Bundle frame carries at most about this much; larger messages go alone
+BUNDLE_ITEMS = 256  # messages in one Bundle frame (the wire allows 1024)
 REFUSAL_LOG_S = 1.0  # at most one connection_refused line per this many seconds (a flood logs its count)
 PROTECT_OLDEST = 4  # the inbound peers connected longest are never evicted for a non-committee newcomer
 FIRST_PENDING = 4096  # first deliveries waiting for the core's verdict (oldest dropped beyond it)
@@ -625,41 +631,66 @@ class PeerSet:
             try:
                 msg = await peer.conn.receive()
             except DecodeError as exc:
-                self.counters["frames_rejected"] += 1
-                self.log.warning("message_rejected", kind="frame", reason=str(exc), peer=short(peer.node_id))
-                await refuse_quietly(peer.conn, f"malformed frame: {exc}")
-                return f"malformed frame: {exc}"
+                return await self._malformed(peer, exc)
             except PEER_ERRORS as exc:
                 return str(exc) or type(exc).__name__
             peer.last_rx = trio.current_time()
             now = peer.last_rx
             await self._stranger_rx(peer, now)
-            if isinstance(msg, (Ping, Pong, GetPeers, Peers)):
-                self.core.earn(now, peer.node_id, wire_size(msg))
-                if not self._link_allowed(peer, msg, now):
-                    continue
-            if isinstance(msg, Ping):
-                self._answer(peer, Pong(nonce=msg.nonce), now)
-            elif isinstance(msg, Pong):
-                pass
-            elif isinstance(msg, GetPeers):
-                self._answer(peer, self._peers_reply(peer, now), now)
-            elif isinstance(msg, Peers):
-                self.book.learn(msg, peer.node_id)
-            elif isinstance(msg, Refuse):
-                return f"refused by peer: {msg.reason}"
-            else:
-                first = None
-                if isinstance(msg, Gossip):
-                    mid = message_id(msg.data)
-                    if not self.core.router.seen(mid):
-                        first = mid
-                effects = self.core.on_message(now, peer.node_id, msg)
-                if first is not None:
-                    self._note_first(first, peer.node_id)
-                if isinstance(msg, CertBatch):
-                    peer.useful += sum(1 for e in effects if isinstance(e, PersistApplied))
-                await self.perform(effects)
+            self.counters["rx_frames"] += 1
+            if not isinstance(msg, Bundle):
+                ended = await self._handle(peer, msg, now)
+                if ended:
+                    return ended
+                continue
+            self.counters["rx_bundles"] += 1
+            for raw in msg.frames:
+                try:
+                    inner = decode(raw, max_len=self.cfg.limits.max_frame)
+                    if isinstance(inner, Bundle):
+                        raise DecodeError("a Bundle inside a Bundle")
+                except DecodeError as exc:
+                    return await self._malformed(peer, exc)
+                ended = await self._handle(peer, inner, now)
+                if ended:
+                    return ended
+
+    async def _malformed(self, peer: PeerConn, exc: DecodeError) -> str:
+        self.counters["frames_rejected"] += 1
+        self.log.warning("message_rejected", kind="frame", reason=str(exc), peer=short(peer.node_id))
+        await refuse_quietly(peer.conn, f"malformed frame: {exc}")
+        return f"malformed frame: {exc}"
+
+    async def _handle(self, peer: PeerConn, msg: Message, now: float) -> str:
+        """One message from ``peer`` (alone in its frame or out of a Bundle); "" or why it ended."""
+        self.counters["rx_messages"] += 1
+        if isinstance(msg, (Ping, Pong, GetPeers, Peers)):
+            self.core.earn(now, peer.node_id, wire_size(msg))
+            if not self._link_allowed(peer, msg, now):
+                return ""
+        if isinstance(msg, Ping):
+            self._answer(peer, Pong(nonce=msg.nonce), now)
+        elif isinstance(msg, Pong):
+            pass
+        elif isinstance(msg, GetPeers):
+            self._answer(peer, self._peers_reply(peer, now), now)
+        elif isinstance(msg, Peers):
+            self.book.learn(msg, peer.node_id)
+        elif isinstance(msg, Refuse):
+            return f"refused by peer: {msg.reason}"
+        else:
+            first = None
+            if isinstance(msg, Gossip):
+                mid = message_id(msg.data)
+                if not self.core.router.seen(mid):
+                    first = mid
+            effects = self.core.on_message(now, peer.node_id, msg)
+            if first is not None:
+                self._note_first(first, peer.node_id)
+            if isinstance(msg, CertBatch):
+                peer.useful += sum(1 for e in effects if isinstance(e, PersistApplied))
+            await self.perform(effects)
+        return ""
 
     async def _stranger_rx(self, peer: PeerConn, now: float) -> None:
         """Until a non-committee peer has delivered something useful, what it sends is read at most at
@@ -718,18 +749,19 @@ class PeerSet:
         high_water = p.send_queue_bytes // 2
         try:
             async for data in peer.recv:
-                # Coalesce whatever else is queued into one write: one syscall, not one per frame.
-                chunks = [frame(data)]
-                size = len(chunks[0])
-                taken = len(data)
+                # Coalesce whatever else is queued into one write: one syscall, not one per frame,
+                # and the small messages into Bundle frames.
+                queued = [data]
+                size = taken = len(data)
                 while size < COALESCE_BYTES:
                     try:
                         more = peer.recv.receive_nowait()
                     except trio.WouldBlock:
                         break
-                    chunks.append(frame(more))
-                    size += len(chunks[-1])
+                    queued.append(more)
+                    size += len(more) + 4
                     taken += len(more)
+                chunks = bundled(queued)
                 now = trio.current_time()
                 if peer.queued_bytes <= high_water:
                     peer.over_since = None
@@ -792,6 +824,35 @@ class PeerSet:
             }
             for p in self._conns.values()
         ]
+
+
+def bundled(queued: Sequence[bytes]) -> list[bytes]:
+    """Frames for these encoded messages, in order: runs of small ones in ``Bundle`` frames (at most
+    ``BUNDLE_ITEMS`` and about ``BUNDLE_BYTES`` each), a lone or large one in a frame of its own."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        if len(run) == 1:
+            out.append(frame(run[0]))
+        elif run:
+            out.append(frame(Bundle(frames=tuple(run)).encode()))
+        run.clear()
+        size = 0
+
+    for data in queued:
+        if len(data) > BUNDLE_BYTES // 2:
+            flush()
+            out.append(frame(data))
+            continue
+        if len(run) >= BUNDLE_ITEMS or size + len(data) > BUNDLE_BYTES:
+            flush()
+        run.append(data)
+        size += len(data) + 5
+    flush()
+    return out
 
 
 async def refuse_quietly(conn: FramedStream, reason: str) -> None:

@@ -5,7 +5,7 @@ nested messages are nested arrays of the same form. Decoding is strict: exact ar
 types, exact byte lengths, bounded lists. Anything else is a :class:`DecodeError` (the sender's fault).
 
 Stages are separate types (FastPay): ``Transfer`` (the statement) → ``Order`` (statement + proof) →
-``Vote`` (one validator's signature) → ``Certificate`` (order + a quorum of votes).
+``Vote`` (one validator's signature over a batch of orders) → ``Certificate`` (order + a quorum of votes).
 """
 
 from __future__ import annotations
@@ -313,6 +313,15 @@ class ShieldedHave(Message):
     reply: bool
 
 
+@message(18, _list(_bytes(maximum=1 << 20), 1024))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bundle(Message):
+    """Several encoded peer messages in one frame (a sender's queue coalesced). Each inner message
+    is handled as if it had come in a frame of its own; a Bundle inside a Bundle is refused."""
+
+    frames: tuple[bytes, ...]
+
+
 # == payments =========================================================================================
 @message(20, B32, B20, B20, U64, U64)
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -336,23 +345,31 @@ class Order(Message):
     proof: bytes
 
 
-@message(22, B32, B32, B64)
+# A certificate's entry per signer: (validator, batch signature, leaf index, Merkle path to the root).
+SIGNER = _tuple(B32, B64, U16, _list(B32, 10))
+Signer = tuple[bytes, bytes, int, tuple[bytes, ...]]
+
+
+@message(22, B32, _list(B32, 1024), B64)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Vote(Message):
-    """One validator's Ed25519 signature over ``vote_digest(chain_id, transfer digest)``."""
+    """One validator's votes for a batch of orders (those it durably locked in one commit): an
+    Ed25519 signature over ``batch_digest(chain_id, Merkle root of digests)``
+    (:mod:`p2pnode.core.batches`). A single order is a batch of one. Travels among validators only."""
 
-    digest: Digest
     validator: NodeId
+    digests: tuple[bytes, ...]
     signature: bytes
 
 
-@message(23, _nested(Order), _list(_tuple(B32, B64), 256))
+@message(23, _nested(Order), _list(SIGNER, 256))
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Certificate(Message):
-    """An order with a quorum of (validator, signature) pairs, sorted by validator id."""
+    """An order with a quorum of signer entries (validator, signature, index, path), sorted by
+    validator id: each proves that the validator signed a batch holding this order's digest."""
 
     order: Order
-    signatures: tuple[tuple[bytes, bytes], ...]
+    signatures: tuple[Signer, ...]
 
 
 # == shielded payments ================================================================================
@@ -394,13 +411,13 @@ class ShieldedOrder(Message):
     account_proof: bytes
 
 
-@message(26, _nested(ShieldedOrder), _list(_tuple(B32, B64), 256))
+@message(26, _nested(ShieldedOrder), _list(SIGNER, 256))
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShieldedCertificate(Message):
-    """A shielded order with a quorum of (validator, signature) pairs, sorted by validator id."""
+    """A shielded order with a quorum of signer entries, as in :class:`Certificate`."""
 
     order: ShieldedOrder
-    signatures: tuple[tuple[bytes, bytes], ...]
+    signatures: tuple[Signer, ...]
 
 
 # == client requests (one request, one reply, on a connection that did not send Hello) ==================

@@ -13,4 +13,4 @@ Amount = NewType("Amount", int)  # unsigned 64-bit
 Seq = NewType("Seq", int)  # per-account sequence number, unsigned 64-bit
 
 U64_MAX = 2**64 - 1
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2

@@ -48,6 +48,6 @@ def test_a_vote_for_a_settled_payment_is_dropped_unverified() -> None:
     c = core()
     digest = Digest(b"\x11" * 32)
     c.settled.add(digest)
-    vote = Vote(digest=digest, validator=PEER, signature=b"\x00" * 64)  # would not verify
+    vote = Vote(validator=PEER, digests=(digest,), signature=b"\x00" * 64)  # would not verify
     assert c.on_message(0.0, PEER, Gossip(data=vote.encode(), hops=1)) == []
     assert c.penalties.get(PEER, 0) == 0

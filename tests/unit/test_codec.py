@@ -22,6 +22,7 @@ from p2pnode.wire import codec
 from p2pnode.wire.codec import HEADER, FrameDecoder, frame
 from p2pnode.wire.messages import (
     AccountReply,
+    Bundle,
     CertBatch,
     Certificate,
     CertRequest,
@@ -79,7 +80,11 @@ TRANSFER = Transfer(
 ORDER = Order(transfer=TRANSFER, sender_key=b(64, 0x5C), proof=b(96, 0x9F))
 CERTIFICATE = Certificate(
     order=ORDER,
-    signatures=((b(32, 0x11), b(64, 0xE1)), (b(32, 0x22), b(64, 0xE2)), (b(32, 0x33), b(64, 0xE3))),
+    signatures=(
+        (b(32, 0x11), b(64, 0xE1), 0, ()),
+        (b(32, 0x22), b(64, 0xE2), 5, (b(32, 0xA0), b(32, 0xA1), b(32, 0xA2))),
+        (b(32, 0x33), b(64, 0xE3), 65535, tuple(b(32, i) for i in range(10))),
+    ),
 )
 
 # One deterministic instance per message type. Values reach the edges of their ranges where cheap
@@ -100,13 +105,13 @@ SHIELDED_ORDER = ShieldedOrder(tx=SHIELDED_TX, proof=b(256, 0x41), account_key=b
 EXAMPLES: list[Message] = [
     SHIELDED_TX,
     SHIELDED_ORDER,
-    ShieldedCertificate(order=SHIELDED_ORDER, signatures=((b(32, 0x01), b(64, 0x02)),)),
+    ShieldedCertificate(order=SHIELDED_ORDER, signatures=((b(32, 0x01), b(64, 0x02), 1, (b(32, 0x03),)),)),
     ShieldedHave(digests=(b(32, 0x51),), reply=True),
     SubmitShielded(order=SHIELDED_ORDER),
     GetNotes(start=3, limit=100),
     NotesReply(notes=((b(32, 0x61), b(100, 0x62), True),), next=4, total=9),
     Hello(
-        version=1,
+        version=2,
         chain_id=ChainId(b(32, 0x01)),
         node_id=NodeId(b(32, 0x02)),
         nonce=b(32, 0x03),
@@ -128,7 +133,8 @@ EXAMPLES: list[Message] = [
     CertBatch(certs=(CERTIFICATE.encode(), b"")),
     TRANSFER,
     ORDER,
-    Vote(digest=Digest(b(32, 0x0D)), validator=NodeId(b(32, 0x0E)), signature=b(64, 0x0F)),
+    Vote(validator=NodeId(b(32, 0x0E)), digests=(b(32, 0x0D), b(32, 0x1D)), signature=b(64, 0x0F)),
+    Bundle(frames=(Ping(nonce=1).encode(), b"")),
     CERTIFICATE,
     StatusRequest(pad=bytes(3)),
     StatusReply(
@@ -204,7 +210,7 @@ def test_expecting_another_type_is_a_decode_error() -> None:
             codec.pack(
                 [
                     Order.TAG,
-                    Vote(digest=b(32, 1), validator=b(32, 2), signature=b(64, 3)).to_obj(),
+                    Vote(validator=NodeId(b(32, 2)), digests=(b(32, 1),), signature=b(64, 3)).to_obj(),
                     b(64, 0),
                     b(96, 0),
                 ]

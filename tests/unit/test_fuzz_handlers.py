@@ -20,9 +20,10 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from p2pnode.core.batches import batch_digest, root
 from p2pnode.core.effects import PersistLock, VerifyProofs
 from p2pnode.core.node import NodeCore
-from p2pnode.core.payments import make_order, transfer_digest, vote_digest
+from p2pnode.core.payments import make_order, transfer_digest
 from p2pnode.crypto import NodeKey, SpendingKey, address_of, schnorr_verify
 from p2pnode.errors import DecodeError
 from p2pnode.wire import codec
@@ -51,26 +52,29 @@ BALANCES = {address_of(a.public): 1_000 for a in ACCOUNTS}
 PEER = NodeId(bytes(32))
 
 
+def _sig(key: NodeKey, digest: bytes) -> bytes:
+    """A validator's signature over a batch of one."""
+    return key.sign(batch_digest(CHAIN, root((digest,))))
+
+
 def _seeds() -> list[bytes]:
     """Valid encodings of every message a peer may send (votes and certificates by outsiders)."""
     to = address_of(ACCOUNTS[1].public)
     orders = [make_order(ACCOUNTS[0], CHAIN, to, 5, 0), make_order(ACCOUNTS[0], CHAIN, to, 6, 1)]
     digest = transfer_digest(orders[0].transfer)
     votes = [
-        Vote(digest=digest, validator=NodeId(k.public), signature=k.sign(vote_digest(CHAIN, digest)))
-        for k in OUTSIDERS
+        Vote(validator=NodeId(k.public), digests=(digest,), signature=_sig(k, digest)) for k in OUTSIDERS
     ]
     fake_cert = Certificate(
         order=orders[0],
-        signatures=tuple(sorted((v.validator, v.signature) for v in votes[:3])),
+        signatures=tuple(sorted((v.validator, v.signature, 0, ()) for v in votes[:3])),
     )
     # Committee ids with signatures made by other keys: the shape of a quorum, none of the substance.
     forged = Certificate(
         order=orders[0],
         signatures=tuple(
             sorted(
-                (k.public, o.sign(vote_digest(CHAIN, digest)))
-                for k, o in zip(VALIDATORS, OUTSIDERS, strict=True)
+                (k.public, _sig(o, digest), 0, ()) for k, o in zip(VALIDATORS, OUTSIDERS, strict=True)
             )
         ),
     )
@@ -221,7 +225,7 @@ def test_broken_proof_copy_does_not_poison_the_genuine_certificate() -> None:
     drive(core, core.on_message(1.0, PEER, Gossip(data=broken.encode(), hops=1)))
     cert = Certificate(
         order=order,
-        signatures=tuple(sorted((k.public, k.sign(vote_digest(CHAIN, digest))) for k in VALIDATORS[:3])),
+        signatures=tuple(sorted((k.public, _sig(k, digest), 0, ()) for k in VALIDATORS[:3])),
     )
     drive(core, core.on_message(1.0, NodeId(bytes([1]) * 32), Gossip(data=cert.encode(), hops=1)))
     assert core.ledger.applied_count() == 1

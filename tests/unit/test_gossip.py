@@ -7,7 +7,7 @@ import random
 import pytest
 
 from p2pnode.core.effects import Send
-from p2pnode.core.gossip import MCACHE_TTL, GossipParams, GossipRouter
+from p2pnode.core.gossip import CERT, MCACHE_TTL, ORDER, VOTE, GossipParams, GossipRouter
 from p2pnode.core.payments import message_id
 from p2pnode.wire.messages import Gossip, IHave, IWant
 from p2pnode.wire.types import NodeId
@@ -296,3 +296,70 @@ def test_full_pushes_go_to_proven_peers_first() -> None:
     # Each payload was announced to at most lazy_unproven (8) of the forty: 20 x 8 ids in all.
     announced = sum(len(r._pending_ihave.get(p, [])) for p in fresh)
     assert 0 < announced <= 20 * 8
+
+
+# -- routing by role (docs/gossip.md) ------------------------------------------------------------------------
+COMMITTEE = frozenset(PEERS[:4])  # PEERS[0..3] are validators, PEERS[4..9] full nodes
+
+
+def role_router(me: NodeId, peers: list[NodeId], seed: int = 0) -> GossipRouter:
+    r = GossipRouter(GossipParams(eager_fanout=2), rng=random.Random(seed), committee=COMMITTEE, node_id=me)
+    for p in peers:
+        r.add_peer(p)
+    return r
+
+
+def test_a_validator_sends_its_vote_to_the_committee_only() -> None:
+    r = role_router(PEERS[0], PEERS[1:])
+    assert not r.bridging()
+    sent = targets(r.publish(0.0, DATA, VOTE), Gossip)
+    assert sorted(sent) == sorted(PEERS[1:4])
+    assert ihave_ids(r.tick(0.1)) == {}  # nothing announced to full nodes either
+
+
+def test_a_vote_relay_skips_validators_the_signer_is_connected_to() -> None:
+    r = role_router(PEERS[1], [PEERS[0], PEERS[2], PEERS[3], *PEERS[4:]])
+    r.set_neighbors(PEERS[0], frozenset({PEERS[1], PEERS[2]}))  # the signer lacks a link to PEERS[3]
+    r.receive(0.0, PEERS[0], DATA)
+    assert targets(r.forward(0.0, MID, DATA, 1, PEERS[0], VOTE), Gossip) == [PEERS[3]]
+
+
+def test_a_validator_missing_a_committee_link_bridges_through_full_nodes() -> None:
+    r = role_router(PEERS[0], [PEERS[1], *PEERS[4:]])  # no direct link to PEERS[2], PEERS[3]
+    assert r.bridging()
+    sent = targets(r.publish(0.0, DATA, VOTE), Gossip)
+    assert sorted(sent) == sorted([PEERS[1], *PEERS[4:]])  # origin_fanout (8) covers all six full nodes
+
+
+def test_a_full_node_hands_orders_to_its_committee_peers_and_certificates_to_full_nodes() -> None:
+    r = role_router(PEERS[5], [PEERS[0], PEERS[2], PEERS[4], PEERS[6], PEERS[7], PEERS[8]])
+    assert sorted(targets(r.publish(0.0, DATA, ORDER), Gossip)) == sorted([PEERS[0], PEERS[2]])
+    cert = b"certificate"
+    r.receive(0.0, PEERS[4], cert)
+    pushed = targets(r.forward(0.0, message_id(cert), cert, 1, PEERS[4], CERT), Gossip)
+    assert len(pushed) == 2 and not set(pushed) & COMMITTEE and PEERS[4] not in pushed
+    announced = ihave_ids(r.tick(0.1))
+    assert set(announced) == {PEERS[6], PEERS[7], PEERS[8]} - set(pushed)  # never to the committee
+
+
+def test_a_full_node_without_committee_peers_passes_orders_on() -> None:
+    r = role_router(PEERS[5], PEERS[4:5] + PEERS[6:])
+    r.receive(0.0, PEERS[4], DATA)
+    sent = targets(r.forward(0.0, MID, DATA, 1, PEERS[4], ORDER), Gossip)
+    assert len(sent) == 2 and PEERS[4] not in sent
+
+
+def test_a_certificate_is_announced_to_validators_whose_vote_is_missing() -> None:
+    r = role_router(PEERS[0], PEERS[1:])
+    pushed = targets(r.publish(0.0, DATA, CERT, skip=frozenset({PEERS[1], PEERS[2]})), Gossip)
+    assert len(pushed) == 2 and not set(pushed) & COMMITTEE
+    announced = ihave_ids(r.tick(0.1))
+    assert PEERS[3] in announced and PEERS[1] not in announced and PEERS[2] not in announced
+
+
+def test_an_announcement_is_dropped_for_a_peer_that_delivered_the_id_meanwhile() -> None:
+    r = router(peers=PEERS[:3], eager_fanout=1, origin_fanout=1)
+    r.publish(0.0, DATA)
+    r.receive(0.05, PEERS[1], DATA)
+    r.receive(0.05, PEERS[2], DATA)
+    assert ihave_ids(r.tick(0.1)) == {}

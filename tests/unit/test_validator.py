@@ -9,10 +9,11 @@ from dataclasses import replace
 
 import pytest
 
+from p2pnode.core.batches import batch_digest, root
 from p2pnode.core.certificates import VoteBook, check_certificate
 from p2pnode.core.committee import Committee
 from p2pnode.core.ledger import InsufficientFunds, Ledger, SeqTooHigh, SeqTooLow, UnknownSender
-from p2pnode.core.payments import make_order, transfer_digest, vote_digest
+from p2pnode.core.payments import make_order, transfer_digest
 from p2pnode.core.validator import (
     BadProof,
     ConflictingLock,
@@ -62,10 +63,10 @@ def test_valid_order_gets_a_vote_that_verifies(validator: Validator) -> None:
     order = make_order(ALICE, CHAIN, BOB.address, 10, 0)
     digest = transfer_digest(order.transfer)
     vote = validator.handle_order(order)
-    assert vote.digest == digest
+    assert vote.digests == (digest,)
     assert vote.validator == validator_key(0).public
-    assert ed25519_verify(vote.validator, vote.signature, vote_digest(CHAIN, digest))
-    assert not ed25519_verify(vote.validator, vote.signature, vote_digest(OTHER_CHAIN, digest))
+    assert ed25519_verify(vote.validator, vote.signature, batch_digest(CHAIN, root((digest,))))
+    assert not ed25519_verify(vote.validator, vote.signature, batch_digest(OTHER_CHAIN, root((digest,))))
     assert validator.locks == {(ALICE.address, 0): digest}
     # Voting moves no money: only a certificate does.
     assert validator.ledger.account(ALICE.address).balance == 100  # type: ignore[union-attr]
@@ -135,7 +136,7 @@ def test_refused_order_raises_its_error_and_changes_nothing(
     assert snapshot(validator) == before
     assert validator.locks == {}
     # Nothing was locked: the honest order for the same (sender, seq) is still votable.
-    assert validator.handle_order(good).digest == transfer_digest(good.transfer)
+    assert validator.handle_order(good).digests == (transfer_digest(good.transfer),)
 
 
 def test_seq_too_low_after_a_transfer_applied(validator: Validator) -> None:
@@ -205,7 +206,7 @@ def test_equivocating_validator_votes_for_both() -> None:
     v = new_validator(byzantine="equivocate")
     a = v.handle_order(make_order(ALICE, CHAIN, BOB.address, 10, 0))
     b = v.handle_order(make_order(ALICE, CHAIN, CAROL_ADDR, 10, 0))
-    assert a.digest != b.digest
+    assert a.digests != b.digests
 
 
 # -- at most one certificate per (sender, seq) -----------------------------------------------------------

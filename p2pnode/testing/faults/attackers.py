@@ -36,7 +36,8 @@ Roles (each one attack of docs/dos.md's threat list):
                             answering pings, each re-dialled with a fresh key as soon as it is cut
                             (evicted, refused, or the victim restarted).
 - ``vote_replay``           votes of the certificates its node applied (rebuilt from the certificates'
-                            signatures: the same bytes as the votes gossiped), re-sent once their
+                            signer entries signed over a batch of one: the same bytes as the votes
+                            the validators sent each other; full nodes never see a vote), re-sent once their
                             seen-ids expired on the victims (``gossip.seen_ttl_s`` of its own config,
                             the cluster's), ``VOTE_RATE`` per connection.
 
@@ -390,8 +391,10 @@ async def _collect_votes(attack: Attack) -> None:
             except P2PNodeError:
                 continue
             digest = statement_digest(cert.order)
-            for validator, signature in cert.signatures:
-                vote = Vote(digest=digest, validator=NodeId(validator), signature=signature)
+            for validator, signature, _, path in cert.signatures:
+                if path:
+                    continue  # signed in a batch of several: the vote itself is not rebuilt from this
+                vote = Vote(validator=NodeId(validator), digests=(digest,), signature=signature)
                 attack.votes.setdefault(vote.encode(), now)
         done = len(certs)
         await trio.sleep(1.0)

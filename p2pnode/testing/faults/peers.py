@@ -150,7 +150,7 @@ def _flood_message(node: Node, rng: random.Random, keys: list[SpendingKey], fake
         return Order(transfer=t, sender_key=k.public, proof=rng.randbytes(96)).encode()
     if kind == 1:  # a vote signed by a node outside the committee
         digest = Digest(rng.randbytes(32))
-        return Vote(digest=digest, validator=NodeId(fake.public), signature=fake.sign(digest)).encode()
+        return Vote(validator=NodeId(fake.public), digests=(digest,), signature=fake.sign(digest)).encode()
     k = rng.choice(keys)  # a certificate whose signatures are garbage
     t = Transfer(
         chain_id=chain,
@@ -160,7 +160,7 @@ def _flood_message(node: Node, rng: random.Random, keys: list[SpendingKey], fake
         seq=Seq(0),
     )
     order = Order(transfer=t, sender_key=k.public, proof=rng.randbytes(96))
-    sigs = tuple(sorted((bytes(v.node_id), rng.randbytes(64)) for v in node.genesis.validators))
+    sigs = tuple(sorted((bytes(v.node_id), rng.randbytes(64), 0, ()) for v in node.genesis.validators))
     return Certificate(order=order, signatures=sigs).encode()
 
 

@@ -21,7 +21,7 @@ class Equivocator(Validator):
 
 
 class BadSignature(Validator):
-    def _sign(self, digest: Digest) -> bytes:
+    def _sign(self, batch_root: bytes) -> bytes:
         return bytes(64 - len(b"garbage")) + b"garbage"
 
 
