@@ -144,7 +144,9 @@ class Node:
             "requests_capped": 0,
             "rx_throttled": 0,
         }
-        self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
+        self.verifier = ProofVerifier(
+            cfg.verify.workers, genesis.shielded_vk, inline_ms_per_s=cfg.verify.inline_ms_per_s
+        )
         handlers: dict[type[Message], RequestHandler] = {
             t: _bind(h, self) for t, h in self.hooks.request_handlers.items()
         }
