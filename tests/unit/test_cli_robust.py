@@ -178,9 +178,9 @@ def test_run_exit_codes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 
 
 def test_verifier_workers_ignore_sigint() -> None:
-    from p2pnode.net import verifier
-
     import inspect
+
+    from p2pnode.net import verifier
 
     # Every worker process runs _worker_main, which starts with _worker_init.
     assert "_worker_init()" in inspect.getsource(verifier._worker_main)
