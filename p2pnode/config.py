@@ -109,6 +109,7 @@ class SyncSection:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifySection:
     workers: int = 1
+    inline_ms_per_s: int = 100
     batch_max: int = 64
     new_source_batch: int = 4
     certificate_proofs: bool = True
@@ -190,6 +191,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "sync.reply_factor": (0.1, 1000),
     "sync.credit_max_bytes": (1024, 1 << 30),
     "verify.workers": (0, 64),
+    "verify.inline_ms_per_s": (0, 1000),
     "verify.batch_max": (1, 1024),
     "verify.new_source_batch": (1, 1024),
     "verify.per_source_rate": (0.1, 1_000_000),

@@ -115,12 +115,32 @@ class Interpreter:
     async def perform(self, effects: list[Effect]) -> None:
         # Queue this list's writes before anything can yield, so that the commit order is the order
         # the core changed its state in, whatever other tasks do meanwhile.
-        tickets = {
+        tickets = self._enqueue_writes(effects)
+        await self._perform_from(effects, tickets, 0)
+
+    def _enqueue_writes(self, effects: list[Effect]) -> dict[int, trio.Event]:
+        return {
             i: self._enqueue_write(e)
             for i, e in enumerate(effects)
             if isinstance(e, (PersistLock, PersistApplied))
         }
-        for i, e in enumerate(effects):
+
+    async def _perform_from(self, effects: list[Effect], tickets: dict[int, trio.Event], start: int) -> None:
+        """Perform ``effects[start:]`` in order, each write awaited before what follows it."""
+        i = self._perform_until_write(effects, start)
+        while i < len(effects):
+            e = effects[i]
+            await tickets[i].wait()
+            if isinstance(e, PersistLock):
+                await self.perform(self.core.on_lock_persisted(trio.current_time(), e.digest))
+            # a PersistApplied: the writer already made it visible (on_durable)
+            i = self._perform_until_write(effects, i + 1)
+
+    def _perform_until_write(self, effects: list[Effect], start: int) -> int:
+        """Perform the effects from ``start`` up to the next write (which needs its commit awaited);
+        returns that write's index, or ``len(effects)``. Never yields."""
+        for i in range(start, len(effects)):
+            e = effects[i]
             if isinstance(e, Send):
                 self.outbox.send(e.peer, e.msg)
             elif isinstance(e, Emit):
@@ -128,11 +148,8 @@ class Interpreter:
             elif isinstance(e, VerifyProofs):
                 for item in e.orders:
                     self._queue_proof(item)
-            elif isinstance(e, PersistLock):
-                await tickets[i].wait()
-                await self.perform(self.core.on_lock_persisted(trio.current_time(), e.digest))
-            elif isinstance(e, PersistApplied):
-                await tickets[i].wait()  # the writer already made it visible (on_durable)
+            elif isinstance(e, (PersistLock, PersistApplied)):
+                return i
             elif isinstance(e, Settled):
                 self.waiters.on_settled(e.digest)
             elif isinstance(e, Blocked):
@@ -148,6 +165,7 @@ class Interpreter:
                     raise ClientCut(e.reason)
                 # Found out while verifying: the connection is cut at its next request.
                 self.log.warning("client_penalized", reason=e.reason)
+        return len(effects)
 
     def _queue_proof(self, item: tuple[Digest, Order | ShieldedOrder]) -> None:
         q = self._verify_queue
@@ -216,30 +234,47 @@ class Interpreter:
         verified (:func:`p2pnode.core.budget.choose_batch`): at most ``verify.batch_max`` proofs from
         certificates and trusted sources, ``verify.new_source_batch`` from a new source, one from a
         suspect source. Items no source wants any more are skipped without verifying (counted in
-        ``skipped``)."""
+        ``skipped``).
+
+        No timer: a proof that arrives while the verifier is idle is verified at once (alone), and
+        what queues up while a batch runs is the next batch. The loop does not wait for the commits
+        its results cause (a validator's lock before its vote): the effects up to the first write are
+        performed at once, the rest, in order, by a task of its own once the commit returned, while
+        the next batch is verified."""
         q = self._verify_queue
         core = self.core
-        while True:
-            while not q:
-                self._verify_ready = trio.Event()
-                await self._verify_ready.wait()
-            _, batch, skipped = q.take(
-                lambda lane: core.lane_trust(trio.current_time(), lane),
-                lambda i: core.still_wanted(*i),
-                lambda i: core.verify_lane(trio.current_time(), *i),
-            )
-            self.skipped += skipped
-            if batch:
-                await self._verify_batch(batch)
+        async with trio.open_nursery() as nursery:
+            while True:
+                while not q:
+                    self._verify_ready = trio.Event()
+                    await self._verify_ready.wait()
+                _, batch, skipped = q.take(
+                    lambda lane: core.lane_trust(trio.current_time(), lane),
+                    lambda i: core.still_wanted(*i),
+                    lambda i: core.verify_lane(trio.current_time(), *i),
+                )
+                self.skipped += skipped
+                if batch:
+                    await self._verify_batch(batch, nursery)
 
-    async def _verify_batch(self, items: list[tuple[Digest, Order | ShieldedOrder]]) -> None:
+    async def _verify_batch(
+        self, items: list[tuple[Digest, Order | ShieldedOrder]], nursery: trio.Nursery | None = None
+    ) -> None:
         work = [verify_item(digest, order) for digest, order in items]
         results, duration_us = await self.verifier.verify(work)
         per = duration_us // max(1, len(items))
         out = [
             (digest, order, ok, per, len(items)) for (digest, order), ok in zip(items, results, strict=True)
         ]
-        await self.perform(self.core.on_proofs_verified(trio.current_time(), out))
+        effects = self.core.on_proofs_verified(trio.current_time(), out)
+        tickets = self._enqueue_writes(effects)
+        i = self._perform_until_write(effects, 0)
+        if i == len(effects):
+            return
+        if nursery is None:
+            await self._perform_from(effects, tickets, i)
+        else:
+            nursery.start_soon(self._perform_from, effects, tickets, i)
 
     async def tick(self) -> None:
         """The core's heartbeat, every ``gossip.heartbeat_ms``."""

@@ -147,7 +147,9 @@ class Node:
             "rx_bundles": 0,
             "rx_messages": 0,  # peer messages received (each of a Bundle counted)
         }
-        self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
+        self.verifier = ProofVerifier(
+            cfg.verify.workers, genesis.shielded_vk, inline_ms_per_s=cfg.verify.inline_ms_per_s
+        )
         handlers: dict[type[Message], RequestHandler] = {
             t: _bind(h, self) for t, h in self.hooks.request_handlers.items()
         }
