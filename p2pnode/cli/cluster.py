@@ -67,7 +67,10 @@ def add_status_args(parser: argparse.ArgumentParser) -> None:
 def add_down_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, required=True, metavar="DIR", help="cluster directory")
     parser.add_argument(
-        "--timeout", type=float, default=10.0, metavar="S", help="seconds before SIGKILL (default 10)"
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="seconds from SIGTERM to SIGKILL (default: 10 + 1 per node per CPU core)",
     )
 
 
@@ -113,7 +116,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         except trio.TooSlowError:
             raise net.failure(_not_ready(net), f"cluster not ready within {timeout:g}s") from None
     except BaseException:
-        net.stop(grace=5.0)
+        net.stop()
         raise
     elapsed = time.monotonic() - start
     for line in describe_nodes(cluster, net.pids()):

@@ -27,7 +27,15 @@ from p2pnode.localnet.directory import (
     render_node_config,
     write_cluster,
 )
-from p2pnode.localnet.processes import PIDS_FILE, ClusterError, LocalNet, Progress, Stopped, tail
+from p2pnode.localnet.processes import (
+    PIDS_FILE,
+    ClusterError,
+    LocalNet,
+    Progress,
+    Stopped,
+    stop_grace_s,
+    tail,
+)
 from p2pnode.localnet.resources import MemorySummary, NodeMemory, read_vm_rss, summarize_memory
 from p2pnode.localnet.spec import (
     DEFAULT_BALANCE,
@@ -67,6 +75,7 @@ __all__ = [
     "read_vm_rss",
     "ready_timeout_s",
     "render_node_config",
+    "stop_grace_s",
     "summarize_memory",
     "tail",
     "wave_size",

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from p2pnode.localnet import NodeMemory, read_vm_rss, ready_timeout_s, summarize_memory, wave_size
+from p2pnode.localnet import (
+    NodeMemory,
+    read_vm_rss,
+    ready_timeout_s,
+    stop_grace_s,
+    summarize_memory,
+    wave_size,
+)
 from p2pnode.localnet.waits import MAX_POLL_S, POLL_S, poll_interval_s
 
 
@@ -26,6 +33,15 @@ from p2pnode.localnet.waits import MAX_POLL_S, POLL_S, poll_interval_s
 )
 def test_ready_timeout_grows_with_the_nodes_per_core(nodes: int, cpus: int, seconds: float) -> None:
     assert ready_timeout_s(nodes, cpus) == seconds
+
+
+def test_stop_grace_grows_with_the_nodes_per_core() -> None:
+    assert (stop_grace_s(1, 2), stop_grace_s(4, 2), stop_grace_s(64, 2), stop_grace_s(64, 8)) == (
+        10.5,
+        12.0,
+        42.0,
+        18.0,
+    )
 
 
 def test_wave_size() -> None:
