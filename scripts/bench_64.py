@@ -83,6 +83,14 @@ def memory_doc(status: ClusterStatus) -> dict[str, Any]:
     }
 
 
+def run_bounded(args: list[str], timeout: float) -> subprocess.CompletedProcess[str] | None:
+    """Run ``args`` (output captured); None if it did not finish within ``timeout`` (it is killed)."""
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def status_of(directory: Path) -> ClusterStatus:
     net = LocalNet.open(directory)
     return trio.run(lambda: cluster_status(net, probe_s=5.0))
@@ -153,7 +161,7 @@ def main() -> int:
         # -- 3. load -------------------------------------------------------------------------------------
         bench_timeout = args.count / args.rate + 150  # schedule, slow payments, convergence
         c0, w0 = tree_cpu_s(pids), time.monotonic()
-        bench = subprocess.run(
+        bench = run_bounded(
             p2pnode(
                 "bench",
                 "--dir",
@@ -164,27 +172,33 @@ def main() -> int:
                 str(args.count),
                 "--json",
             ),
-            capture_output=True,
-            text=True,
-            timeout=bench_timeout,
+            bench_timeout,
         )
         c1, w1 = tree_cpu_s(pids), time.monotonic()
         doc["load_cpu_cores"] = round((c1 - c0) / (w1 - w0), 3)
-        if not bench.stdout.strip():
+        if bench is None:
+            # The nodes are still read below: how far the payments got, and whether the roots agree.
+            doc["error"] = f"bench did not finish within {bench_timeout:g} s"
+            code = 1
+        elif not bench.stdout.strip():
             doc["error"] = f"bench exited {bench.returncode}: {bench.stderr.strip()[-2000:]}"
             return 2
-        result = json.loads(bench.stdout)
-        lat = result["client_latency"]
-        doc["bench"] = {
-            "planned": result["count"],
-            "settled": result["settled"],
-            "failures": result["failures"][:5],
-            "duration_s": result["duration_s"],
-            "schedule_lag_ms": result["schedule_lag_ms"],
-            "latency_ms": {k: lat.get(k) for k in ("p50", "p90", "p99", "max")},
-            "roots_agree": result["roots_agree"],
-        }
-        if result["settled"] != result["count"] or not result["roots_agree"]:
+        result = json.loads(bench.stdout) if bench is not None else None
+        lat = result["client_latency"] if result is not None else {}
+        doc["bench"] = (
+            None
+            if result is None
+            else {
+                "planned": result["count"],
+                "settled": result["settled"],
+                "failures": result["failures"][:5],
+                "duration_s": result["duration_s"],
+                "schedule_lag_ms": result["schedule_lag_ms"],
+                "latency_ms": {k: lat.get(k) for k in ("p50", "p90", "p99", "max")},
+                "roots_agree": result["roots_agree"],
+            }
+        )
+        if result is not None and (result["settled"] != result["count"] or not result["roots_agree"]):
             code = 1
 
         # -- 4. after ------------------------------------------------------------------------------------

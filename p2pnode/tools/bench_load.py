@@ -155,6 +155,7 @@ class BenchResult:
 # client connection that has made requests is closed after limits.client_idle_s (60 s by default).
 FRESH_REUSE_S = 3.0
 USED_REUSE_S = 30.0
+WARM_MAX = 256  # connections opened before the timed phase, in all (16 nodes x 16 accounts)
 
 
 class _Pool:
@@ -282,8 +283,10 @@ async def _run(
 
     # Each account has at most one request in flight, so a node never needs more connections than this.
     concurrent = len(lanes) if opts.rate is not None else min(len(lanes), max(1, opts.window))
+    # Beyond WARM_MAX connections in all, most would wait longer than FRESH_REUSE_S for their first
+    # payment and be replaced anyway (each one a handshake_refused warning in a node's log): connect on use.
     try:
-        for pool in pools:
+        for pool in pools if len(pools) * concurrent <= WARM_MAX else []:
             await pool.warm(concurrent)
     except (OSError, RemoteError) as exc:
         raise LocalError(f"cannot open {concurrent} connections per node: {exc}") from None
