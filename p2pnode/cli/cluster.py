@@ -1,8 +1,10 @@
-"""``p2pnode net up`` / ``net down``: start and stop a local cluster (:class:`p2pnode.localnet.LocalNet`)."""
+"""``p2pnode net up`` / ``net down`` / ``net status``: start, stop and inspect a local cluster
+(:class:`p2pnode.localnet.LocalNet`). Printing only: the work is done by :mod:`p2pnode.localnet`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -10,7 +12,21 @@ import trio
 
 from p2pnode.cli.testnet import add_spec_args, describe_nodes, spec_from_args, stderr_line
 from p2pnode.errors import LocalError
-from p2pnode.localnet import CLUSTER_FILE, PIDS_FILE, ClusterError, LocalNet, read_cluster, write_cluster
+from p2pnode.localnet import (
+    CLUSTER_FILE,
+    PIDS_FILE,
+    ClusterError,
+    ClusterStatus,
+    LocalNet,
+    cluster_status,
+    read_cluster,
+    ready_timeout_s,
+    write_cluster,
+)
+
+# Clusters of more nodes than this print progress lines on stderr while they come up.
+PROGRESS_NODES = 8
+PROGRESS_EVERY_S = 5.0
 
 
 def add_up_args(parser: argparse.ArgumentParser) -> None:
@@ -22,14 +38,39 @@ def add_up_args(parser: argparse.ArgumentParser) -> None:
     add_spec_args(parser, validators=False)
     parser.add_argument("--dir", type=Path, required=True, metavar="DIR", help="cluster directory")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, metavar="S", help="seconds to wait for readiness (default 60)"
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="seconds to wait until every node is ready (default: 20 + 5 per node per CPU core, at least 60)",
+    )
+    parser.add_argument(
+        "--wave",
+        type=int,
+        metavar="K",
+        help="start K nodes at a time, each wave once the last one answers (default: 4 per CPU core, "
+        "at least 8)",
+    )
+
+
+def add_status_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, required=True, metavar="DIR", help="cluster directory")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds each node may take to answer (default 5)",
     )
 
 
 def add_down_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, required=True, metavar="DIR", help="cluster directory")
     parser.add_argument(
-        "--timeout", type=float, default=10.0, metavar="S", help="seconds before SIGKILL (default 10)"
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="seconds from SIGTERM to SIGKILL (default: 10 + 1 per node per CPU core)",
     )
 
 
@@ -58,26 +99,62 @@ def cmd_up(args: argparse.Namespace) -> int:
     if alive:
         name, pid = next(iter(alive.items()))
         raise LocalError(f"{args.dir}: cluster already running ({name} pid {pid}); run `net down`")
+    if args.wave is not None and args.wave < 1:
+        raise LocalError(f"--wave: {args.wave} is not a positive number of nodes")
+    timeout = args.timeout if args.timeout is not None else ready_timeout_s(len(cluster.nodes))
     start = time.monotonic()
+    progress = _ProgressLines(start) if len(cluster.nodes) > PROGRESS_NODES else None
     try:
-        net.start()
 
-        async def ready() -> None:
-            with trio.fail_after(args.timeout):
-                await net.wait_ready()
+        async def up() -> None:
+            with trio.fail_after(timeout):
+                await net.start_in_waves(wave=args.wave, progress=progress)
+                await net.wait_ready(progress=progress)
 
         try:
-            trio.run(ready)
+            trio.run(up)
         except trio.TooSlowError:
-            raise net.failure(net.names, f"cluster not ready within {args.timeout:g}s") from None
+            raise net.failure(_not_ready(net), f"cluster not ready within {timeout:g}s") from None
     except BaseException:
-        net.stop(grace=5.0)
+        net.stop()
         raise
     elapsed = time.monotonic() - start
     for line in describe_nodes(cluster, net.pids()):
         print(line)
     print(f"cluster ready in {elapsed:.1f}s")
     return 0
+
+
+class _ProgressLines:
+    """Progress of a big cluster on stderr: one line when a phase ends, and at most one every
+    ``PROGRESS_EVERY_S`` seconds in between."""
+
+    def __init__(self, start: float) -> None:
+        self._start = start
+        self._last = start
+        self._done: dict[str, int] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        before = self._done.get(phase)
+        self._done[phase] = done
+        finished = done == total and before != total
+        if finished or (done != before and now - self._last >= PROGRESS_EVERY_S):
+            self._last = now
+            counts = ", ".join(f"{name} {n}/{total}" for name, n in self._done.items())
+            stderr_line(f"net up: {counts} ({now - self._start:.0f}s)")
+
+
+def _not_ready(net: LocalNet) -> list[str]:
+    """The nodes to show log tails of when the cluster is not ready in time: those not answering or
+    short of peers (the first few), else every node."""
+
+    try:
+        status = trio.run(lambda: cluster_status(net, probe_s=2.0))
+    except (OSError, LocalError):
+        return net.names
+    lagging = [n.name for n in status.nodes if not n.ready]
+    return lagging or net.names
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -92,4 +169,59 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["ClusterError", "add_down_args", "add_up_args", "cmd_down", "cmd_up"]
+def cmd_status(args: argparse.Namespace) -> int:
+    """Every node's process, memory, peers, applied count and root; exit status 0 when every node runs,
+    answers and reports the same root, 1 otherwise."""
+    net = LocalNet.open(args.dir)
+    status = trio.run(lambda: cluster_status(net, probe_s=args.timeout))
+    if args.json:
+        print(json.dumps(status.to_json(), indent=2, sort_keys=True))
+    else:
+        for line in render_status(status):
+            print(line)
+    return 0 if status.healthy else 1
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:.1f}"
+
+
+def render_status(status: ClusterStatus) -> list[str]:
+    width = max([4, *(len(n.name) for n in status.nodes)])
+    lines = [
+        f"{'node'.ljust(width)}  {'role':<9}  {'pid':>7}  {'rss MiB':>8}  {'tree MiB':>8}  "
+        f"{'peers':>5}  {'applied':>7}  root"
+    ]
+    for n in status.nodes:
+        pid = str(n.pid) if n.pid is not None else "-"
+        peers = str(n.peer_count) if n.peer_count is not None else "-"
+        applied = str(n.applied) if n.applied is not None else "-"
+        root = n.root[:16] if n.root else (n.error or "not running")
+        lines.append(
+            f"{n.name.ljust(width)}  {n.role:<9}  {pid:>7}  {_mib(n.rss):>8}  {_mib(n.tree_rss):>8}  "
+            f"{peers:>5}  {applied:>7}  {root}"
+        )
+    m = status.memory
+    lines.append(
+        f"{status.running}/{len(status.nodes)} running, {status.answering} answering; "
+        f"rss per node median {_mib(m.median_rss)} MiB, max {_mib(m.max_rss)} MiB, "
+        f"total {_mib(m.total_rss)} MiB; with workers median {_mib(m.median_tree_rss)} MiB, "
+        f"max {_mib(m.max_tree_rss)} MiB, total {_mib(m.total_tree_rss)} MiB"
+    )
+    if status.roots_agree:
+        lines.append(f"state roots agree on every node: {status.roots[0]}")
+    else:
+        lines.append(f"STATE ROOTS DIFFER or a node did not answer: {len(status.roots)} distinct roots")
+    return lines
+
+
+__all__ = [
+    "ClusterError",
+    "add_down_args",
+    "add_status_args",
+    "add_up_args",
+    "cmd_down",
+    "cmd_status",
+    "cmd_up",
+    "render_status",
+]

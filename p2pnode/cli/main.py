@@ -59,6 +59,12 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return cmd_down(args)
 
 
+def _cmd_net_status(args: argparse.Namespace) -> int:
+    from p2pnode.cli.cluster import cmd_status
+
+    return cmd_status(args)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from p2pnode.cli.status import cmd_status
 
@@ -113,6 +119,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The full parser. The options of ``bench`` and ``latency`` belong to their modules and are only
     added when ``argv`` names that command (so that other commands never import them)."""
     from p2pnode.cli.cluster import add_down_args, add_up_args
+    from p2pnode.cli.cluster import add_status_args as add_net_status_args
     from p2pnode.cli.status import add_status_args
     from p2pnode.cli.testnet import add_testnet_args
 
@@ -138,6 +145,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = net_sub.add_parser("down", help="stop every node of a local cluster")
     add_down_args(p)
     p.set_defaults(handler=_cmd_down)
+    p = net_sub.add_parser("status", help="every node of a local cluster: pid, memory, peers, applied, root")
+    add_net_status_args(p)
+    p.set_defaults(handler=_cmd_net_status)
 
     p = sub.add_parser("status", help="print one node's status: peers, applied count, state root")
     add_status_args(p)

@@ -4,9 +4,9 @@
 
     cluster = write_cluster(ClusterSpec(validators=4, shielded=False), Path("clusters/four"))
     net = LocalNet(cluster)
-    net.start()
     try:
-        with trio.fail_after(60):
+        with trio.fail_after(ready_timeout_s(len(cluster.nodes))):
+            await net.start_in_waves()   # or net.start(): every process at once
             await net.wait_ready()
         ...
     finally:
@@ -27,7 +27,16 @@ from p2pnode.localnet.directory import (
     render_node_config,
     write_cluster,
 )
-from p2pnode.localnet.processes import PIDS_FILE, ClusterError, LocalNet, Stopped, tail
+from p2pnode.localnet.processes import (
+    PIDS_FILE,
+    ClusterError,
+    LocalNet,
+    Progress,
+    Stopped,
+    stop_grace_s,
+    tail,
+)
+from p2pnode.localnet.resources import MemorySummary, NodeMemory, read_vm_rss, summarize_memory
 from p2pnode.localnet.spec import (
     DEFAULT_BALANCE,
     MAX_FULL_NODES,
@@ -36,6 +45,8 @@ from p2pnode.localnet.spec import (
     check_defaults,
     load_cluster_definition,
 )
+from p2pnode.localnet.status import ClusterStatus, NodeReport, cluster_status
+from p2pnode.localnet.waits import ready_timeout_s, wave_size
 
 __all__ = [
     "CLUSTER_FILE",
@@ -48,14 +59,25 @@ __all__ = [
     "ClusterDir",
     "ClusterError",
     "ClusterSpec",
+    "ClusterStatus",
     "LocalNet",
+    "MemorySummary",
     "NodeEntry",
+    "NodeMemory",
+    "NodeReport",
+    "Progress",
     "Stopped",
     "check_defaults",
+    "cluster_status",
     "free_ports",
     "load_cluster_definition",
     "read_cluster",
+    "read_vm_rss",
+    "ready_timeout_s",
     "render_node_config",
+    "stop_grace_s",
+    "summarize_memory",
     "tail",
+    "wave_size",
     "write_cluster",
 ]

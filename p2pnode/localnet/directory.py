@@ -9,7 +9,10 @@ Layout (every path inside a node config is relative to the directory)::
     cluster.json              names, roles, addresses, node ids, log files: what :func:`read_cluster` reads
     logs/, data/              node logs and databases (written by the nodes)
 
-Bootstrap: node 0 knows node 1, every other node knows node 0; peer exchange finds the rest.
+Bootstrap: one address each. Node 0 knows node 1, the other validators know node 0, and full node i
+knows validator ``(i - validators) mod validators``: the validators are the cluster's seed nodes, so a
+64-node cluster's sixty full nodes arrive at four nodes (fifteen each, below one node's inbound slots
+and its burst of handshakes from new peers) rather than all at node 0. Peer exchange finds the rest.
 Everything written is loaded back with the node's own loaders before :func:`write_cluster` returns.
 """
 
@@ -281,7 +284,7 @@ def write_cluster(
     for i in range(n):
         name = f"node-{i}"
         role = "validator" if i < spec.validators else "full"
-        boot_index = 1 if i == 0 else 0
+        boot_index = _bootstrap_index(i, spec.validators)
         bootstrap = [f"{spec.host}:{ports[boot_index]}"] if boot_index < n else []
         sections: dict[str, dict[str, Any]] = {
             "node": {
@@ -321,6 +324,16 @@ def write_cluster(
     (out / CLUSTER_FILE).write_text(json.dumps(cluster.to_json(), indent=2) + "\n", encoding="utf-8")
     check_cluster(cluster)
     return cluster
+
+
+def _bootstrap_index(i: int, validators: int) -> int:
+    """The node that node ``i`` is told about (see the module docstring); ``i`` itself if there is no
+    other (a cluster of one)."""
+    if i == 0:
+        return 1
+    if i < validators:
+        return 0
+    return (i - validators) % validators
 
 
 def check_cluster(cluster: ClusterDir) -> None:

@@ -19,8 +19,15 @@ process groups there).
 
 Process control (start, stop, kill, pause, resume) is synchronous and quick, except that :meth:`stop`
 and :meth:`kill` block until the processes are gone (bounded): from async code run them with
-``trio.to_thread.run_sync``. The waits (:meth:`wait_ready`, :meth:`wait_converged`) are async and take
-no timeout: bound them with ``trio.fail_after``.
+``trio.to_thread.run_sync``. The waits (:meth:`wait_ready`, :meth:`wait_converged`) and
+:meth:`start_in_waves` are async and take no timeout: bound them with ``trio.fail_after``
+(:func:`~p2pnode.localnet.waits.ready_timeout_s` gives a bound that grows with the cluster).
+
+Big clusters: a node process spends about a second of CPU importing before it listens. Started all at
+once, 64 of them share two cores for a minute and none answers until nearly all do, while their
+bootstrap dials fail and back off. :meth:`start_in_waves` starts a few per core at a time and starts the
+next wave once the last one answers, so the first nodes (the validators, whom the full nodes bootstrap
+from) are up early and progress can be reported.
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +52,36 @@ from p2pnode.config import NodeConfig, load_config
 from p2pnode.errors import LocalError
 from p2pnode.localnet.directory import ClusterDir, read_cluster
 from p2pnode.localnet.node_query import Client, open_node_client, query_status
+from p2pnode.localnet.resources import NodeMemory, node_memory
 
-__all__ = ["PIDS_FILE", "STOP_GRACE_S", "ClusterError", "LocalNet", "Stopped", "tail"]
+__all__ = [
+    "PIDS_FILE",
+    "STOP_GRACE_S",
+    "ClusterError",
+    "LocalNet",
+    "Progress",
+    "Stopped",
+    "stop_grace_s",
+    "tail",
+]
+
+# ``progress(phase, done, total)``: phase "started" (processes started so far), "answering" (nodes that
+# answer a status request as themselves) or "ready" (nodes with their peers); called after every step.
+Progress = Callable[[str, int, int], None]
 
 PIDS_FILE = "pids.json"
 TAIL_LINES = 20
-STOP_GRACE_S = 10.0  # SIGTERM to SIGKILL
+STOP_GRACE_S = 10.0  # SIGTERM to SIGKILL, for a few nodes (stop_grace_s for more)
+# A node's orderly shutdown (peers closed, store closed, proof worker and resource tracker gone) takes
+# about 0.2 s of CPU and 0.6 s of wall time when the machine is idle. All of a cluster's nodes stop at
+# once, so on 2 cores 64 of them need ~7 s of the machine, more when it is busy with something else.
+_STOP_CPU_S = 1.0
+
+
+def stop_grace_s(nodes: int, cpus: int | None = None) -> float:
+    """Time from SIGTERM to SIGKILL when ``nodes`` nodes stop together on ``cpus`` cores (default: this
+    machine's): ``STOP_GRACE_S`` plus 1 s of one core per node. 4 nodes on 2 cores: 12 s; 64: 42 s."""
+    return STOP_GRACE_S + nodes * _STOP_CPU_S / max(1, cpus if cpus is not None else (os.cpu_count() or 1))
 _KILL_WAIT_S = 5.0  # after SIGKILL, before giving up
 
 
@@ -209,48 +241,98 @@ class LocalNet:
         """Start ``names`` (default: every node) as detached processes and record their pids; does not
         wait for readiness (:meth:`wait_ready`). Returns {name: pid}.
 
-        Error handling: :class:`LocalError` if one of them is already running (nothing is started then)
-        or its config does not load.
+        Error handling: :class:`LocalError` if one of them is already running, its config does not
+        load, or its port is taken by another program (nothing is started then).
         """
         wanted = list(names) or self.names
+        self._check_startable(wanted)
+        return {name: self._spawn(name) for name in wanted}
+
+    async def start_in_waves(
+        self,
+        *names: str,
+        wave: int | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, int]:
+        """Start ``names`` (default: every node, in cluster order: validators first) ``wave`` at a time
+        (default :func:`~p2pnode.localnet.waits.wave_size`), each wave once every node of the one before
+        answers a status request as itself. Returns {name: pid} once the last wave answers; it does not
+        wait for peers (:meth:`wait_ready`). No timeout: use ``trio.fail_after``.
+
+        Error handling: as :meth:`start`, checked for every node before the first is started; a
+        :class:`ClusterError` with its log tails if a node exits before it answers. Resource handling:
+        nodes started stay running on error or cancellation; the caller stops them (:meth:`stop`).
+        """
+        from p2pnode.localnet.waits import wait_answering, wave_size
+
+        wanted = list(names) or self.names
+        self._check_startable(wanted)
+        size = max(1, wave if wave is not None else wave_size())
+        started: dict[str, int] = {}
+        answered = 0
+        for first in range(0, len(wanted), size):
+            chunk = wanted[first : first + size]
+            for name in chunk:
+                started[name] = self._spawn(name)
+            if progress is not None:
+                progress("started", len(started), len(wanted))
+
+            def report(done: int, _total: int, before: int = answered) -> None:
+                if progress is not None:
+                    progress("answering", before + done, len(wanted))
+
+            await wait_answering(self, chunk, report)
+            answered += len(chunk)
+        return started
+
+    def _check_startable(self, wanted: list[str]) -> None:
         alive = self._live(wanted)
         if alive:
             name, p = next(iter(alive.items()))
             raise LocalError(f"{name}: already running (pid {p.pid})")
         for name in wanted:
             self.config(name)  # fail here, in this process, on a broken config
-        started: dict[str, int] = {}
         for name in wanted:
-            cfg = self.cluster.node(name).config
-            out_path = self.cluster.out_path(name)
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            with out_path.open("ab") as out:
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-                out.write(f"=== {stamp} p2pnode run --config {cfg}\n".encode())
-                out.flush()
-                proc = subprocess.Popen(
-                    [*self._command, "run", "--config", str(cfg)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
+            entry = self.cluster.node(name)
+            problem = _port_problem(entry.host, entry.port)
+            if problem is not None:
+                raise LocalError(
+                    f"{name}: cannot listen on {entry.address}: {problem} (another program, or a "
+                    "cluster in another directory, holds it; choose another base port)"
                 )
-            self._procs[name] = proc
-            try:
-                created: float | None = psutil.Process(proc.pid).create_time()
-            except psutil.NoSuchProcess:
-                created = None  # exited at once; wait_ready reports it with its log
-            records = self._records()
-            records[name] = _Record(proc.pid, created)
-            self._write_records(records)
-            started[name] = proc.pid
-        return started
 
-    def stop(self, *names: str, grace: float = STOP_GRACE_S) -> list[Stopped]:
+    def _spawn(self, name: str) -> int:
+        cfg = self.cluster.node(name).config
+        out_path = self.cluster.out_path(name)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with out_path.open("ab") as out:  # the child keeps its copy; ours is closed at once
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            out.write(f"=== {stamp} p2pnode run --config {cfg}\n".encode())
+            out.flush()
+            proc = subprocess.Popen(
+                [*self._command, "run", "--config", str(cfg)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._procs[name] = proc
+        try:
+            created: float | None = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            created = None  # exited at once; wait_ready reports it with its log
+        records = self._records()
+        records[name] = _Record(proc.pid, created)
+        self._write_records(records)
+        return proc.pid
+
+    def stop(self, *names: str, grace: float | None = None) -> list[Stopped]:
         """Stop ``names`` (default: every node): SIGTERM, and SIGKILL whatever is left after ``grace``
-        seconds. Returns what happened to each; their entries leave ``pids.json`` (the file is removed
-        when no node is left in it). Never signals a pid that is no longer this cluster's node."""
-        return self._stop(list(names) or self.names, signal.SIGTERM, grace)
+        seconds (default :func:`stop_grace_s` of the number of nodes stopped). Returns what happened to
+        each; their entries leave ``pids.json`` (the file is removed when no node is left in it). Never
+        signals a pid that is no longer this cluster's node."""
+        wanted = list(names) or self.names
+        return self._stop(wanted, signal.SIGTERM, grace if grace is not None else stop_grace_s(len(wanted)))
 
     def kill(self, *names: str) -> list[Stopped]:
         """SIGKILL ``names`` (default: every node) at once, a crash with no shutdown path, and wait until
@@ -338,17 +420,38 @@ class LocalNet:
         entry = self.cluster.node(name)
         return open_node_client(entry.host, entry.port)
 
-    async def wait_ready(self, names: Iterable[str] | None = None) -> None:
+    async def wait_ready(
+        self, names: Iterable[str] | None = None, *, progress: Progress | None = None
+    ) -> None:
         """Wait until every node in ``names`` (default: all) is ready: the node at the expected address
         answers with the expected chain id and node id, is not ``ready = false``, and has
         ``peer_count >= min(peers.target, running nodes - 1)``. No timeout: use ``trio.fail_after``.
+        ``progress("ready", done, total)`` is called after every round of status requests.
 
         Error handling: :class:`ClusterError` with the node's log tails, at once, if its process is gone
         or another node answers on its address.
         """
         from p2pnode.localnet.waits import wait_ready
 
-        await wait_ready(self, list(self.names if names is None else names))
+        def report(done: int, total: int) -> None:
+            if progress is not None:
+                progress("ready", done, total)
+
+        await wait_ready(self, list(self.names if names is None else names), report)
+
+    def memory(self, *names: str) -> list[NodeMemory]:
+        """Resident memory of ``names`` (default: every node) that are running as this cluster's nodes,
+        in cluster order (:mod:`p2pnode.localnet.resources`); nodes not running are left out."""
+        wanted = list(names) or self.names
+        live = self._live(wanted)
+        out = []
+        for name in wanted:
+            p = live.get(name)
+            if p is not None:
+                m = node_memory(name, self.cluster.node(name).role, p)
+                if m is not None:
+                    out.append(m)
+        return out
 
     async def wait_converged(self, names: Iterable[str] | None = None) -> bytes:
         """Wait until every node in ``names`` (default: all) reports the same state root; returns it.
@@ -371,6 +474,20 @@ class LocalNet:
                 lines.append(f"--- {shown} (last {TAIL_LINES} lines) ---")
                 lines += tail(path) or ["(empty)"]
         return ClusterError("\n".join(lines))
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why a node could not listen on ``host:port`` now (None: it can). Bound as the node binds, with
+    SO_REUSEADDR, so that a port in TIME_WAIT after a restart counts as free."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except socket.gaierror:
+        return None  # not an IPv4 address: the node reports it with its own words
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _alive(p: psutil.Process) -> bool:

@@ -149,23 +149,42 @@ class BenchResult:
         return len(values) == 1 and None not in values
 
 
+# Idle connections older than these are not reused. A node closes a connection whose first request has
+# not arrived within peers.handshake_timeout_s (5 s by default), and warming 16 connections to each of 64
+# nodes takes longer than that, so the first ones opened would be closed before the load reaches them; a
+# client connection that has made requests is closed after limits.client_idle_s (60 s by default).
+FRESH_REUSE_S = 3.0
+USED_REUSE_S = 30.0
+WARM_MAX = 256  # connections opened before the timed phase, in all (16 nodes x 16 accounts)
+
+
 class _Pool:
-    """Idle connections to one node; a connection that saw an error is closed, never reused."""
+    """Idle connections to one node; a connection that saw an error is closed, never reused, and one idle
+    for longer than the node keeps it (``FRESH_REUSE_S``, ``USED_REUSE_S``) is replaced by a new one."""
 
     def __init__(self, host: str, port: int, connect: Connect) -> None:
         self._host, self._port, self._connect = host, port, connect
-        self._idle: list[Conn] = []
+        self._idle: list[tuple[float, float, Conn]] = []  # (idle since, reuse limit, connection)
 
     @asynccontextmanager
     async def conn(self) -> AsyncIterator[Conn]:
-        c = self._idle.pop() if self._idle else await self._connect(self._host, self._port)
+        c: Conn | None = None
+        while self._idle and c is None:
+            since, limit, idle = self._idle.pop()
+            if trio.current_time() - since <= limit:
+                c = idle
+            else:
+                with trio.CancelScope(shield=True):
+                    await idle.aclose()
+        if c is None:
+            c = await self._connect(self._host, self._port)
         try:
             yield c
         except BaseException:
             with trio.CancelScope(shield=True):
                 await c.aclose()
             raise
-        self._idle.append(c)
+        self._idle.append((trio.current_time(), USED_REUSE_S, c))
 
     async def call(self, request: Message) -> Message:
         async with self.conn() as c:
@@ -174,11 +193,12 @@ class _Pool:
     async def warm(self, n: int) -> None:
         """Open connections until ``n`` are idle, so that connecting is not part of the timed phase."""
         while len(self._idle) < n:
-            self._idle.append(await self._connect(self._host, self._port))
+            c = await self._connect(self._host, self._port)
+            self._idle.append((trio.current_time(), FRESH_REUSE_S, c))
 
     async def aclose(self) -> None:
         while self._idle:
-            await self._idle.pop().aclose()
+            await self._idle.pop()[2].aclose()
 
 
 async def _wait_settled(pool: _Pool, digest: bytes, deadline: float) -> bool:
@@ -263,8 +283,10 @@ async def _run(
 
     # Each account has at most one request in flight, so a node never needs more connections than this.
     concurrent = len(lanes) if opts.rate is not None else min(len(lanes), max(1, opts.window))
+    # Beyond WARM_MAX connections in all, most would wait longer than FRESH_REUSE_S for their first
+    # payment and be replaced anyway (each one a handshake_refused warning in a node's log): connect on use.
     try:
-        for pool in pools:
+        for pool in pools if len(pools) * concurrent <= WARM_MAX else []:
             await pool.warm(concurrent)
     except (OSError, RemoteError) as exc:
         raise LocalError(f"cannot open {concurrent} connections per node: {exc}") from None

@@ -46,8 +46,9 @@ def test_writes_a_loadable_cluster(tmp_path: Path) -> None:
         assert cfg.log.format == "json"
         assert parse_hostport(cfg.node.listen) == (node.host, node.port)
         ports.add(node.port)
-        # Bootstrap: node 0 knows node 1, every other node knows node 0, and nothing else.
-        expected = testnet.nodes[1 if i == 0 else 0].address
+        # Bootstrap: node 0 knows node 1, the other validators node 0, full node i validator
+        # (i - 3) mod 3, and nothing else.
+        expected = testnet.nodes[1 if i == 0 else 0 if i < 3 else (i - 3) % 3].address
         assert cfg.node.bootstrap == (expected,)
         key_text = cfg.node.key_file.read_text()
         assert re.fullmatch(r"[0-9a-f]{64}\n", key_text)
@@ -126,7 +127,7 @@ def test_flags_override_the_definition() -> None:
 
 @pytest.mark.parametrize(
     ("name", "validators", "full_nodes", "accounts"),
-    [("local-4", 4, 0, 16), ("local-7", 7, 2, 16), ("local-16", 4, 12, 16)],
+    [("local-4", 4, 0, 16), ("local-7", 7, 2, 16), ("local-16", 4, 12, 16), ("local-64", 4, 60, 16)],
 )
 def test_shipped_definitions(name: str, validators: int, full_nodes: int, accounts: int) -> None:
     spec = ClusterSpec.from_file(CONFIGS / f"{name}.toml")
@@ -140,6 +141,35 @@ def test_shipped_definition_generates(tmp_path: Path) -> None:
     testnet = write_cluster(spec, tmp_path)
     assert len(testnet.nodes) == 16
     assert load_config(tmp_path / "node-15.toml").peers.target == 6
+
+
+def test_local_64_definition(tmp_path: Path) -> None:
+    # The 64-node benchmark cluster: 4 validators and 60 full nodes on ports of their own, a modest
+    # number of peers each, and bootstrap spread over the four validators.
+    spec = ClusterSpec.from_file(CONFIGS / "local-64.toml")
+    assert (spec.nodes, spec.validators, spec.full_nodes) == (64, 4, 60)
+    ports = range(spec.base_port or 0, (spec.base_port or 0) + spec.nodes)
+    for other in ("local-4", "local-7", "local-16"):
+        theirs = ClusterSpec.from_file(CONFIGS / f"{other}.toml")
+        assert theirs.base_port is not None
+        assert not set(ports) & set(range(theirs.base_port, theirs.base_port + theirs.nodes)), other
+    testnet = write_cluster(spec.with_overrides(base_port=0, accounts=1, shielded=False), tmp_path)
+    assert len(testnet.nodes) == 64
+    assert [n.role for n in testnet.nodes].count("validator") == 4
+    validators = {n.address for n in testnet.nodes[:4]}
+    seeds: dict[str, int] = {}
+    for node in testnet.nodes:
+        cfg = load_config(node.config)
+        assert 4 <= cfg.peers.target <= cfg.peers.max_outbound
+        assert cfg.peers.max_inbound + cfg.peers.max_outbound <= cfg.peers.max_connections <= 32
+        (boot,) = cfg.node.bootstrap
+        assert boot in validators
+        if node.role == "full":
+            seeds[boot] = seeds.get(boot, 0) + 1
+    # Fifteen full nodes per validator: within one validator's burst of handshakes from new peers and
+    # its inbound slots, so that none of them is turned away at start.
+    assert sorted(seeds.values()) == [15, 15, 15, 15]
+    assert 15 <= cfg.peers.handshake_burst and 15 + 3 <= cfg.peers.max_inbound
 
 
 @pytest.mark.parametrize(

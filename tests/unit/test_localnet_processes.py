@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import pytest
 import trio
 
 from p2pnode.errors import LocalError
-from p2pnode.localnet import ClusterError, ClusterSpec, LocalNet, write_cluster
+from p2pnode.localnet import ClusterError, ClusterSpec, LocalNet, cluster_status, write_cluster
 
 # Its file name contains "p2pnode", as the pid checks require of every node command line.
 FAKE_NODE = """
@@ -247,3 +248,72 @@ async def test_waits_inside_a_trio_run(net: LocalNet) -> None:
         async with net.client("node-2") as client:
             assert client is not None
     assert net.log_tail("node-0") == []  # the stand-in writes no JSON log
+
+
+def test_start_in_waves_reports_progress(net: LocalNet) -> None:
+    seen: list[tuple[str, int, int]] = []
+
+    async def up() -> None:
+        with trio.fail_after(20):
+            await net.start_in_waves(wave=2, progress=lambda *p: seen.append(p))
+            # The second wave was started only once the first answered.
+            assert seen.index(("answering", 2, 3)) < seen.index(("started", 3, 3))
+            await net.wait_ready(progress=lambda *p: seen.append(p))
+
+    trio.run(up)
+    assert set(net.running()) == {"node-0", "node-1", "node-2"}
+    assert seen[0] == ("started", 2, 3)
+    assert ("answering", 3, 3) in seen and seen[-1] == ("ready", 3, 3)
+
+
+def test_start_refuses_a_port_taken_by_another_program(net: LocalNet) -> None:
+    entry = net.cluster.node("node-1")
+    with socket.create_server((entry.host, entry.port)):
+        with pytest.raises(LocalError, match=rf"node-1: cannot listen on {entry.address}"):
+            net.start()
+        with pytest.raises(LocalError, match="node-1"):
+            trio.run(lambda: net.start_in_waves(wave=1))
+    assert net.running() == {}  # nothing was started, not even node-0
+
+
+def test_memory_and_cluster_status(net: LocalNet) -> None:
+    net.start()
+    trio.run(ready, net)
+    memory = net.memory()
+    assert [m.name for m in memory] == ["node-0", "node-1", "node-2"]
+    for m in memory:
+        assert m.pid == net.running()[m.name]
+        assert m.rss > 2**20 and m.tree_rss >= m.rss and m.processes >= 1
+        assert m.role == net.cluster.node(m.name).role
+    status = trio.run(cluster_status, net)
+    assert status.healthy and status.roots == ["ab" * 32] and status.running == 3
+    assert status.memory.nodes == 3 and status.memory.max_rss == max(m.rss for m in status.nodes if m.rss)
+    assert [n.ready for n in status.nodes] == [True] * 3
+
+    net.stop("node-2")
+    assert [m.name for m in net.memory()] == ["node-0", "node-1"]
+    status = trio.run(cluster_status, net)
+    assert not status.healthy and not status.roots_agree and status.running == 2
+    down = status.nodes[2]
+    assert (down.pid, down.rss, down.root, down.error) == (None, None, None, "not running")
+    doc = json.loads(json.dumps(status.to_json()))
+    assert doc["running"] == 2 and doc["memory"]["nodes"] == 2
+
+
+def test_net_status_command(net: LocalNet, capsys: pytest.CaptureFixture[str]) -> None:
+    from p2pnode.cli import main as cli
+
+    net.start()
+    trio.run(ready, net)
+    assert cli.main(["net", "status", "--dir", str(net.directory)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = ["node", "role", "pid", "rss", "MiB", "tree", "MiB", "peers", "applied", "root"]
+    assert lines[0].split() == header
+    assert [ln.split()[0] for ln in lines[1:4]] == ["node-0", "node-1", "node-2"]
+    assert "3/3 running, 3 answering; rss per node median" in lines[4]
+    assert lines[5] == "state roots agree on every node: " + "ab" * 32
+    assert cli.main(["net", "status", "--dir", str(net.directory), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["roots_agree"] is True
+    net.stop("node-0")
+    assert cli.main(["net", "status", "--dir", str(net.directory)]) == 1
+    assert "STATE ROOTS DIFFER" in capsys.readouterr().out
