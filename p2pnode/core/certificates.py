@@ -31,6 +31,7 @@ class VoteBook:
         self.limit = limit
         self._votes: OrderedDict[Digest, dict[NodeId, bytes]] = OrderedDict()
         self._verified: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+        self.checks = 0  # signatures verified (cache misses), for the node's status
 
     def signature_ok(self, digest: bytes, validator: bytes, signature: bytes) -> bool:
         key = (digest, validator, signature)
@@ -38,6 +39,7 @@ class VoteBook:
             return True
         if validator not in self.committee:
             return False
+        self.checks += 1
         if not ed25519_verify(validator, signature, vote_digest(self.chain_id, digest)):
             return False
         self._verified[key] = None

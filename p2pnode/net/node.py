@@ -143,6 +143,8 @@ class Node:
             "clients_evicted": 0,
             "requests_capped": 0,
             "rx_throttled": 0,
+            "rx_frames": 0,  # peer frames received after the handshake (any kind)
+            "rx_bytes": 0,  # their bytes on the wire, length prefixes included
         }
         self.verifier = ProofVerifier(cfg.verify.workers, genesis.shielded_vk)
         handlers: dict[type[Message], RequestHandler] = {
@@ -289,6 +291,12 @@ class Node:
         }
         info.update(self.core.status())
         info["counters"] = dict(self.counters)
+        # Verifications done since start: proofs handed to the verifier, vote signatures checked.
+        info["verified"] = {
+            "proofs": self.verifier.proofs,
+            "proof_batches": self.verifier.batches,
+            "signatures": self.core.votes.checks,
+        }
         return info
 
 
