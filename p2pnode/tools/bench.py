@@ -201,6 +201,11 @@ def _spread_text(name: str, doc: Mapping[str, Any] | None, median: float, unit: 
     return f"{name} {median:.1f} {unit} (p10 {doc['p10']:.1f}, p90 {doc['p90']:.1f})"
 
 
+def _latency_row(label: str, st: Mapping[str, Any]) -> str:
+    cells = "".join(" " + _f(st[k]).rjust(9) for k in ("p50", "p90", "p99", "max"))
+    return f"{label:<28}{st['count']:>7}{cells}"
+
+
 def render_document(doc: Mapping[str, Any], logs: Report | None) -> str:
     mode = (
         f"open loop, {doc['mode']['rate']:g}/s" if doc["mode"]["rate"] else f"window {doc['mode']['window']}"
@@ -227,15 +232,11 @@ def render_document(doc: Mapping[str, Any], logs: Report | None) -> str:
     first = "scheduled → settled" if sched is not None else "submit → settled (same node)"
     out += [
         "",
-        f"{'client latency (ms)':<28}{'n':>7}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}",
-        f"{first:<28}{lat['count']:>7}{_f(lat['p50']):>9}{_f(lat['p90']):>9}"
-        f"{_f(lat['p99']):>9}{_f(lat['max']):>9}",
+        f"{'client latency (ms)':<28}{'n':>7}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}",
+        _latency_row(first, lat),
     ]
     if sched is not None:
-        out.append(
-            f"{'submit → settled':<28}{svc['count']:>7}{_f(svc['p50']):>9}{_f(svc['p90']):>9}"
-            f"{_f(svc['p99']):>9}{_f(svc['max']):>9}"
-        )
+        out.append(_latency_row("submit → settled", svc))
     if logs is not None:
         out += ["", "from the node logs (this run's payments only):", render_stages(logs)]
         if logs.malformed:

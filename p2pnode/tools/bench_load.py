@@ -27,10 +27,10 @@ Procedure
 
 Quiet measurement and node counters
 -----------------------------------
-After the orders are built and the connections opened, and before the timed phase, the bench waits until
-the nodes' CPU counters stop moving (:func:`wait_quiet`: every node under :data:`QUIET_CPU_SHARE` of a
-core over :data:`QUIET_INTERVAL_S`, for at most :data:`QUIET_TIMEOUT_S`), then times the crypto
-primitives (``measure``) while the cluster is quiet. Right before and after the timed phase it reads each
+After the orders are built, and before the connections are opened and the timed phase starts, the bench
+waits until the nodes' CPU counters stop moving (:func:`wait_quiet`: every node under
+:data:`QUIET_CPU_SHARE` of a core over :data:`QUIET_INTERVAL_S`, for at most :data:`QUIET_TIMEOUT_S`),
+then times the crypto primitives (``measure``) while the cluster is quiet. Right before and after the timed phase it reads each
 node's counters from its status reply (:class:`p2pnode.tools.bench_cost.NodeCounts`; frames and bytes
 received from peers, gossip messages, proofs and signatures verified); the report uses the difference.
 
@@ -287,9 +287,19 @@ class _Pool:
             return await c.call(request)
 
     async def warm(self, n: int) -> None:
-        """Open connections until ``n`` are idle, so that connecting is not part of the timed phase."""
+        """Open connections until ``n`` are idle, so that connecting is not part of the timed phase. Each
+        sends one status request at once: a connection whose first frame is late is closed by the node
+        as a peer that did not complete its handshake (``peers.handshake_timeout_s``), while a client's
+        may then stay idle for ``limits.client_idle_s``."""
         while len(self._idle) < n:
-            self._idle.append(await self._connect(self._host, self._port))
+            c = await self._connect(self._host, self._port)
+            try:
+                await status_reply(c)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await c.aclose()
+                raise
+            self._idle.append(c)
 
     async def aclose(self) -> None:
         while self._idle:
@@ -381,17 +391,17 @@ async def _run(
     for p in plan:
         lanes.setdefault(p.account, []).append(p)
 
+    if measure is not None:
+        result.quiet = await wait_quiet(lambda: _cpu_snapshot(cluster, pids, cpu_reader))
+        result.crypto = await trio.to_thread.run_sync(measure)
+
     # Each account has at most one request in flight, so a node never needs more connections than this.
     concurrent = len(lanes) if opts.rate is not None else min(len(lanes), max(1, opts.window))
     try:
         for pool in pools:
             await pool.warm(concurrent)
-    except (OSError, RemoteError) as exc:
+    except (OSError, RemoteError, trio.BrokenResourceError) as exc:
         raise LocalError(f"cannot open {concurrent} connections per node: {exc}") from None
-
-    if measure is not None:
-        result.quiet = await wait_quiet(lambda: _cpu_snapshot(cluster, pids, cpu_reader))
-        result.crypto = await trio.to_thread.run_sync(measure)
 
     # Counters first, CPU last (and the other way round after): the status requests cost the nodes
     # CPU outside the measured interval.
