@@ -13,13 +13,26 @@ from pathlib import Path
 
 from p2pnode.tools.bench_load import DEFAULT_COUNT, DEFAULT_SHIELDED_COUNT, DEFAULT_WINDOW, BenchOptions
 
+BENCH_EPILOG = (
+    "The crypto primitives are timed in thread CPU time before the load, once the nodes are quiet. "
+    "The plain-crypto limit is cores / (the crypto every node must do per payment, summed over the "
+    "nodes); settled/s may exceed 100% of it when nodes verify or sign in batches: that is not an error. "
+    "Per-role counts come from the nodes' status counters; n/a where a node does not report one."
+)
+
 
 def add_bench_args(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = BENCH_EPILOG
     parser.add_argument(
         "--dir", required=True, type=Path, help="cluster directory (made by testnet / net up)"
     )
     load = parser.add_mutually_exclusive_group()
-    load.add_argument("--rate", type=float, help="open loop: submit R payments per second")
+    load.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: submit R payments per second; latency counts from each payment's scheduled "
+        "send, and the report says SCHEDULE NOT KEPT below 95%% of R or with lag p99 over 100 ms",
+    )
     load.add_argument(
         "--window", type=int, help=f"closed loop: at most W payments in flight (default {DEFAULT_WINDOW})"
     )

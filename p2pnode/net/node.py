@@ -146,6 +146,7 @@ class Node:
             "rx_frames": 0,  # peer frames received after the handshake (a Bundle is one)
             "rx_bundles": 0,
             "rx_messages": 0,  # peer messages received (each of a Bundle counted)
+            "rx_bytes": 0,  # their bytes on the wire, length prefixes included
         }
         self.verifier = ProofVerifier(
             cfg.verify.workers, genesis.shielded_vk, inline_ms_per_s=cfg.verify.inline_ms_per_s
@@ -294,6 +295,12 @@ class Node:
         }
         info.update(self.core.status())
         info["counters"] = dict(self.counters)
+        # Verifications done since start: proofs handed to the verifier, vote signatures checked.
+        info["verified"] = {
+            "proofs": self.verifier.proofs,
+            "proof_batches": self.verifier.batches,
+            "signatures": self.core.votes.checks,
+        }
         return info
 
 

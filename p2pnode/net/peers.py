@@ -627,6 +627,7 @@ class PeerSet:
             self.log.info("peer_disconnected", peer=short(nid), reason=reason)
 
     async def _reader(self, peer: PeerConn) -> str:
+        rx_mark = peer.conn.bytes_in  # the handshake's bytes are not counted
         while True:
             try:
                 msg = await peer.conn.receive()
@@ -634,10 +635,12 @@ class PeerSet:
                 return await self._malformed(peer, exc)
             except PEER_ERRORS as exc:
                 return str(exc) or type(exc).__name__
+            self.counters["rx_frames"] += 1
+            self.counters["rx_bytes"] += peer.conn.bytes_in - rx_mark
+            rx_mark = peer.conn.bytes_in
             peer.last_rx = trio.current_time()
             now = peer.last_rx
             await self._stranger_rx(peer, now)
-            self.counters["rx_frames"] += 1
             if not isinstance(msg, Bundle):
                 ended = await self._handle(peer, msg, now)
                 if ended:

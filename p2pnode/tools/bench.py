@@ -21,27 +21,42 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from p2pnode.core.committee import quorum
 from p2pnode.crypto import SpendingKey
 from p2pnode.errors import LocalError
 from p2pnode.localnet import ClusterDir, LocalNet
 from p2pnode.tools.bench_cost import (
     CryptoCost,
     Groth16Cost,
+    NodeCounts,
+    RoleFigures,
+    Spread,
+    cores,
+    counts_delta,
     cpu_per_payment,
+    crypto_limit,
     crypto_per_payment,
+    limit_fraction,
     measure_crypto,
     measure_groth16,
     overhead_ratios,
     parse_proc_stat,
+    role_figures,
 )
 from p2pnode.tools.bench_load import (
+    SCHEDULE_LAG_P99_S,
+    SCHEDULE_RATE_SHARE,
     BenchOptions,
     BenchResult,
     Conn,
     MakeOrder,
+    Schedule,
     TransferDigest,
+    open_loop_latencies,
     run_bench,
+    schedule_report,
     split_count,
+    wait_quiet,
 )
 from p2pnode.tools.latency import analyze
 from p2pnode.tools.latency_report import Report, render_stages
@@ -57,50 +72,86 @@ __all__ = [
     "BenchRun",
     "CryptoCost",
     "Groth16Cost",
+    "NodeCounts",
+    "RoleFigures",
+    "Schedule",
+    "Spread",
     "Stats",
     "build_document",
+    "cores",
+    "counts_delta",
     "cpu_per_payment",
+    "crypto_limit",
     "crypto_per_payment",
+    "limit_fraction",
     "measure_crypto",
     "measure_groth16",
     "overhead_ratios",
     "parse_proc_stat",
+    "open_loop_latencies",
     "render_document",
+    "role_figures",
     "run_bench",
     "run_bench_command",
+    "schedule_report",
     "split_count",
+    "wait_quiet",
 ]
 
-JSON_VERSION = 1
+# 2: crypto timed in thread CPU time with its spread, plain-crypto limit, per-role counters, open-loop
+# latency from the scheduled send and the schedule's figures.
+JSON_VERSION = 2
 
 
 # == report ================================================================================================
 def build_document(
-    cluster: ClusterDir, opts: BenchOptions, result: BenchResult, crypto: CryptoCost, logs: Report | None
+    cluster: ClusterDir,
+    opts: BenchOptions,
+    result: BenchResult,
+    crypto: CryptoCost,
+    logs: Report | None,
+    *,
+    cpus: int | None = None,
 ) -> dict[str, Any]:
-    """The ``--json`` document (and the source of the text table)."""
+    """The ``--json`` document (and the source of the text table). ``cpus`` is the cores the
+    plain-crypto limit counts (default :func:`cores`)."""
+    cpus = cores() if cpus is None else cpus
     cpu = cpu_per_payment(result.cpu_before, result.cpu_after, result.settled)
     crypto_node = {
         n.name: crypto_per_payment(crypto, n.role, cluster.validators, shielded=opts.shielded)
         for n in cluster.nodes
     }
     per_node_ratio, overall = overhead_ratios(cpu, crypto_node)
+    deltas = counts_delta(result.counts_before, result.counts_after)
+    cpu_s: dict[str, float | None] = {}
     nodes = []
     for n in cluster.nodes:
         b, a = result.cpu_before.get(n.name), result.cpu_after.get(n.name)
+        spent = cpu_s[n.name] = None if a is None or b is None or a < b else a - b
         c = cpu.get(n.name)
         ratio = per_node_ratio.get(n.name)
+        delta = deltas.get(n.name)
         nodes.append(
             {
                 "node": n.name,
                 "role": n.role,
-                "cpu_s": None if a is None or b is None else round(a - b, 3),
+                "cpu_s": None if spent is None else round(spent, 3),
                 "cpu_per_payment_ms": None if c is None else round(c * 1e3, 4),
                 "crypto_per_payment_ms": round(crypto_node[n.name] * 1e3, 4),
                 "overhead": None if ratio is None else round(ratio, 2),
+                "counts": (delta or NodeCounts()).to_json(),
                 "root": result.roots.get(n.name),
             }
         )
+    roles = role_figures({n.name: n.role for n in cluster.nodes}, deltas, cpu_s, result.settled)
+    settled_per_s = result.settled / result.duration_s if result.duration_s > 0 else None
+    limit = crypto_limit(
+        crypto, [n.role for n in cluster.nodes], cluster.validators, cpus, shielded=opts.shielded
+    )
+    fraction = limit_fraction(settled_per_s, limit)
+    schedule: Schedule | None = None
+    if opts.rate is not None:
+        schedule = schedule_report(opts.rate, result.scheduled_s, result.sent_s)
     lat = Stats.of(s * 1e3 for s in result.latencies_s)
     return {
         "version": JSON_VERSION,
@@ -112,10 +163,22 @@ def build_document(
         "settled": result.settled,
         "failures": result.failures,
         "duration_s": round(result.duration_s, 6),
-        "settled_per_s": round(result.settled / result.duration_s, 2) if result.duration_s > 0 else None,
+        "settled_per_s": None if settled_per_s is None else round(settled_per_s, 2),
         "schedule_lag_ms": round(result.schedule_lag_s * 1e3, 3) if opts.rate is not None else None,
+        "schedule": None if schedule is None else schedule.to_json(),
+        "schedule_kept": None if schedule is None else schedule.kept,
         "client_latency": lat.to_json(),
-        "crypto": crypto.to_json() | {"validators": cluster.validators},
+        "client_latency_from": "scheduled send" if opts.rate is not None else "send",
+        "service_latency": Stats.of(s * 1e3 for s in result.service_s).to_json(),
+        "crypto": crypto.to_json()
+        | {"validators": cluster.validators, "quorum": quorum(cluster.validators), "quiet": result.quiet},
+        "crypto_limit": {
+            "cores": cpus,
+            "crypto_per_payment_ms": round(sum(crypto_node.values()) * 1e3, 4),
+            "payments_per_s": round(limit, 2),
+            "settled_fraction": None if fraction is None else round(fraction, 4),
+        },
+        "roles": {r: f.to_json() for r, f in roles.items()},
         "nodes": nodes,
         "overhead_ratio": None if overall is None else round(overall, 2),
         "roots_agree": result.roots_agree,
@@ -125,6 +188,22 @@ def build_document(
 
 def _f(v: Any, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
+
+
+def _na(v: Any, spec: str) -> str:
+    """A node-reported figure: "n/a" when a node did not report it."""
+    return "n/a" if v is None else format(v, spec)
+
+
+def _spread_text(name: str, doc: Mapping[str, Any] | None, median: float, unit: str) -> str:
+    if doc is None:
+        return f"{name} {median:.1f} {unit}"
+    return f"{name} {median:.1f} {unit} (p10 {doc['p10']:.1f}, p90 {doc['p90']:.1f})"
+
+
+def _latency_row(label: str, st: Mapping[str, Any]) -> str:
+    cells = "".join(" " + _f(st[k]).rjust(9) for k in ("p50", "p90", "p99", "max"))
+    return f"{label:<28}{st['count']:>7}{cells}"
 
 
 def render_document(doc: Mapping[str, Any], logs: Report | None) -> str:
@@ -137,33 +216,78 @@ def render_document(doc: Mapping[str, Any], logs: Report | None) -> str:
         f"{doc['settled']}/{doc['count']} {what} settled from {doc['accounts']} accounts ({mode}) "
         f"in {_f(doc['duration_s'])} s: {_f(doc['settled_per_s'], '.1f')} payments/s",
     ]
-    if doc["schedule_lag_ms"] is not None:
-        out.append(f"largest delay behind the open-loop schedule: {_f(doc['schedule_lag_ms'])} ms")
+    sched = doc.get("schedule")
+    if sched is not None:
+        out.append(
+            f"schedule lag (actual - scheduled send): p99 {_f(sched['lag_p99_ms'])} ms, "
+            f"max {_f(sched['lag_max_ms'])} ms; sent {_f(sched['sent_per_s'], '.1f')}/s of "
+            f"{sched['asked_per_s']:g}/s asked"
+        )
+        if not sched["kept"]:
+            out.append(
+                f"SCHEDULE NOT KEPT: sent below {SCHEDULE_RATE_SHARE:.0%} of the asked rate or lag p99 over "
+                f"{SCHEDULE_LAG_P99_S * 1e3:g} ms; the cluster could not take {sched['asked_per_s']:g}/s"
+            )
+    svc = doc["service_latency"]
+    first = "scheduled → settled" if sched is not None else "submit → settled (same node)"
     out += [
         "",
-        f"{'client latency (ms)':<28}{'n':>7}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}",
-        f"{'submit → settled (same node)':<28}{lat['count']:>7}{_f(lat['p50']):>9}{_f(lat['p90']):>9}"
-        f"{_f(lat['p99']):>9}{_f(lat['max']):>9}",
+        f"{'client latency (ms)':<28}{'n':>7}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}",
+        _latency_row(first, lat),
     ]
+    if sched is not None:
+        out.append(_latency_row("submit → settled", svc))
     if logs is not None:
         out += ["", "from the node logs (this run's payments only):", render_stages(logs)]
         if logs.malformed:
             out.append(f"skipped {logs.malformed} malformed lines")
         out += [f"warning: {w}" for w in logs.warnings]
     c = doc["crypto"]
+    sp = c.get("spread_us", {})
+    quiet = {True: "nodes quiet", False: "NODES STILL BUSY", None: "node CPU unknown"}[c.get("quiet")]
     out += [
         "",
-        f"crypto per primitive (median of {c['runs']}): schnorr_verify {c['schnorr_verify_us']:.1f} us, "
-        f"ed25519 sign {c['ed25519_sign_us']:.1f} us, ed25519 verify {c['ed25519_verify_us']:.1f} us; "
-        f"{c['validators']} validators",
+        f"crypto per primitive, thread CPU time, median of {c['runs']} before the load ({quiet}): "
+        + "; ".join(
+            _spread_text(label, sp.get(key), c[f"{key}_us"], "us")
+            for key, label in (
+                ("schnorr_verify", "schnorr verify"),
+                ("ed25519_verify", "ed25519 verify"),
+                ("ed25519_sign", "ed25519 sign"),
+            )
+        ),
     ]
     if "groth16_verify_ms" in c:
+        g = _spread_text("", c.get("groth16_verify_spread_ms"), c["groth16_verify_ms"], "ms").strip()
         out.append(
-            f"groth16 verification of this run's proofs: {c['groth16_verify_ms']:.1f} ms alone "
+            f"groth16 verification of this run's proofs: {g} alone "
             f"(median of {c['groth16_runs']}), {c['groth16_batch_per_proof_ms']:.1f} ms per proof in a "
             f"batch of {c['groth16_batch']}; crypto/pay counts one unbatched verification"
         )
+    lim = doc["crypto_limit"]
+    frac = lim["settled_fraction"]
+    out.append(
+        f"plain-crypto limit: {lim['payments_per_s']:.1f} payments/s = {lim['cores']} cores / "
+        f"{lim['crypto_per_payment_ms']:.3f} ms of crypto per payment over all nodes "
+        f"({c['validators']} validators, quorum {c['quorum']}); settled/s is "
+        f"{_f(None if frac is None else frac * 100, '.1f')}% of it"
+    )
     out += [
+        "",
+        f"{'per node, per payment':<22}{'nodes':>6}{'msgs rx':>9}{'frames':>8}{'KB rx':>9}{'gossip rx':>10}"
+        f"{'proofs':>8}{'sigs':>7}{'verif/core-s':>14}",
+    ]
+    for role, r in doc["roles"].items():
+        kb = r["rx_bytes_per_payment"]
+        out.append(
+            f"{role:<22}{r['nodes']:>6}{_na(r.get('rx_messages_per_payment'), '.2f'):>9}"
+            f"{_na(r['rx_frames_per_payment'], '.2f'):>8}"
+            f"{_na(None if kb is None else kb / 1024, '.2f'):>9}"
+            f"{_na(r['gossip_received_per_payment'], '.2f'):>10}{_na(r['proofs_per_payment'], '.2f'):>8}"
+            f"{_na(r['signatures_per_payment'], '.2f'):>7}{_na(r['verifications_per_core_s'], '.1f'):>14}"
+        )
+    out += [
+        "",
         f"{'node':<14}{'role':<11}{'cpu s':>9}{'cpu/pay ms':>12}{'crypto/pay ms':>15}{'overhead':>10}  root",
     ]
     for n in doc["nodes"]:
@@ -286,6 +410,14 @@ def run_bench_command(run: BenchRun) -> int:
         make_order, transfer_digest = _load_payments()
         if opts.shielded:
             builder = _ShieldedBuilder(_genesis_vk(cluster), run.zk)
+        shielded = builder
+
+        def measure() -> CryptoCost:
+            cost = measure_crypto()
+            if shielded is not None:
+                cost = replace(cost, groth16=measure_groth16(shielded.vk_json, shielded.built))
+            return cost
+
         result = trio.run(
             lambda: run_bench(
                 cluster,
@@ -295,11 +427,10 @@ def run_bench_command(run: BenchRun) -> int:
                 transfer_digest=transfer_digest,
                 make_shielded=builder,
                 pids=net.running(),
+                measure=measure,
             )
         )
-        crypto = measure_crypto()
-        if builder is not None:
-            crypto = replace(crypto, groth16=measure_groth16(builder.vk_json, builder.built))
+        crypto = result.crypto if result.crypto is not None else measure()
     except LocalError as exc:
         print(f"p2pnode bench: {exc}", file=sys.stderr)
         return 2

@@ -13,14 +13,27 @@ Procedure
    ``WaitSettled``, normally answered at once). Two ways to apply load:
 
    * ``--window W`` (closed loop, default 64): at most W payments in flight.
-   * ``--rate R`` (open loop): a ticker releases one payment every 1/R s to an account that is ready. When
-     every account is busy the ticker waits; the largest such delay is reported as the schedule lag, so
-     a rate the cluster could not sustain is visible instead of silently turning into a lower one.
+   * ``--rate R`` (open loop): payment k is scheduled at k/R s after the start; a ticker releases it then
+     to an account that is ready. When every account is busy the ticker waits, and a payment may also
+     wait for its account's previous one to settle at its node: its *schedule lag* is its actual send
+     time minus its scheduled one (p99 and max are reported, see :func:`schedule_report`).
 
-   Client-view latency of a payment: from sending ``SubmitOrder`` until ``WaitSettled`` at the same node
-   answers settled.
+   Client-view latency of a payment: until ``WaitSettled`` at the same node answers settled, counted in
+   closed loop from sending ``SubmitOrder``, and in open loop from the payment's **scheduled** send time
+   (a run that falls behind its schedule must not hide the wait in a lower latency: coordinated
+   omission). Open loop also reports the time from the actual send (``service_latency``).
 5. After the last payment, wait until every node reports the same state root (``StatusRequest`` →
-   ``info["root"]``), then read each node's CPU time again.
+   ``info["root"]``), then read each node's CPU time and counters again.
+
+Quiet measurement and node counters
+-----------------------------------
+After the orders are built, and before the connections are opened and the timed phase starts, the bench
+waits until the nodes' CPU counters stop moving (:func:`wait_quiet`: every node under
+:data:`QUIET_CPU_SHARE` of a core over :data:`QUIET_INTERVAL_S`, for at most :data:`QUIET_TIMEOUT_S`),
+then times the crypto primitives (``measure``) while the cluster is quiet. Right before and after
+the timed phase it reads each node's counters from its status reply
+(:class:`p2pnode.tools.bench_cost.NodeCounts`; frames and bytes
+received from peers, gossip messages, proofs and signatures verified); the report uses the difference.
 
 Shielded load (``--shielded``)
 ------------------------------
@@ -49,7 +62,8 @@ from p2pnode.core.shielded import shielded_digest
 from p2pnode.crypto import SpendingKey, hash256
 from p2pnode.errors import LocalError, RemoteError
 from p2pnode.localnet import AccountEntry, ClusterDir
-from p2pnode.tools.bench_cost import read_proc_cpu
+from p2pnode.tools.bench_cost import CryptoCost, NodeCounts, read_proc_cpu
+from p2pnode.tools.stats import percentile
 from p2pnode.wire.messages import (
     AccountReply,
     GetAccount,
@@ -71,14 +85,28 @@ __all__ = [
     "Connect",
     "MakeOrder",
     "MakeShielded",
+    "Schedule",
     "TransferDigest",
+    "open_loop_latencies",
     "run_bench",
+    "schedule_report",
     "split_count",
+    "wait_quiet",
 ]
 
 DEFAULT_WINDOW = 64
 DEFAULT_COUNT = 1000
 DEFAULT_SHIELDED_COUNT = 64
+
+# An open-loop run kept its schedule when it sent at least this share of the asked rate and the p99 of
+# its payments' schedule lag stayed within SCHEDULE_LAG_P99_S.
+SCHEDULE_RATE_SHARE = 0.95
+SCHEDULE_LAG_P99_S = 0.100
+
+# The cluster is quiet when every node used at most this share of one core over one interval.
+QUIET_CPU_SHARE = 0.04
+QUIET_INTERVAL_S = 0.5
+QUIET_TIMEOUT_S = 20.0
 
 
 # == pure accounting =======================================================================================
@@ -88,6 +116,83 @@ def split_count(count: int, accounts: int) -> list[int]:
         raise ValueError("no accounts")
     base, extra = divmod(count, accounts)
     return [base + (1 if i < extra else 0) for i in range(accounts)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """How an open-loop run kept its schedule (seconds; rates in payments per second)."""
+
+    asked_per_s: float
+    sent: int
+    sent_per_s: float | None  # payments sent / (last actual send + 1/R): R when on schedule
+    lag_p99_s: float | None
+    lag_max_s: float | None
+    kept: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "asked_per_s": self.asked_per_s,
+            "sent": self.sent,
+            "sent_per_s": None if self.sent_per_s is None else round(self.sent_per_s, 2),
+            "lag_p99_ms": None if self.lag_p99_s is None else round(self.lag_p99_s * 1e3, 3),
+            "lag_max_ms": None if self.lag_max_s is None else round(self.lag_max_s * 1e3, 3),
+            "kept": self.kept,
+        }
+
+
+def schedule_report(rate: float, scheduled: list[float], sent: list[float]) -> Schedule:
+    """Schedule lag (actual - scheduled send, per payment) and whether the run kept its schedule: sent at
+    :data:`SCHEDULE_RATE_SHARE` of ``rate`` or more, with lag p99 at most :data:`SCHEDULE_LAG_P99_S`.
+
+    ``scheduled[i]`` and ``sent[i]`` are payment i's times in seconds after the start of the schedule
+    (payment k is scheduled at k / rate). A run that sent nothing did not keep its schedule."""
+    if len(scheduled) != len(sent):
+        raise ValueError("one scheduled time per sent payment")
+    if not sent:
+        return Schedule(asked_per_s=rate, sent=0, sent_per_s=None, lag_p99_s=None, lag_max_s=None, kept=False)
+    lags = sorted(max(0.0, a - s) for s, a in zip(scheduled, sent, strict=True))
+    sent_per_s = len(sent) / (max(sent) + 1 / rate)
+    p99 = percentile(lags, 99)
+    kept = sent_per_s >= SCHEDULE_RATE_SHARE * rate and p99 <= SCHEDULE_LAG_P99_S
+    return Schedule(
+        asked_per_s=rate, sent=len(sent), sent_per_s=sent_per_s, lag_p99_s=p99, lag_max_s=lags[-1], kept=kept
+    )
+
+
+def open_loop_latencies(
+    scheduled: list[float], sent: list[float], settled: list[float]
+) -> tuple[list[float], list[float]]:
+    """Per payment, (settled - scheduled send, settled - actual send): the latency a user of an open-loop
+    client sees, and the node's service time. Raises ``ValueError`` on lists of different lengths."""
+    if not len(scheduled) == len(sent) == len(settled):
+        raise ValueError("one scheduled, sent and settled time per payment")
+    return [t - s for s, t in zip(scheduled, settled, strict=True)], [
+        t - a for a, t in zip(sent, settled, strict=True)
+    ]
+
+
+async def wait_quiet(
+    read: Callable[[], Mapping[str, float | None]],
+    *,
+    share: float = QUIET_CPU_SHARE,
+    interval: float = QUIET_INTERVAL_S,
+    timeout: float = QUIET_TIMEOUT_S,
+) -> bool | None:
+    """Wait until, over one ``interval``, every node's CPU seconds (``read()``: node -> seconds, None if
+    unreadable) grew by at most ``share * interval``. True once quiet, False if ``timeout`` passed first,
+    None if no node's CPU can be read (nothing to wait for)."""
+    prev = read()
+    if all(v is None for v in prev.values()):
+        return None
+    with trio.move_on_after(timeout):
+        while True:
+            await trio.sleep(interval)
+            now = read()
+            grew = [a - b for k, a in now.items() if a is not None and (b := prev.get(k)) is not None]
+            if grew and max(grew) <= share * interval:
+                return True
+            prev = now
+    return False
 
 
 # == the run ===============================================================================================
@@ -132,16 +237,27 @@ class _Planned:
 
 @dataclass(kw_only=True)
 class BenchResult:
+    """What one run measured (times in seconds). ``latencies_s`` is the client-view latency (open loop:
+    from the scheduled send); ``service_s`` from the actual send; ``scheduled_s`` / ``sent_s`` are the
+    open-loop payments' scheduled and actual send times after the start (empty in closed loop)."""
+
     planned: int
     settled: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
+    service_s: list[float] = field(default_factory=list)
+    scheduled_s: list[float] = field(default_factory=list)
+    sent_s: list[float] = field(default_factory=list)
     duration_s: float = 0.0
-    schedule_lag_s: float = 0.0
+    schedule_lag_s: float = 0.0  # the largest schedule lag (open loop)
     digests: list[str] = field(default_factory=list)
     roots: dict[str, str | None] = field(default_factory=dict)
     cpu_before: dict[str, float | None] = field(default_factory=dict)
     cpu_after: dict[str, float | None] = field(default_factory=dict)
+    counts_before: dict[str, NodeCounts | None] = field(default_factory=dict)
+    counts_after: dict[str, NodeCounts | None] = field(default_factory=dict)
+    crypto: CryptoCost | None = None  # timed with the cluster quiet, before the load (``measure``)
+    quiet: bool | None = None  # the nodes' CPU had stopped moving when it was timed (None: unknown)
 
     @property
     def roots_agree(self) -> bool:
@@ -191,9 +307,18 @@ class _Pool:
             return await c.call(request)
 
     async def warm(self, n: int) -> None:
-        """Open connections until ``n`` are idle, so that connecting is not part of the timed phase."""
+        """Open connections until ``n`` are idle, so that connecting is not part of the timed phase. Each
+        sends one status request at once: a connection whose first frame is late is closed by the node
+        as a peer that did not complete its handshake (``peers.handshake_timeout_s``), while a client's
+        may then stay idle for ``limits.client_idle_s``."""
         while len(self._idle) < n:
             c = await self._connect(self._host, self._port)
+            try:
+                await status_reply(c)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await c.aclose()
+                raise
             self._idle.append((trio.current_time(), FRESH_REUSE_S, c))
 
     async def aclose(self) -> None:
@@ -235,10 +360,13 @@ async def run_bench(
     progress: Callable[[int, int], None] = _progress,
     make_shielded: MakeShielded | None = None,
     pids: Mapping[str, int] | None = None,
+    measure: Callable[[], CryptoCost] | None = None,
 ) -> BenchResult:
     """Plan, build, run and settle ``opts.count`` payments (see the module docstring). With
         ``opts.shielded`` the orders come from ``make_shielded`` (required then), called in a worker thread.
-    ``pids`` (node name -> process id) are the processes whose CPU time ``cpu_reader`` reads.
+    ``pids`` (node name -> process id) are the processes whose CPU time ``cpu_reader`` reads. ``measure``
+    (blocking, run in a worker thread once the orders are built and the nodes are quiet, before the timed
+    phase) times the crypto primitives; its result is ``BenchResult.crypto``.
 
         Error handling: :class:`LocalError` for setup problems found before the timed phase (unreachable node,
         underfunded account, no chain id). During the timed phase a payment that is refused, times out or
@@ -257,6 +385,7 @@ async def run_bench(
             progress,
             make_shielded,
             dict(pids or {}),
+            measure,
         )
     finally:
         with trio.CancelScope(shield=True):
@@ -274,12 +403,17 @@ async def _run(
     progress: Callable[[int, int], None],
     make_shielded: MakeShielded | None,
     pids: dict[str, int],
+    measure: Callable[[], CryptoCost] | None,
 ) -> BenchResult:
     plan = await _plan(cluster, opts, pools, make_order, transfer_digest, progress, make_shielded)
     result = BenchResult(planned=len(plan), digests=[p.digest.hex() for p in plan])
     lanes: dict[int, list[_Planned]] = {}
     for p in plan:
         lanes.setdefault(p.account, []).append(p)
+
+    if measure is not None:
+        result.quiet = await wait_quiet(lambda: _cpu_snapshot(cluster, pids, cpu_reader))
+        result.crypto = await trio.to_thread.run_sync(measure)
 
     # Each account has at most one request in flight, so a node never needs more connections than this.
     concurrent = len(lanes) if opts.rate is not None else min(len(lanes), max(1, opts.window))
@@ -288,9 +422,12 @@ async def _run(
     try:
         for pool in pools if len(pools) * concurrent <= WARM_MAX else []:
             await pool.warm(concurrent)
-    except (OSError, RemoteError) as exc:
+    except (OSError, RemoteError, trio.BrokenResourceError) as exc:
         raise LocalError(f"cannot open {concurrent} connections per node: {exc}") from None
 
+    # Counters first, CPU last (and the other way round after): the status requests cost the nodes
+    # CPU outside the measured interval.
+    result.counts_before = await _counts_snapshot(cluster, pools)
     result.cpu_before = _cpu_snapshot(cluster, pids, cpu_reader)
     start = trio.current_time()
     last_settle = start
@@ -305,16 +442,16 @@ async def _run(
                 due = start + k / opts.rate
                 await trio.sleep_until(due)
                 await send_tokens.send(due)
-                result.schedule_lag_s = max(result.schedule_lag_s, trio.current_time() - due)
 
     async def lane(payments: list[_Planned], tokens: trio.MemoryReceiveChannel[float] | None) -> None:
         nonlocal last_settle
         prev: _Planned | None = None
         for p in payments:
             pool = pools[p.node]
+            due: float | None = None
             if tokens is not None:
                 try:
-                    await tokens.receive()
+                    due = await tokens.receive()
                 except trio.EndOfChannel:
                     return
             else:
@@ -350,7 +487,14 @@ async def _run(
             finally:
                 if tokens is None:
                     window.release()
-            result.latencies_s.append(t1 - t0)
+            result.service_s.append(t1 - t0)
+            if due is None:
+                result.latencies_s.append(t1 - t0)
+            else:  # open loop: from the scheduled send (coordinated omission)
+                result.latencies_s.append(t1 - due)
+                result.scheduled_s.append(due - start)
+                result.sent_s.append(t0 - start)
+                result.schedule_lag_s = max(result.schedule_lag_s, t0 - due)
             result.settled += 1
             last_settle = max(last_settle, t1)
             prev = p
@@ -370,6 +514,7 @@ async def _run(
 
     result.roots = await _converge(cluster, pools, opts.timeout)
     result.cpu_after = _cpu_snapshot(cluster, pids, cpu_reader)
+    result.counts_after = await _counts_snapshot(cluster, pools)
     return result
 
 
@@ -436,6 +581,19 @@ def _cpu_snapshot(
     cluster: ClusterDir, pids: Mapping[str, int], reader: Callable[[int], float | None]
 ) -> dict[str, float | None]:
     return {n.name: reader(pids[n.name]) if n.name in pids else None for n in cluster.nodes}
+
+
+async def _counts_snapshot(cluster: ClusterDir, pools: list[_Pool]) -> dict[str, NodeCounts | None]:
+    """Every node's counters from its status reply; None for a node that did not answer."""
+    out: dict[str, NodeCounts | None] = {}
+    for node, pool in zip(cluster.nodes, pools, strict=True):
+        try:
+            reply = await status_reply(pool)
+        except (OSError, RemoteError, trio.BrokenResourceError):
+            out[node.name] = None
+            continue
+        out[node.name] = NodeCounts.from_status(reply.info) if isinstance(reply, StatusReply) else None
+    return out
 
 
 def _spending_key(account: AccountEntry) -> SpendingKey:

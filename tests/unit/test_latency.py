@@ -441,9 +441,10 @@ def test_cpu_per_payment_from_two_snapshots() -> None:
 
 def test_crypto_model_and_overhead_ratio() -> None:
     cost = bench.CryptoCost(schnorr_verify=700e-6, ed25519_sign=20e-6, ed25519_verify=50e-6, runs=1)
-    # 4 validators: full node = 700 + 4*50 = 900 us, validator adds a 20 us signature.
-    assert bench.crypto_per_payment(cost, "full", 4) == pytest.approx(900e-6)
-    assert bench.crypto_per_payment(cost, "validator", 4) == pytest.approx(920e-6)
+    # 4 validators, quorum 3: full node = 700 + 3*50 = 850 us (one certificate's signatures); a validator
+    # checks the 3 other votes and signs its own: 700 + 3*50 + 20 = 870 us.
+    assert bench.crypto_per_payment(cost, "full", 4) == pytest.approx(850e-6)
+    assert bench.crypto_per_payment(cost, "validator", 4) == pytest.approx(870e-6)
     crypto = {"v": 920e-6, "f": 900e-6, "gone": 900e-6}
     per_node, overall = bench.overhead_ratios({"v": 9.2e-3, "f": 2.7e-3, "gone": None}, crypto)
     assert per_node["v"] == pytest.approx(10.0)
@@ -700,7 +701,7 @@ async def test_bench_shielded_against_fake_nodes(
     cost = bench.CryptoCost(
         schnorr_verify=700e-6, ed25519_sign=20e-6, ed25519_verify=50e-6, runs=1, groth16=groth
     )
-    assert bench.crypto_per_payment(cost, "full", 4, shielded=True) == pytest.approx(30.9e-3)
+    assert bench.crypto_per_payment(cost, "full", 4, shielded=True) == pytest.approx(30.85e-3)
     doc = bench.build_document(cluster, opts, result, cost, None)
     assert doc["kind"] == "shielded" and doc["crypto"]["groth16_batch_per_proof_ms"] == 12.0
     text = bench.render_document(doc, None)
