@@ -27,7 +27,9 @@ async def run_node(config_path: Path, hooks: NodeHooks | None = None) -> int | N
     name = cfg.node.name or config_path.stem
     logs.configure(file=cfg.log.file, fmt=cfg.log.format, level=cfg.log.level)
     store = SqliteStore(cfg.node.data_dir / "node.sqlite", genesis.chain_id)
-    node = Node(cfg, key, genesis, store=store, name=name, hooks=hooks)
+    # A node process always commits on the store's own thread (an fsync never stalls the loop), whether
+    # proofs are checked on worker processes or inline (verify.workers).
+    node = Node(cfg, key, genesis, store=store, name=name, hooks=hooks, store_thread=True)
     try:
         async with trio.open_nursery() as nursery:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
