@@ -356,6 +356,14 @@ class GossipRouter:
         msg = Gossip(data=data, hops=hops)
         return [Send(p, msg) for p in eager]
 
+    def note_seen(self, now: float, data: bytes) -> MsgId:
+        """A payload this node took in some other way (a certificate from anti-entropy): a gossiped
+        copy of it is then a duplicate, dropped before it is decoded."""
+        mid = message_id(data)
+        if mid not in self._seen:
+            self._mark_seen(now, mid)
+        return mid
+
     def note_has(self, mid: MsgId, peer: NodeId) -> None:
         """``peer`` is known to hold ``mid`` (it told us so some other way): no push, no announcement."""
         self._note_has(mid, peer)

@@ -595,6 +595,8 @@ class NodeCore:
         out: list[Effect] = []
         sent: set[bytes] = set()  # a batch vote covering several stale orders goes once
         votes_to_peer = peer in self.committee or self.router.bridging()
+        if peer not in self.committee and any(p in self.committee for p in self.router.peers):
+            return out  # orders are for validators (docs/gossip.md): this node has a committee peer
         stale_before = now - self.params.sync_interval
         for digest, (order, since) in list(self._pending_since(now).items())[: self.params.sync_batch // 4]:
             if digest in self.certified or digest in self.settled:
@@ -1137,7 +1139,7 @@ class NodeCore:
     ) -> list[Effect]:
         if digest in self.certified or digest in self.settled:
             return []
-        self._mark_certified(now, digest, mid)
+        self._mark_certified(now, digest, mid if mid is not None else self.router.note_seen(now, data))
         self._useful(now, peer)
         out: list[Effect] = []
         if mid is not None:

@@ -33,10 +33,13 @@ async def test_full_nodes_get_certificates_and_never_a_vote(autojump_clock: trio
     assert len(full) == 8 and len(validators) == 4
     for core in full.values():
         assert core.router.kinds_received[VOTE] == 0
-        assert core.router.kinds_received[CERT] == 12  # each certificate taken in once
+        # Each certificate taken in at most once by gossip (the others came by anti-entropy, after
+        # which a gossiped copy is a duplicate dropped before decoding).
+        assert 1 <= core.router.kinds_received[CERT] <= 12
         assert core.ledger.applied_count() == 12
-    for core in validators.values():
-        assert core.router.kinds_received[ORDER] >= 9  # the others' clients' orders reached it
+    # A quorum (3) of validators had every order: at least 2 of them by gossip (one may be the
+    # validator the client submitted to).
+    assert sum(core.router.kinds_received[ORDER] for core in validators.values()) >= 12 * 2
     # No full node logged a vote; every validator logged the others' votes.
     vote_logs = [e for e in events if e["event"] == "vote_received"]
     assert vote_logs and all(e["node"] in validators for e in vote_logs)
