@@ -6,8 +6,10 @@ the nodes its role routing names (docs/gossip.md), and the spread is measured pe
 - the certificate reaches all 100 nodes, every full node taking it in once, with few duplicates.
 
 The topology is a bootstrap chain (every node knows only node 0; ``bootstrap_all=False``): the rest
-of each node's peers come from peer exchange. Anti-entropy is slowed down so that the counts
-describe gossip alone.
+of each node's peers come from peer exchange. Anti-entropy runs as configured by default: a node
+none of whose peers pushed or announced the certificate to it (announcements to peers that have not
+delivered anything yet are capped at ``gossip.lazy_unproven`` per node, docs/dos.md) gets it from
+its next sync; the test counts how many nodes needed that, and bounds it.
 """
 
 from __future__ import annotations
@@ -28,14 +30,12 @@ VALIDATORS = 4
 
 async def test_one_payment_reaches_all_100_nodes_by_role(autojump_clock: trio.abc.Clock) -> None:
     with structlog.testing.capture_logs() as events:
-        config = {"sync": {"interval_ms": 600_000}}
         async with open_memory_cluster(
             validators=VALIDATORS,
             full_nodes=N - VALIDATORS,
             accounts=2,
             seed=1,
             bootstrap_all=False,
-            config=config,
         ) as c:
             await c.wait_ready(peers=6)
             cores = [c.driver(n).core for n in c.nodes]
@@ -44,7 +44,7 @@ async def test_one_payment_reaches_all_100_nodes_by_role(autojump_clock: trio.ab
             digest = transfer_digest(order.transfer)
             reply = await c.call(17, SubmitOrder(order=order))  # a full node's client
             assert isinstance(reply, SubmitReply) and reply.accepted
-            with trio.move_on_after(60):  # virtual seconds: gossip alone is done within one
+            with trio.move_on_after(60):  # virtual seconds: gossip and a few sync periods
                 while sum(1 for core in cores if digest in core.settled) < N:
                     await trio.sleep(0.05)
             missing = [n.name for n, core in zip(c.nodes, cores, strict=True) if digest not in core.settled]
@@ -66,10 +66,14 @@ async def test_one_payment_reaches_all_100_nodes_by_role(autojump_clock: trio.ab
     assert all(k[VOTE] >= VALIDATORS - 1 for k in validators)
     assert all(k[VOTE] == 0 for k in full)
     assert not [e for e in events if e["event"] == "vote_received" and e["node"] not in _names(VALIDATORS)]
-    # Certificates: every full node took it in exactly once.
-    assert all(k[CERT] == 1 for k in full)
-    cert_hops = [e["hops"] for e in events if e["event"] == "certificate_received" and e["tx"] == tx]
-    assert len(cert_hops) == N - VALIDATORS
+    # Certificates: every full node applied it (checked above); by gossip at most once each, and all
+    # but a few by gossip (the others by anti-entropy, hops 0).
+    assert all(k[CERT] <= 1 for k in full)
+    by_gossip = sum(k[CERT] for k in full)
+    cert_hops = [
+        e["hops"] for e in events if e["event"] == "certificate_received" and e["tx"] == tx and e["hops"] > 0
+    ]
+    assert by_gossip >= 0.9 * (N - VALIDATORS)
     full_copies = [x for x, r in zip(copies, roles, strict=True) if r == "full"]
     duplicates = statistics.mean(max(0, x - 1) for x in full_copies)
     per_kind = {
@@ -79,7 +83,8 @@ async def test_one_payment_reaches_all_100_nodes_by_role(autojump_clock: trio.ab
     }
     print(
         f"orders: hops {sorted(order_hops)}; votes per validator {per_kind[VOTE]:.1f}, per full node 0; "
-        f"certificate: every full node once, gossip copies per full node (duplicates) {duplicates:.2f}, "
+        f"certificate: {by_gossip} of {N - VALIDATORS} full nodes by gossip, the rest by anti-entropy; "
+        f"gossip copies per full node (duplicates) {duplicates:.2f}, "
         f"hops min/median/max {min(cert_hops)}/{statistics.median(cert_hops)}/{max(cert_hops)}"
     )
     assert duplicates < 3.0
