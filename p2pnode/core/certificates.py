@@ -67,10 +67,6 @@ class VoteBook:
             self._verified.popitem(last=False)
         return True
 
-    def has(self, vote: Vote) -> bool:
-        """Is every digest of ``vote`` already counted for its validator?"""
-        return all(vote.validator in self._votes.get(Digest(d), {}) for d in vote.digests)
-
     def add(self, vote: Vote) -> bool:
         """Verify and store a batch vote. Returns False if it is invalid (the caller rejects it).
 

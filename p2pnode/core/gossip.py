@@ -45,7 +45,7 @@ committee given, each payload is routed by its kind:
 - ``CERT``: to full nodes. Validators and full nodes push certificates eagerly to ``eager_fanout``
   non-committee peers and announce them to the other non-committee peers; committee peers assemble
   their own from the votes and get an announcement only when this node holds no vote of theirs for
-  the payment (``announce(..., skip=)``): a validator that did not vote may lack the votes.
+  the payment (``publish(..., skip=)``): a validator that did not vote may lack the votes.
   Announcements are filtered again when flushed: a peer that delivered the id meanwhile gets nothing.
 
 Without a committee (``committee=frozenset()``, kind ``ANY``) every payload is flooded as described
@@ -231,26 +231,14 @@ class GossipRouter:
     def publish(
         self, now: float, data: bytes, kind: str = ANY, skip: frozenset[NodeId] = frozenset()
     ) -> list[Send]:
-        """Originate a payload (already validated by the caller). ``skip``: see :meth:`announce`."""
+        """Originate a payload (already validated by the caller). ``skip``, for a certificate: the
+        committee peers whose vote this node holds (they were sent the same votes and assemble it
+        themselves), which get no announcement."""
         mid = message_id(data)
         if mid not in self._seen:
             self._mark_seen(now, mid)
         self.stats.published += 1
         return self._route(now, mid, data, 1, kind, None, origin=True, skip=skip)
-
-    def announce(
-        self, now: float, data: bytes, kind: str = ANY, skip: frozenset[NodeId] = frozenset()
-    ) -> None:
-        """Originate a payload lazily: its id goes to peers at the next heartbeat, and only peers that
-        lack it pull it. For payloads most peers derive themselves (a certificate every validator
-        assembles from the votes it saw), this replaces a round of full copies by a 32-byte id.
-        A certificate is announced to committee peers only outside ``skip`` (those whose vote this
-        node holds: they were sent the same votes and assemble it themselves)."""
-        mid = message_id(data)
-        if mid not in self._seen:
-            self._mark_seen(now, mid)
-        self.stats.published += 1
-        self._route(now, mid, data, 1, kind, None, origin=True, lazy_only=True, skip=skip)
 
     def forward(
         self,
@@ -283,7 +271,6 @@ class GossipRouter:
         source: NodeId | None,
         *,
         origin: bool = False,
-        lazy_only: bool = False,
         skip: frozenset[NodeId] = frozenset(),
     ) -> list[Send]:
         """Pick the eager and lazy targets of one payload by its kind (see the module docstring)."""
@@ -295,13 +282,13 @@ class GossipRouter:
                 theirs = self._neighbors.get(source)
                 if theirs is not None and len(theirs) + 1 <= p.origin_fanout:
                     covered = theirs  # the origin flooded them already
-            fanout = 0 if lazy_only else p.origin_fanout if origin else p.eager_fanout
+            fanout = p.origin_fanout if origin else p.eager_fanout
             return self._push(mid, data, hops, self._fresh(mid), fanout, covered)
         fresh = self._fresh(mid)
         members = [q for q in fresh if q in self.committee]
         others = [q for q in fresh if q not in self.committee]
         if kind == CERT:
-            out = self._push(mid, data, hops, others, 0 if lazy_only else p.eager_fanout)
+            out = self._push(mid, data, hops, others, p.eager_fanout)
             if self.member:
                 for q in members:
                     if q not in skip:
