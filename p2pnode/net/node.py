@@ -54,6 +54,36 @@ Service = Callable[["Node"], Awaitable[None]]
 NodeRequestHandler = Callable[["Node", Message], Awaitable[Message]]
 
 
+def core_params(cfg: NodeConfig) -> CoreParams:
+    """The core's parameters from a node config (one place, for the driver and the simulator)."""
+    g = cfg.gossip
+    return CoreParams(
+        gossip=GossipParams(
+            eager_fanout=g.eager_fanout,
+            origin_fanout=g.origin_fanout,
+            lazy_fanout=g.lazy_fanout,
+            lazy_unproven=g.lazy_unproven,
+            seen_cache_size=g.seen_cache_size,
+            seen_ttl=float(g.seen_ttl_s),
+            iwant_timeout=g.iwant_timeout_ms / 1000,
+            max_ihave=g.max_ihave,
+        ),
+        pending_orders=cfg.limits.pending_orders,
+        held_certificates=cfg.limits.held_certificates,
+        sync_interval=cfg.sync.interval_ms / 1000,
+        sync_batch=cfg.sync.batch,
+        sync_reply_factor=cfg.sync.reply_factor,
+        sync_credit_max=cfg.sync.credit_max_bytes,
+        certificate_proofs=cfg.verify.certificate_proofs,
+        future_seqs=cfg.limits.future_seqs,
+        held_order_s=cfg.limits.held_order_s,
+        verify_rate=cfg.verify.per_source_rate,
+        verify_burst=float(cfg.verify.per_source_burst),
+        useless_rate=cfg.peers.useless_rate,
+        useless_burst=float(cfg.peers.useless_burst),
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeHooks:
     """What a node may be given besides its config: the default is a production node."""
@@ -93,32 +123,7 @@ class Node:
         self.transport: Transport = wrap(inner) if wrap is not None else inner
         self.host, self.port = parse_hostport(cfg.node.listen, key="node.listen")
         self.rng = rng or random.Random()
-        g = cfg.gossip
-        params = CoreParams(
-            gossip=GossipParams(
-                eager_fanout=g.eager_fanout,
-                origin_fanout=g.origin_fanout,
-                lazy_fanout=g.lazy_fanout,
-                lazy_unproven=g.lazy_unproven,
-                seen_cache_size=g.seen_cache_size,
-                seen_ttl=float(g.seen_ttl_s),
-                iwant_timeout=g.iwant_timeout_ms / 1000,
-                max_ihave=g.max_ihave,
-            ),
-            pending_orders=cfg.limits.pending_orders,
-            held_certificates=cfg.limits.held_certificates,
-            sync_interval=cfg.sync.interval_ms / 1000,
-            sync_batch=cfg.sync.batch,
-            sync_reply_factor=cfg.sync.reply_factor,
-            sync_credit_max=cfg.sync.credit_max_bytes,
-            certificate_proofs=cfg.verify.certificate_proofs,
-            future_seqs=cfg.limits.future_seqs,
-            held_order_s=cfg.limits.held_order_s,
-            verify_rate=cfg.verify.per_source_rate,
-            verify_burst=float(cfg.verify.per_source_burst),
-            useless_rate=cfg.peers.useless_rate,
-            useless_burst=float(cfg.peers.useless_burst),
-        )
+        params = core_params(cfg)
         self.core = NodeCore(
             key=key,
             chain_id=genesis.chain_id,
@@ -311,4 +316,12 @@ def _bind(handler: NodeRequestHandler, node: Node) -> RequestHandler:
     return bound
 
 
-__all__ = ["Node", "NodeHooks", "Service", "NodeRequestHandler", "refuse_quietly", "verify_item"]
+__all__ = [
+    "Node",
+    "NodeHooks",
+    "Service",
+    "core_params",
+    "NodeRequestHandler",
+    "refuse_quietly",
+    "verify_item",
+]
