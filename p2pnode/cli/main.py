@@ -108,6 +108,12 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     return cmd_latency(args)
 
 
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from p2pnode.cli.sim import cmd_sim
+
+    return cmd_sim(args)
+
+
 def _first_command(argv: Sequence[str]) -> str | None:
     for arg in argv:
         if not arg.startswith("-"):
@@ -199,6 +205,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
         add_latency_args(p)
     p.set_defaults(handler=_cmd_latency)
+
+    p = sub.add_parser("sim", help="simulate a network: every node's real core on a virtual clock")
+    if command == "sim":
+        from p2pnode.cli.sim import add_sim_args
+
+        add_sim_args(p)
+    p.set_defaults(handler=_cmd_sim)
     return parser
 
 

@@ -12,6 +12,7 @@ Certificate check, in order:
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from p2pnode.core.batches import PathError, batch_digest, levels, path, root_from_path
@@ -43,8 +44,16 @@ class VoteBook:
     Invariant: only votes whose signature verified and whose validator is a committee member are kept.
     """
 
-    def __init__(self, chain_id: bytes, committee: Committee, limit: int = 50_000) -> None:
+    def __init__(
+        self,
+        chain_id: bytes,
+        committee: Committee,
+        limit: int = 50_000,
+        *,
+        verify: Callable[[bytes, bytes, bytes], bool] = ed25519_verify,
+    ) -> None:
         self.chain_id = chain_id
+        self._verify = verify  # (public key, signature, message) -> ok; the simulator shares results
         self.committee = committee
         self.limit = limit
         self._votes: OrderedDict[Digest, dict[NodeId, bytes]] = OrderedDict()  # -> validator -> root
@@ -60,7 +69,7 @@ class VoteBook:
         if validator not in self.committee:
             return False
         self.checks += 1
-        if not ed25519_verify(validator, signature, batch_digest(self.chain_id, root)):
+        if not self._verify(validator, signature, batch_digest(self.chain_id, root)):
             return False
         self._verified[key] = None
         if len(self._verified) > 4 * self.limit:

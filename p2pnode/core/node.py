@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +154,7 @@ class NodeCore:
         rng: random.Random | None = None,
         validator_factory: ValidatorFactory = Validator,
         shielded: bool = False,
+        signature_verify: Callable[[bytes, bytes, bytes], bool] | None = None,
     ) -> None:
         self.node_id = NodeId(key.public)
         self.shielded = shielded  # the genesis carries a verifying key for shielded proofs
@@ -172,7 +173,11 @@ class NodeCore:
             params.gossip, self.rng, committee=frozenset(self.committee.members), node_id=self.node_id
         )
         self._cert_ids: OrderedDict[Digest, MsgId] = OrderedDict()  # certified here -> gossip id
-        self.votes = VoteBook(chain_id, self.committee, limit=params.pending_orders)
+        self.votes = (
+            VoteBook(chain_id, self.committee, limit=params.pending_orders)
+            if signature_verify is None
+            else VoteBook(chain_id, self.committee, limit=params.pending_orders, verify=signature_verify)
+        )
         self.orders: OrderedDict[Digest, AnyOrder] = OrderedDict()  # proof-verified, not yet applied
         # Verification results and work in flight, keyed by statement AND proof (proof_key): a copy of
         # a payment with a broken proof must not condemn the genuine one.

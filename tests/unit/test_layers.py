@@ -1,7 +1,7 @@
 """Layers import one way (DESIGN.md §7): every import of every module, lazy ones included, points down.
 
-    cli  >  tools, scenario  >  testing  >  localnet  >  client  >  net  >  store, zk  >  core, genesis
-         >  crypto, wire, config, logs  >  errors
+    cli  >  sim  >  tools, scenario  >  testing  >  localnet  >  client  >  net  >  store, zk
+         >  core, genesis  >  crypto, wire, config, logs  >  errors
 
 A module may import its own package and any package of a lower rank, never one of its own rank or
 above. ``p2pnode/__main__.py`` is the one entry point above the CLI. The core's freedom from I/O is
@@ -33,8 +33,9 @@ RANK = {
     "testing": 7,
     "tools": 8,
     "scenario": 8,
-    "cli": 9,
-    "__main__": 10,
+    "sim": 9,
+    "cli": 10,
+    "__main__": 11,
     "__init__": 0,
 }
 

@@ -1,0 +1,204 @@
+"""``p2pnode sim calibrate``: measure the simulator's cost table on this machine.
+
+Each figure is the median of repeated samples, taken in this process:
+
+- crypto: Schnorr and Ed25519 in thread CPU time (:func:`p2pnode.tools.bench_cost.measure_crypto`), and
+  Schnorr per proof in a batch of 16 (:func:`p2pnode.crypto.schnorr_batch_verify`);
+- the driver's per-frame and per-message work: the node's own :class:`~p2pnode.net.conn.FramedStream` on a
+  loopback TCP connection under Trio, each message handed through a memory channel to a writer task as the
+  peer writer does, process CPU time per frame; encode and decode are timed apart (per message), the rest
+  is split evenly between sending and receiving a frame;
+- a log line: a structlog JSON line written to a file, as a node writes its log;
+- a commit: :class:`~p2pnode.store.SqliteStore` in a temporary directory, wall time (the store thread
+  waits on fsync, not on the CPU), with 1 and with 32 writes;
+- the core's handlers: a small simulation (4 validators, 4 full nodes, LAN) with every handler call
+  timed in thread CPU time, crypto excluded (it is charged on its own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from p2pnode.core.effects import PersistLock
+from p2pnode.crypto import SpendingKey, hash256, schnorr_batch_verify
+from p2pnode.net.linkmodel import profile_from_dict
+from p2pnode.sim.costs import HANDLERS, CostTable
+from p2pnode.sim.engine import SimSpec, Simulation
+from p2pnode.tools.bench_cost import measure_crypto
+
+Progress = Callable[[str], None]
+
+LAN = profile_from_dict(
+    {"name": "lan", "regions": ["lan"], "delay_ms": {"lan": [0.05]}, "source": "loopback, for calibration"}
+)
+
+
+def _median_cpu(fn: Callable[[], object], runs: int, clock: Callable[[], float] = time.thread_time) -> float:
+    samples = []
+    for _ in range(runs):
+        t = clock()
+        fn()
+        samples.append(clock() - t)
+    return statistics.median(samples)
+
+
+def _schnorr_batch(n: int = 16, runs: int = 7) -> float:
+    keys = [SpendingKey.generate() for _ in range(n)]
+    items = []
+    for i, k in enumerate(keys):
+        m = hash256(b"p2pnode/sim/calibrate", bytes([i]))
+        items.append((k.public, m, k.prove(m)))
+    return _median_cpu(lambda: schnorr_batch_verify(items), runs) / n
+
+
+def _frames(count: int = 4000) -> tuple[float, float, float]:
+    """(CPU per frame sent and received, encode per message, decode per message), seconds."""
+    import trio
+
+    from p2pnode.net.conn import FramedStream
+    from p2pnode.wire.messages import Gossip, decode
+
+    msg = Gossip(data=bytes(600), hops=1)
+    raw = msg.encode()
+    encode = _per_call(msg.encode, 5000)
+    dec = _per_call(lambda: decode(raw), 5000)
+
+    async def main() -> float:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        got = trio.Event()
+
+        async def serve(stream: trio.SocketStream) -> None:
+            conn = FramedStream(stream, 1 << 20)
+            for _ in range(count):
+                await conn.receive()
+            got.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, serve, listeners)
+            client = FramedStream(await trio.open_tcp_stream("127.0.0.1", port), 1 << 20)
+            send, recv = trio.open_memory_channel[Gossip](64)
+
+            async def writer() -> None:
+                async for m in recv:
+                    await client.send(m)
+
+            nursery.start_soon(writer)
+            t = time.process_time()
+            for _ in range(count):
+                await send.send(msg)
+            await got.wait()
+            spent = time.process_time() - t
+            nursery.cancel_scope.cancel()
+        return spent / count
+
+    per_frame = statistics.median(trio.run(main) for _ in range(3))
+    return per_frame, encode, dec
+
+
+def _per_call(fn: Callable[[], object], n: int) -> float:
+    t = time.thread_time()
+    for _ in range(n):
+        fn()
+    return (time.thread_time() - t) / n
+
+
+def _log_line(n: int = 5000) -> float:
+    import structlog
+
+    with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "node.log").open("w", encoding="utf-8") as sink:
+        log = structlog.wrap_logger(
+            structlog.PrintLogger(sink),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(key="ts_ns", fmt=None),
+                structlog.processors.JSONRenderer(),
+            ],
+        ).bind(node="node-0", node_id="0" * 16)
+        tx = "ab" * 32
+        return _per_call(lambda: log.info("certificate_received", tx=tx, hops=2, peer="0" * 16), n)
+
+
+def _commits() -> tuple[float, float]:
+    from p2pnode.store import SqliteStore
+
+    chain = hash256(b"p2pnode/sim/calibrate", b"chain")
+
+    def lock(i: int) -> PersistLock:
+        d = hash256(b"p2pnode/sim/calibrate", i.to_bytes(8, "big"))
+        return PersistLock(keys=((d[:20], i),), digest=d, order=bytes(300))  # type: ignore[arg-type]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(Path(tmp) / "node.sqlite", chain)
+        try:
+            counter = iter(range(10**9))
+            one = _median_cpu(lambda: store.commit([lock(next(counter))]), 40, time.perf_counter)
+            many = _median_cpu(
+                lambda: store.commit([lock(next(counter)) for _ in range(32)]), 15, time.perf_counter
+            )
+        finally:
+            store.close()
+    per_write = max(0.0, (many - one) / 31)
+    return max(0.0, one - per_write), per_write
+
+
+def _handlers(base: CostTable, progress: Progress) -> dict[str, float]:
+    sim = Simulation(SimSpec(nodes=8, validators=4, payments=200, rate=40.0, seed=7), LAN, base, measure=True)
+    sim.run()
+    samples: dict[str, list[float]] = {}
+    for node in sim.nodes:
+        for kind, values in node.measured.items():
+            samples.setdefault(kind, []).extend(values)
+    out = dict(base.handler)
+    for kind in HANDLERS:
+        if samples.get(kind):
+            out[kind] = statistics.median(samples[kind])
+    progress("handlers: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in sorted(out.items())))
+    return out
+
+
+def calibrate(progress: Progress = lambda _: None) -> CostTable:
+    """Measure every figure of the table (see the module docstring); takes about a minute."""
+    progress("timing crypto (thread CPU time)")
+    crypto = measure_crypto()
+    batch = _schnorr_batch()
+    progress(
+        f"schnorr {crypto.schnorr_verify * 1e3:.3f} ms alone, {batch * 1e3:.3f} ms per proof in a batch; "
+        f"ed25519 verify {crypto.ed25519_verify * 1e6:.0f} us, sign {crypto.ed25519_sign * 1e6:.0f} us"
+    )
+    progress("timing frames over loopback TCP")
+    per_frame, encode, dec = _frames()
+    rest = max(0.0, per_frame - encode - dec)
+    progress(
+        f"frame {per_frame * 1e6:.0f} us sent+received (encode {encode * 1e6:.1f}, decode {dec * 1e6:.1f})"
+    )
+    log_line = _log_line()
+    commit, commit_write = _commits()
+    progress(
+        f"log line {log_line * 1e6:.1f} us; commit {commit * 1e3:.3f} ms + {commit_write * 1e6:.0f} us/write"
+    )
+    table = dataclasses.replace(
+        CostTable(),
+        schnorr_verify=crypto.schnorr_verify,
+        schnorr_batch=batch,
+        ed25519_verify=crypto.ed25519_verify,
+        ed25519_sign=crypto.ed25519_sign,
+        rx_frame=rest / 2,
+        tx_frame=rest / 2,
+        rx_message=dec,
+        tx_message=encode,
+        log_line=log_line,
+        commit=commit,
+        commit_write=commit_write,
+        machine=f"calibrated {time.strftime('%Y-%m-%d')}",
+    )
+    progress("timing the core's handlers in a small simulation")
+    return dataclasses.replace(table, handler=_handlers(table, progress))
+
+
+__all__ = ["calibrate"]
