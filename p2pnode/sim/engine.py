@@ -51,7 +51,7 @@ from p2pnode.core.effects import (
     Settled,
     VerifyProofs,
 )
-from p2pnode.core.gossip import KINDS
+from p2pnode.core.gossip import ANY, CERT, ORDER, VOTE
 from p2pnode.core.node import NodeCore
 from p2pnode.core.payments import make_order, statement_digest
 from p2pnode.core.settlement import FRAME_HEADER, wire_size
@@ -199,6 +199,10 @@ class SimNode:
         self.peak_queue = 0
         self.kinds: dict[str, int] = {}
         self.measured: dict[str, list[float]] = {}
+        v = core.validator
+        self._signer = v if isinstance(v, _CountingValidator) else None
+        self.tick_job: Job = lambda: core.tick(sim.now)
+        self.next_tick: Callable[[], None] = lambda: sim._tick(self)
 
     # == the CPU ====================================================================================
     def add_job(self, kind: str, fn: Job) -> None:
@@ -210,25 +214,29 @@ class SimNode:
     def run_job(self) -> float:
         """Run the next job's handler now; returns its cost and schedules its effects at the end."""
         kind, fn = self.jobs.popleft()
-        sim, costs = self.sim, self.sim.costs
-        core = self.core
-        checks = core.votes.checks
-        validator = core.validator
-        signs = validator.signatures if isinstance(validator, _CountingValidator) else 0
-        t0 = time.thread_time() if sim.measure else 0.0
-        shared0 = sim.shared.real_s
+        sim = self.sim
+        costs = sim.costs
+        votes = self.core.votes
+        checks = votes.checks
+        signer = self._signer
+        signs = signer.signatures if signer is not None else 0
+        if sim.measure:
+            t0 = time.thread_time()
+            shared0 = sim.shared.real_s
         self._job_cost = 0.0
         effects = fn()
-        cost = self._job_cost + costs.of(kind)
-        cost += (core.votes.checks - checks) * costs.ed25519_verify
-        if isinstance(validator, _CountingValidator):
-            cost += (validator.signatures - signs) * costs.ed25519_sign
+        cost = self._job_cost + costs.handler.get(kind, 0.0)
+        if votes.checks != checks:
+            cost += (votes.checks - checks) * costs.ed25519_verify
+        if signer is not None and signer.signatures != signs:
+            cost += (signer.signatures - signs) * costs.ed25519_sign
         if sim.measure and kind != "frame":  # a frame's messages are timed one by one (receive)
             real = time.thread_time() - t0 - (sim.shared.real_s - shared0)
             self.measured.setdefault(kind, []).append(real)
-        cost += self._send_cost(effects)
+        if effects:
+            cost += self._send_cost(effects)
         self.busy_s += cost
-        sim.at(sim.now + cost, lambda: sim.job_done(self, effects))
+        sim.at(sim.now + cost, partial(sim.job_done, self, effects))
         return cost
 
     _job_cost = 0.0
@@ -239,10 +247,11 @@ class SimNode:
         frames = set()
         logs = 0
         for e in effects:
-            if isinstance(e, Send):
+            t = type(e)
+            if t is Send:
                 sends += 1
-                frames.add(e.peer)
-            elif isinstance(e, Emit):
+                frames.add(e.peer)  # type: ignore[union-attr]
+            elif t is Emit:
                 logs += 1
         return sends * costs.tx_message + len(frames) * costs.tx_frame + logs * costs.log_line
 
@@ -251,23 +260,27 @@ class SimNode:
         self, effects: Sequence[Step], start: int = 0, tickets: dict[int, _Write] | None = None
     ) -> None:
         """Perform ``effects[start:]`` in order; a write holds back what follows it until its commit."""
+        if not effects:
+            return
         if tickets is None:
             tickets = {}
             for i, e in enumerate(effects):
-                if isinstance(e, (PersistLock, PersistApplied)):
+                if type(e) is PersistLock or type(e) is PersistApplied:
                     w = _Write(e)
                     self.writes.append(w)
                     tickets[i] = w
             if tickets:
                 self.sim.kick_store(self)
         out: dict[NodeId, list[Message]] = {}
+        peers = self.peers
         for i in range(start, len(effects)):
             e = effects[i]
-            if isinstance(e, Send):
-                if e.peer in self.peers:
-                    out.setdefault(e.peer, []).append(e.msg)
-            elif isinstance(e, Emit):
-                self.write_log(e.event, e.fields)
+            t = type(e)
+            if t is Send:
+                if e.peer in peers:  # type: ignore[union-attr]
+                    out.setdefault(e.peer, []).append(e.msg)  # type: ignore[union-attr]
+            elif t is Emit:
+                self.write_log(e.event, e.fields)  # type: ignore[union-attr]
             elif isinstance(e, VerifyProofs):
                 for item in e.orders:
                     self.verify_q.push(self.core.verify_lane(self.sim.now, *item), item)
@@ -329,37 +342,47 @@ class SimNode:
         self.rx_frames += 1
         self.rx_messages += len(msgs)
         self.rx_bytes += size
-        costs = self.sim.costs
+        self.add_job("frame", partial(self._handle_frame, peer, msgs))
 
-        def handle() -> list[Step]:
-            sim = self.sim
-            now = sim.now
-            router = self.core.router
-            effects: list[Step] = []
-            cost = costs.rx_frame + len(msgs) * costs.rx_message
-            for m in msgs:
-                name = _kind(m)
-                before = dict(router.kinds_received) if name == "gossip" else None
-                t0 = time.thread_time() if sim.measure else 0.0
+    def _handle_frame(self, peer: NodeId, msgs: list[Message]) -> list[Step]:
+        """A frame's messages, each handled by the core and charged by its kind (the first copy of a
+        payload of some kind, a duplicate, an IHAVE, ...)."""
+        sim = self.sim
+        costs = sim.costs
+        table = costs.handler
+        now = sim.now
+        core = self.core
+        received = core.router.kinds_received
+        kinds = self.kinds
+        measure = sim.measure
+        effects: list[Step] = []
+        cost = costs.rx_frame + len(msgs) * costs.rx_message
+        for m in msgs:
+            if measure:
+                t0 = time.thread_time()
                 shared0 = sim.shared.real_s
-                effects += self.core.on_message(now, peer, m)
-                if before is not None:
-                    after = router.kinds_received
-                    first = next((k for k in KINDS if after[k] > before[k]), None)
-                    if first is None:
-                        self.duplicates += 1
-                        name = "gossip_dup"
-                    else:
-                        name = f"gossip_{'order' if first == 'any' else first}"
-                self.kinds[name] = self.kinds.get(name, 0) + 1
-                cost += costs.of(name)
-                if sim.measure:
-                    real = time.thread_time() - t0 - (sim.shared.real_s - shared0)
-                    self.measured.setdefault(name, []).append(real)
-            self._job_cost = cost
-            return effects
-
-        self.add_job("frame", handle)
+            if type(m) is Gossip:
+                before = (received[ORDER], received[VOTE], received[CERT], received[ANY])
+                effects += core.on_message(now, peer, m)
+                if received[CERT] != before[2]:
+                    name = "gossip_cert"
+                elif received[VOTE] != before[1]:
+                    name = "gossip_vote"
+                elif received[ORDER] != before[0] or received[ANY] != before[3]:
+                    name = "gossip_order"
+                else:
+                    self.duplicates += 1
+                    name = "gossip_dup"
+            else:
+                effects += core.on_message(now, peer, m)
+                name = _kind(m)
+            kinds[name] = kinds.get(name, 0) + 1
+            cost += table.get(name, 0.0)
+            if measure:
+                real = time.thread_time() - t0 - (sim.shared.real_s - shared0)
+                self.measured.setdefault(name, []).append(real)
+        self._job_cost = cost
+        return effects
 
     def write_log(self, event: str, fields: Mapping[str, Any]) -> None:
         sim = self.sim
@@ -622,9 +645,9 @@ class Simulation:
                 node.core.on_peer_neighbors(nid, [p for p in peer.peers])
 
     def _tick(self, node: SimNode) -> None:
-        node.add_job("tick", lambda: node.core.tick(self.now))
+        node.add_job("tick", node.tick_job)
         if not self._finished():
-            self.at(self.now + self.heartbeat, lambda: self._tick(node))
+            self.at(self.now + self.heartbeat, node.next_tick)
 
     # == the workload ===============================================================================
     def _plan(self) -> None:
