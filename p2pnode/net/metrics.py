@@ -38,7 +38,7 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
@@ -90,7 +90,17 @@ KINDS: tuple[str, ...] = tuple(
     re.sub(r"(?<=[a-z])(?=[A-Z])", "_", cls.__name__).lower() for cls in REGISTRY.values()
 )
 _KIND_BY_TAG: dict[int, str] = dict(zip(REGISTRY, KINDS, strict=True))
+# The kinds a peer connection carries after its handshake, exported from the start (at 0); any other
+# kind (a client message sent to a peer, say) appears once seen. Bundles are counted by their contents.
+PEER_KINDS: tuple[str, ...] = (
+    "order", "vote", "certificate", "shielded_order", "shielded_certificate", "ihave", "iwant",
+    "sync_summary", "sync_heads", "cert_request", "cert_batch", "shielded_have", "ping", "pong",
+    "get_peers", "peers", "refuse", "other",
+)
 FRAME_HEADER = 4
+# The classic text format: every name here is a legacy-valid one, so the body is the same whatever
+# version prometheus_client calls its latest, and any Prometheus parses it.
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_SCRAPES = 8  # HTTP connections served at once; more wait in the listen backlog
 MAX_REQUEST = 8192  # bytes of request head read at most
 SCRAPE_TIMEOUT_S = 10.0  # a scrape connection that has not sent its request in this time is closed
@@ -245,14 +255,8 @@ class NodeMetrics:
             registry=r,
         )
         self._kinds: dict[str, tuple[Any, Any, Any, Any, Any]] = {}
-        for k in (*KINDS, "other"):
-            self._kinds[k] = (
-                self.msgs_in.labels(kind=k),
-                self.bytes_in.labels(kind=k),
-                self.dups_in.labels(kind=k),
-                self.msgs_out.labels(kind=k),
-                self.bytes_out.labels(kind=k),
-            )
+        for k in PEER_KINDS:
+            self._kind(k)
         for ev in REFUSAL_EVENTS:
             for reason in REASONS:
                 self.refusals.labels(event=ev, reason=reason)
@@ -335,16 +339,29 @@ class NodeMetrics:
         return refused
 
     # == driver hooks =================================================================================
+    def _kind(self, kind: str) -> tuple[Any, Any, Any, Any, Any]:
+        """The five gossip counters of ``kind`` (one of :data:`KINDS` or ``other``: a bounded set)."""
+        c = self._kinds.get(kind)
+        if c is None:
+            c = self._kinds[kind] = (
+                self.msgs_in.labels(kind=kind),
+                self.bytes_in.labels(kind=kind),
+                self.dups_in.labels(kind=kind),
+                self.msgs_out.labels(kind=kind),
+                self.bytes_out.labels(kind=kind),
+            )
+        return c
+
     def received(self, msg: Message, size: int, duplicate: bool) -> None:
         """A peer message of ``size`` bytes on the wire; ``duplicate``: a gossip payload seen before."""
-        c = self._kinds.get(message_kind(msg)) or self._kinds["other"]
+        c = self._kind(message_kind(msg))
         c[0].inc()
         c[1].inc(size)
         if duplicate:
             c[2].inc()
 
     def sent(self, msg: Message, size: int) -> None:
-        c = self._kinds.get(message_kind(msg)) or self._kinds["other"]
+        c = self._kind(message_kind(msg))
         c[3].inc()
         c[4].inc(size)
 
@@ -378,7 +395,7 @@ class NodeMetrics:
         """The registry's samples and their content type: OpenMetrics if ``accept`` asks for it."""
         if "application/openmetrics-text" in accept:
             return generate_openmetrics(self.registry), OPENMETRICS_TYPE  # type: ignore[no-untyped-call]
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), TEXT_CONTENT_TYPE
 
 
 class _GaugeCollector:
@@ -522,6 +539,7 @@ def _response(status: int, body: bytes, ctype: str, *, head_only: bool = False) 
 __all__ = [
     "GAUGES",
     "KINDS",
+    "PEER_KINDS",
     "LATENCY_BUCKETS",
     "REASONS",
     "REFUSAL_EVENTS",
