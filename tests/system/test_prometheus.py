@@ -30,7 +30,7 @@ from tests.system.conftest import cli, cli_json, log_events, stop_any, wait_unti
 
 pytestmark = pytest.mark.slow
 
-PAYMENTS = 300
+PAYMENTS = 200
 
 
 def _free_port() -> int:
@@ -143,7 +143,7 @@ def test_prometheus_quantile_agrees_with_latency_tool(tmp_path: Path) -> None:
                 return len(active) == 4 and all(t["health"] == "up" for t in active)
 
             wait_until("every node scraped", all_up, timeout=30)
-            bench = cli_json("bench", "--dir", str(d), "--count", str(PAYMENTS), "--window", "8", "--json")
+            bench = cli_json("bench", "--dir", str(d), "--count", str(PAYMENTS), "--window", "2", "--json")
             assert bench["settled"] == PAYMENTS, bench
 
             # Every node's own count, then wait until Prometheus has scraped exactly that.
