@@ -19,9 +19,9 @@ Names follow the Prometheus conventions: ``p2pnode_`` prefix, base units (``_sec
 Buckets (:data:`LATENCY_BUCKETS`): settlement on one host takes a few milliseconds, across a WAN or
 under load tens to hundreds, and a stuck stage seconds; so the buckets span 0.5 ms to 10 s. They step
 by a factor of about 1.5 (0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, ... ms): ``histogram_quantile``
-interpolates inside one bucket, so its error is at most that bucket's width, i.e. under 50 % of the
-value anywhere in the range, with 26 buckets per series (about as many as Prometheus' own defaults
-cost for a tenth of the range).
+interpolates inside one bucket, so its error is at most that bucket's width: a third to two thirds of
+the value anywhere in the range, with 26 buckets per series. Finer steps would cost series on every
+node for precision the tail of a latency distribution rarely needs.
 
 Resource handling: the per-payment table is bounded by ``metrics.tracked_payments`` (oldest first
 out); the HTTP server serves at most :data:`MAX_SCRAPES` connections at once, each bounded in bytes
