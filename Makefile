@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # package-lock.json.
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test test-fast lint typecheck clean zk-vectors bench-zk
+.PHONY: demo test test-fast lint typecheck clean zk-vectors bench-zk prometheus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ demo: $(STAMP) $(NODE_STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
+
+# The Prometheus server and promtool that the metrics system test runs against (Debian's `prometheus`
+# package). Does nothing when both are on PATH; otherwise installs the package with apt-get (as root,
+# or through sudo). The test skips, saying why, if they still cannot be found.
+prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then \
+		echo "prometheus: $$(command -v prometheus), promtool: $$(command -v promtool)"; \
+	else \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		echo "installing Debian's prometheus package (prometheus, promtool) with apt-get"; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; \
+	fi
 
 # Regenerate the Groth16 test vectors (development ceremony, not for production).
 zk-vectors: $(NODE_STAMP)

@@ -118,6 +118,14 @@ class VerifySection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSection:
+    """The Prometheus endpoint (docs/metrics.md). Off unless ``listen`` is set."""
+
+    listen: str = ""  # HOST:PORT of the HTTP endpoint; "" = none and nothing observed; port 0 = any free
+    tracked_payments: int = 10_000  # payments whose stage times are kept until they are applied here
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TestingSection:
     """Fault injection and Byzantine behaviour, for scenario tests only. Off unless ``enabled``."""
 
@@ -135,6 +143,7 @@ class NodeConfig:
     limits: LimitsSection = field(default_factory=LimitsSection)
     sync: SyncSection = field(default_factory=SyncSection)
     verify: VerifySection = field(default_factory=VerifySection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
     testing: TestingSection = field(default_factory=TestingSection)
     source: Path | None = None
 
@@ -196,6 +205,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "verify.new_source_batch": (1, 1024),
     "verify.per_source_rate": (0.1, 1_000_000),
     "verify.per_source_burst": (1, 10_000_000),
+    "metrics.tracked_payments": (16, 10_000_000),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "log.format": ("json", "console", "auto"),
@@ -203,9 +213,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def parse_hostport(text: str, *, key: str = "address") -> tuple[str, int]:
+def parse_hostport(text: str, *, key: str = "address", any_port: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` split; port 0 (any free port) only with ``any_port``."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not (0 if any_port else 1) <= int(port) < 65536:
         raise ConfigError(f"{key}: expected HOST:PORT, got {text!r}")
     return host, int(port)
 
@@ -274,6 +285,8 @@ def config_from_dict(data: dict[str, Any], base: Path, source: Path | None = Non
         sections[name] = _build_section(hints[name], name, value, base)
     cfg = NodeConfig(**sections, source=source)
     parse_hostport(cfg.node.listen, key="node.listen")
+    if cfg.metrics.listen:
+        parse_hostport(cfg.metrics.listen, key="metrics.listen", any_port=True)
     for i, peer in enumerate(cfg.node.bootstrap):
         parse_hostport(peer, key=f"node.bootstrap[{i}]")
     if (cfg.testing.byzantine or cfg.testing.fault_control) and not cfg.testing.enabled:

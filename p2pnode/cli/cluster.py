@@ -15,10 +15,12 @@ from p2pnode.errors import LocalError
 from p2pnode.localnet import (
     CLUSTER_FILE,
     PIDS_FILE,
+    PROMETHEUS_FILE,
     ClusterError,
     ClusterStatus,
     LocalNet,
     cluster_status,
+    enable_metrics,
     read_cluster,
     ready_timeout_s,
     write_cluster,
@@ -37,6 +39,15 @@ def add_up_args(parser: argparse.ArgumentParser) -> None:
     )
     add_spec_args(parser, validators=False)
     parser.add_argument("--dir", type=Path, required=True, metavar="DIR", help="cluster directory")
+    parser.add_argument(
+        "--metrics",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="BASE_PORT",
+        help="serve Prometheus metrics: node i on BASE_PORT+i (default: free ports; kept across runs), "
+        "and write DIR/prometheus.yml (docs/metrics.md)",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -94,6 +105,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 f"{args.dir}: already holds a cluster of {have_v} validators and {have_f} full "
                 "nodes; remove the directory or choose another"
             )
+    targets = enable_metrics(cluster, base_port=args.metrics or None) if args.metrics is not None else {}
     net = LocalNet(cluster)
     alive = net.running()
     if alive:
@@ -121,6 +133,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - start
     for line in describe_nodes(cluster, net.pids()):
         print(line)
+    if targets:
+        print(f"metrics: {', '.join(f'{n} http://{a}/metrics' for n, a in targets.items())}")
+        print(f"prometheus: prometheus --config.file={args.dir / PROMETHEUS_FILE}")
     print(f"cluster ready in {elapsed:.1f}s")
     return 0
 

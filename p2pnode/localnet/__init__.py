@@ -27,6 +27,7 @@ from p2pnode.localnet.directory import (
     render_node_config,
     write_cluster,
 )
+from p2pnode.localnet.metrics import PROMETHEUS_FILE, enable_metrics, metrics_targets
 from p2pnode.localnet.processes import (
     PIDS_FILE,
     ClusterError,
@@ -55,6 +56,7 @@ __all__ = [
     "MAX_FULL_NODES",
     "MAX_VALIDATORS",
     "PIDS_FILE",
+    "PROMETHEUS_FILE",
     "AccountEntry",
     "ClusterDir",
     "ClusterError",
@@ -69,8 +71,10 @@ __all__ = [
     "Stopped",
     "check_defaults",
     "cluster_status",
+    "enable_metrics",
     "free_ports",
     "load_cluster_definition",
+    "metrics_targets",
     "read_cluster",
     "read_vm_rss",
     "ready_timeout_s",

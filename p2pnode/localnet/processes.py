@@ -48,7 +48,7 @@ from typing import Any
 
 import psutil
 
-from p2pnode.config import NodeConfig, load_config
+from p2pnode.config import NodeConfig, load_config, parse_hostport
 from p2pnode.errors import LocalError
 from p2pnode.localnet.directory import ClusterDir, read_cluster
 from p2pnode.localnet.node_query import Client, open_node_client, query_status
@@ -290,16 +290,22 @@ class LocalNet:
         if alive:
             name, p = next(iter(alive.items()))
             raise LocalError(f"{name}: already running (pid {p.pid})")
+        metrics = {}
         for name in wanted:
-            self.config(name)  # fail here, in this process, on a broken config
+            metrics[name] = self.config(name).metrics.listen  # fails here, in this process, if broken
         for name in wanted:
             entry = self.cluster.node(name)
-            problem = _port_problem(entry.host, entry.port)
+            problem = port_problem(entry.host, entry.port)
             if problem is not None:
                 raise LocalError(
                     f"{name}: cannot listen on {entry.address}: {problem} (another program, or a "
                     "cluster in another directory, holds it; choose another base port)"
                 )
+            if metrics[name]:
+                host, port = parse_hostport(metrics[name], key="metrics.listen", any_port=True)
+                problem = port_problem(host, port) if port else None
+                if problem is not None:
+                    raise LocalError(f"{name}: cannot serve metrics on {metrics[name]}: {problem}")
 
     def _spawn(self, name: str) -> int:
         cfg = self.cluster.node(name).config
@@ -476,7 +482,7 @@ class LocalNet:
         return ClusterError("\n".join(lines))
 
 
-def _port_problem(host: str, port: int) -> str | None:
+def port_problem(host: str, port: int) -> str | None:
     """Why a node could not listen on ``host:port`` now (None: it can). Bound as the node binds, with
     SO_REUSEADDR, so that a port in TIME_WAIT after a restart counts as free."""
     try:

@@ -26,6 +26,7 @@ ends that connection (the client server treats it as a remote error).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, Protocol
 
@@ -49,6 +50,7 @@ from p2pnode.core.effects import (
 from p2pnode.core.node import NodeCore
 from p2pnode.core.shielded import public_signals
 from p2pnode.errors import LocalError, RemoteError, StorageError
+from p2pnode.net.metrics import NodeMetrics
 from p2pnode.net.verifier import ProofVerifier
 from p2pnode.store import Store
 from p2pnode.store.thread import StoreThread
@@ -111,6 +113,7 @@ class Interpreter:
         self._writes_ready = trio.Event()
         # Commits on a thread of their own (a real node), or inline (deterministic in-process tests).
         self._store_thread = store_thread
+        self.metrics: NodeMetrics | None = None  # the node sets it when [metrics] is on
 
     async def perform(self, effects: list[Effect]) -> None:
         # Queue this list's writes before anything can yield, so that the commit order is the order
@@ -204,6 +207,7 @@ class Interpreter:
                 if not batch:
                     continue
                 writes = [w for w, _ in batch]
+                started = time.perf_counter()
                 try:
                     if thread is not None:
                         await thread.commit(writes)
@@ -215,6 +219,8 @@ class Interpreter:
                 except LocalError as exc:  # the store thread failed in another way: our bug
                     self.log.error("store_failed", cause="database error", error=str(exc), writes=len(writes))
                     raise
+                if self.metrics is not None:
+                    self.metrics.committed(time.perf_counter() - started, len(writes))
                 locks = [w.digest for w in writes if isinstance(w, PersistLock)]
                 if locks:  # signed together by the first waiting task that goes on (one batch)
                     self.core.on_locks_committed(locks)
@@ -262,6 +268,8 @@ class Interpreter:
     ) -> None:
         work = [verify_item(digest, order) for digest, order in items]
         results, duration_us = await self.verifier.verify(work)
+        if self.metrics is not None:
+            self.metrics.proofs_verified(duration_us / 1e6, results)
         per = duration_us // max(1, len(items))
         out = [
             (digest, order, ok, per, len(items)) for (digest, order), ok in zip(items, results, strict=True)

@@ -43,6 +43,7 @@ from p2pnode.net.clients import ClientService, RequestHandler
 from p2pnode.net.dialer import Dialer
 from p2pnode.net.interpreter import Interpreter, verify_item
 from p2pnode.net.limits import ConnectionGate, connection_caps, raise_nofile_limit
+from p2pnode.net.metrics import MetricsServer, NodeMetrics, ObservedLog
 from p2pnode.net.peers import AddressBook, PeerSet, addresses, refuse_quietly, short
 from p2pnode.net.transport import TcpTransport, Transport
 from p2pnode.net.verifier import ProofVerifier
@@ -137,6 +138,15 @@ class Node:
         self.role = "validator" if self.core.validator is not None else "full"
         # A harness may hand in its own bound logger (e.g. one file per node in one process).
         self.log: Any = log or logs.get_logger(node=self.name, node_id=short(self.node_id))
+        # [metrics]: every event logged through the node's logger is also observed (docs/metrics.md).
+        self.metrics: NodeMetrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        if cfg.metrics.listen:
+            self.metrics = NodeMetrics(tracked_payments=cfg.metrics.tracked_payments, gauges=self._gauges)
+            self.metrics_server = MetricsServer(
+                self.metrics, *parse_hostport(cfg.metrics.listen, key="metrics.listen", any_port=True)
+            )
+            self.log = ObservedLog(self.log, self.metrics)
         self.counters = {
             "frames_rejected": 0,
             "handshakes_refused": 0,
@@ -183,6 +193,7 @@ class Node:
             counters=self.counters,
         )
         self.peers.listen_port = self.port
+        self.peers.metrics = self.metrics
         self.dialer.own_addr = f"{self.host}:{self.port}"
         self.interpreter = Interpreter(
             cfg=cfg,
@@ -194,6 +205,7 @@ class Node:
             log=self.log,
             store_thread=cfg.verify.workers > 0 if store_thread is None else store_thread,
         )
+        self.interpreter.metrics = self.metrics
         self.ready = trio.Event()
         self.stopped = trio.Event()  # set when ``run`` has returned (or failed)
         self.started_at = 0.0
@@ -215,6 +227,10 @@ class Node:
                 self.peers.listen_port = self.port
                 self.dialer.own_addr = f"{self.host}:{self.port}"
                 self.started_at = trio.current_time()
+                metrics = ""
+                if self.metrics_server is not None:
+                    port = await nursery.start(self.metrics_server.run)
+                    metrics = f"{self.metrics_server.host}:{port}"
                 self.log.info(
                     "node_started",
                     chain_id=self.genesis.chain_id.hex(),
@@ -222,6 +238,7 @@ class Node:
                     role=self.role,
                     applied=self.core.ledger.applied_count(),
                     root=self.core.ledger.root().hex(),
+                    **({"metrics": metrics} if metrics else {}),
                 )
                 await self.verifier.warm_up()
                 nursery.start_soon(self.interpreter.writer)
@@ -268,6 +285,16 @@ class Node:
             lowered=caps.lowered,
         )
 
+    def _gauges(self) -> dict[str, float]:
+        """The metrics' gauges, read at scrape time."""
+        core = self.core
+        return {
+            "peers": len(self.peers),
+            "verifying": len(core.verifying),
+            "held_orders": len(core.held_orders),
+            "held_certificates": len(core.held_certs),
+        }
+
     def stop(self) -> None:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
@@ -306,6 +333,8 @@ class Node:
             "proof_batches": self.verifier.batches,
             "signatures": self.core.votes.checks,
         }
+        if self.metrics_server is not None:
+            info["metrics"] = f"{self.metrics_server.host}:{self.metrics_server.port}"
         return info
 
 

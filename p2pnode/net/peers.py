@@ -46,6 +46,7 @@ that connection (or bans the peer, for a ``Disconnect`` effect), never the node.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ from p2pnode.crypto import NodeKey
 from p2pnode.errors import DecodeError
 from p2pnode.net.conn import PEER_ERRORS, FramedStream, PeerHello, handshake
 from p2pnode.net.limits import ConnectionGate, connection_caps
+from p2pnode.net.metrics import FRAME_HEADER, NodeMetrics
 from p2pnode.wire.codec import frame
 from p2pnode.wire.messages import (
     Bundle,
@@ -256,6 +258,7 @@ class PeerSet:
         self.link_strikes: Budgets[NodeId] = Budgets(rate=1.0, burst=float(p.rate_limit_strikes))
         for name in ("link_rate_limited", "link_credit_trimmed"):
             counters.setdefault(name, 0)
+        self.metrics: NodeMetrics | None = None  # the node sets it when [metrics] is on
 
     # == the registry ===============================================================================
     def __len__(self) -> int:
@@ -295,6 +298,8 @@ class PeerSet:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return  # the peer is being torn down
         peer.queued_bytes += len(data)
+        if self.metrics is not None:
+            self.metrics.sent(msg, len(data) + FRAME_HEADER)
         if peer.over_since is None and peer.queued_bytes > budget // 2:
             peer.over_since = trio.current_time()
 
@@ -636,13 +641,14 @@ class PeerSet:
             except PEER_ERRORS as exc:
                 return str(exc) or type(exc).__name__
             self.counters["rx_frames"] += 1
-            self.counters["rx_bytes"] += peer.conn.bytes_in - rx_mark
+            size = peer.conn.bytes_in - rx_mark
+            self.counters["rx_bytes"] += size
             rx_mark = peer.conn.bytes_in
             peer.last_rx = trio.current_time()
             now = peer.last_rx
             await self._stranger_rx(peer, now)
             if not isinstance(msg, Bundle):
-                ended = await self._handle(peer, msg, now)
+                ended = await self._handle(peer, msg, now, size)
                 if ended:
                     return ended
                 continue
@@ -654,7 +660,7 @@ class PeerSet:
                         raise DecodeError("a Bundle inside a Bundle")
                 except DecodeError as exc:
                     return await self._malformed(peer, exc)
-                ended = await self._handle(peer, inner, now)
+                ended = await self._handle(peer, inner, now, len(raw) + FRAME_HEADER)
                 if ended:
                     return ended
 
@@ -664,9 +670,13 @@ class PeerSet:
         await refuse_quietly(peer.conn, f"malformed frame: {exc}")
         return f"malformed frame: {exc}"
 
-    async def _handle(self, peer: PeerConn, msg: Message, now: float) -> str:
-        """One message from ``peer`` (alone in its frame or out of a Bundle); "" or why it ended."""
+    async def _handle(self, peer: PeerConn, msg: Message, now: float, size: int) -> str:
+        """One message from ``peer`` (alone in its frame or out of a Bundle, ``size`` bytes as a frame
+        of its own); "" or why it ended."""
         self.counters["rx_messages"] += 1
+        metrics = self.metrics
+        if metrics is not None and isinstance(msg, (Ping, Pong, GetPeers, Peers, Refuse)):
+            metrics.received(msg, size, False)  # the others below, with their duplicates
         if isinstance(msg, (Ping, Pong, GetPeers, Peers)):
             self.core.earn(now, peer.node_id, wire_size(msg))
             if not self._link_allowed(peer, msg, now):
@@ -687,7 +697,13 @@ class PeerSet:
                 mid = message_id(msg.data)
                 if not self.core.router.seen(mid):
                     first = mid
-            effects = self.core.on_message(now, peer.node_id, msg)
+            if metrics is None:
+                effects = self.core.on_message(now, peer.node_id, msg)
+            else:
+                metrics.received(msg, size, isinstance(msg, Gossip) and first is None)
+                checks, started = self.core.votes.checks, time.perf_counter()
+                effects = self.core.on_message(now, peer.node_id, msg)
+                metrics.signatures_checked(time.perf_counter() - started, self.core.votes.checks - checks)
             if first is not None:
                 self._note_first(first, peer.node_id)
             if isinstance(msg, CertBatch):

@@ -13,7 +13,7 @@ WIRE_FILES = sorted((PACKAGE / "wire").rglob("*.py"))
 
 # I/O, clocks, logging and encoding belong to the driver; ``random`` is allowed because the core only
 # uses an injected ``random.Random`` instance (checked below).
-CORE_FORBIDDEN = {"trio", "socket", "time", "structlog", "msgpack", "asyncio", "sqlite3"}
+CORE_FORBIDDEN = {"trio", "socket", "time", "structlog", "msgpack", "asyncio", "sqlite3", "prometheus_client"}
 
 
 def module_name(path: Path) -> str:
