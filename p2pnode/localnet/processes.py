@@ -82,8 +82,6 @@ def stop_grace_s(nodes: int, cpus: int | None = None) -> float:
     """Time from SIGTERM to SIGKILL when ``nodes`` nodes stop together on ``cpus`` cores (default: this
     machine's): ``STOP_GRACE_S`` plus 1 s of one core per node. 4 nodes on 2 cores: 12 s; 64: 42 s."""
     return STOP_GRACE_S + nodes * _STOP_CPU_S / max(1, cpus if cpus is not None else (os.cpu_count() or 1))
-
-
 _KILL_WAIT_S = 5.0  # after SIGKILL, before giving up
 
 
