@@ -135,6 +135,16 @@ class TestingSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkSection:
+    """A network profile on this node's links (docs/network.md). Off unless ``profile`` is set."""
+
+    profile: Path | None = None  # a network profile file (configs/network/*.toml)
+    region: str = ""  # this node's region in the profile
+    peers: tuple[str, ...] = ()  # "HOST:PORT=REGION" of every address this node may dial
+    seed: int = 0  # seeds the jitter and loss draws (with the node's name and the remote address)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     node: NodeSection
     log: LogSection = field(default_factory=LogSection)
@@ -145,6 +155,7 @@ class NodeConfig:
     verify: VerifySection = field(default_factory=VerifySection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     testing: TestingSection = field(default_factory=TestingSection)
+    network: NetworkSection = field(default_factory=NetworkSection)
     source: Path | None = None
 
 
@@ -211,6 +222,16 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log.format": ("json", "console", "auto"),
     "log.level": ("debug", "info", "warning", "error"),
 }
+
+
+def parse_peer_region(text: str, *, key: str) -> tuple[str, str]:
+    """One ``network.peers`` entry, ``"HOST:PORT=REGION"``, as (address, region)."""
+    addr, sep, region = text.rpartition("=")
+    addr, region = addr.strip(), region.strip()
+    if not sep or not region:
+        raise ConfigError(f"{key}: expected HOST:PORT=REGION, got {text!r}")
+    parse_hostport(addr, key=key)
+    return addr, region
 
 
 def parse_hostport(text: str, *, key: str = "address", any_port: bool = False) -> tuple[str, int]:
@@ -291,6 +312,7 @@ def config_from_dict(data: dict[str, Any], base: Path, source: Path | None = Non
         parse_hostport(peer, key=f"node.bootstrap[{i}]")
     if (cfg.testing.byzantine or cfg.testing.fault_control) and not cfg.testing.enabled:
         raise ConfigError("testing.byzantine and testing.fault_control need testing.enabled = true")
+    _check_network(cfg.network)
     if cfg.peers.dial_backoff_max_ms < cfg.peers.dial_backoff_min_ms:
         raise ConfigError("peers.dial_backoff_max_ms: must be >= peers.dial_backoff_min_ms")
     if cfg.peers.max_inbound + cfg.peers.max_outbound > cfg.peers.max_connections:
@@ -304,6 +326,19 @@ def config_from_dict(data: dict[str, Any], base: Path, source: Path | None = Non
         # A message as large as a frame may be must fit in a peer's queue, or it could never be sent.
         raise ConfigError("peers.send_queue_bytes: must be >= limits.max_frame")
     return cfg
+
+
+def _check_network(net: NetworkSection) -> None:
+    """The [network] section's own shape; whether the profile loads and has these regions is checked
+    where the link model is built (p2pnode.net.links.link_model), which may read the profile."""
+    if net.profile is None:
+        if net.region or net.peers:
+            raise ConfigError("network.region and network.peers need network.profile")
+        return
+    if not net.region:
+        raise ConfigError("network.region: missing (this node's region in network.profile)")
+    for i, entry in enumerate(net.peers):
+        parse_peer_region(entry, key=f"network.peers[{i}]")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from p2pnode.localnet import (
     CLUSTER_FILE,
     PIDS_FILE,
     PROMETHEUS_FILE,
+    ClusterDir,
     ClusterError,
     ClusterStatus,
     LocalNet,
@@ -38,6 +39,13 @@ def add_up_args(parser: argparse.ArgumentParser) -> None:
         "--config", type=Path, metavar="FILE", help="cluster definition (configs/local-*.toml)"
     )
     add_spec_args(parser, validators=False)
+    parser.add_argument(
+        "--network",
+        type=Path,
+        metavar="PROFILE",
+        help="network profile (configs/network/*.toml) every link crosses: nodes are placed on its "
+        "regions (docs/network.md); overrides the definition file's [network] table",
+    )
     parser.add_argument("--dir", type=Path, required=True, metavar="DIR", help="cluster directory")
     parser.add_argument(
         "--metrics",
@@ -91,7 +99,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not (args.dir / CLUSTER_FILE).is_file():
         from p2pnode.zk.paths import zk_paths_from_args
 
-        spec = spec_from_args(args)
+        spec = spec_from_args(args).with_overrides(network=args.network)
+        spec.validate()
         zk = zk_paths_from_args(args) if spec.shielded else None
         cluster = write_cluster(spec, args.dir, zk=zk, log=stderr_line)
     else:
@@ -105,6 +114,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 f"{args.dir}: already holds a cluster of {have_v} validators and {have_f} full "
                 "nodes; remove the directory or choose another"
             )
+        _check_same_network(cluster, args.network)
     targets = enable_metrics(cluster, base_port=args.metrics or None) if args.metrics is not None else {}
     net = LocalNet(cluster)
     alive = net.running()
@@ -136,8 +146,37 @@ def cmd_up(args: argparse.Namespace) -> int:
     if targets:
         print(f"metrics: {', '.join(f'{n} http://{a}/metrics' for n, a in targets.items())}")
         print(f"prometheus: prometheus --config.file={args.dir / PROMETHEUS_FILE}")
+    if cluster.network is not None:
+        print(describe_network(cluster))
     print(f"cluster ready in {elapsed:.1f}s")
     return 0
+
+
+def _check_same_network(cluster: ClusterDir, profile: Path | None) -> None:
+    """``--network`` on an existing cluster must name the profile it was written with."""
+    if profile is None:
+        return
+    have = cluster.network
+    if have is None or (cluster.directory / str(have["file"])).read_bytes() != _read(profile):
+        raise LocalError(
+            f"{cluster.directory}: already holds a cluster written "
+            + (f"with network {have['name']!r}" if have else "without a network profile")
+            + f"; --network {profile} applies when a cluster is created (remove the directory)"
+        )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise LocalError(f"--network: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def describe_network(cluster: ClusterDir) -> str:
+    """One line: the profile, its median round trip, and each node's region."""
+    net = cluster.network or {}
+    placed = ", ".join(f"{n.name} {n.region}" for n in cluster.nodes)
+    return f"network {net.get('name', '?')} (median RTT {net.get('median_rtt_ms', '?')} ms): {placed}"
 
 
 class _ProgressLines:
@@ -203,8 +242,13 @@ def _mib(n: int | None) -> str:
 
 def render_status(status: ClusterStatus) -> list[str]:
     width = max([4, *(len(n.name) for n in status.nodes)])
+    rwidth = max([len(n.region) for n in status.nodes] or [0])
+
+    def region(name: str) -> str:
+        return f"  {name.ljust(max(rwidth, 6))}" if rwidth else ""
+
     lines = [
-        f"{'node'.ljust(width)}  {'role':<9}  {'pid':>7}  {'rss MiB':>8}  {'tree MiB':>8}  "
+        f"{'node'.ljust(width)}  {'role':<9}{region('region')}  {'pid':>7}  {'rss MiB':>8}  {'tree MiB':>8}  "
         f"{'peers':>5}  {'applied':>7}  root"
     ]
     for n in status.nodes:
@@ -213,7 +257,8 @@ def render_status(status: ClusterStatus) -> list[str]:
         applied = str(n.applied) if n.applied is not None else "-"
         root = n.root[:16] if n.root else (n.error or "not running")
         lines.append(
-            f"{n.name.ljust(width)}  {n.role:<9}  {pid:>7}  {_mib(n.rss):>8}  {_mib(n.tree_rss):>8}  "
+            f"{n.name.ljust(width)}  {n.role:<9}{region(n.region)}  {pid:>7}  {_mib(n.rss):>8}  "
+            f"{_mib(n.tree_rss):>8}  "
             f"{peers:>5}  {applied:>7}  {root}"
         )
     m = status.memory
@@ -223,6 +268,9 @@ def render_status(status: ClusterStatus) -> list[str]:
         f"total {_mib(m.total_rss)} MiB; with workers median {_mib(m.median_tree_rss)} MiB, "
         f"max {_mib(m.max_tree_rss)} MiB, total {_mib(m.total_tree_rss)} MiB"
     )
+    if status.network is not None:
+        net = status.network
+        lines.append(f"network {net.get('name', '?')}: median round trip {net.get('median_rtt_ms', '?')} ms")
     if status.roots_agree:
         lines.append(f"state roots agree on every node: {status.roots[0]}")
     else:

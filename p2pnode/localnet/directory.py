@@ -6,8 +6,15 @@ Layout (every path inside a node config is relative to the directory)::
     keys/node-<i>.key         hex of the node's 32-byte Ed25519 seed, one line, mode 0600
     accounts/account-<i>.json {"address", "spending_key", "public"} (hex), mode 0600
     node-<i>.toml             nodes 0..N-1 are validators, N..N+M-1 full nodes
-    cluster.json              names, roles, addresses, node ids, log files: what :func:`read_cluster` reads
+    cluster.json              names, roles, addresses, node ids, log files, regions: what
+                              :func:`read_cluster` reads
+    network/<profile>.toml    the network profile, if the cluster has one (a copy: the directory is
+                              self-contained); every node config's [network] section names it
     logs/, data/              node logs and databases (written by the nodes)
+
+Network profile (``spec.network``): nodes are placed on its regions with ``profile.place`` (node i in
+region i mod R unless the profile pins it), and each node config gets ``[network]`` with the profile,
+its region and the ``HOST:PORT=REGION`` of every other node.
 
 Bootstrap: one address each. Node 0 knows node 1, the other validators know node 0, and full node i
 knows validator ``(i - validators) mod validators``: the validators are the cluster's seed nodes, so a
@@ -32,6 +39,7 @@ from p2pnode.crypto import NodeKey, SpendingKey, address_of
 from p2pnode.errors import ConfigError, LocalError
 from p2pnode.genesis import chain_id_of, load_genesis, render_genesis
 from p2pnode.localnet.spec import ClusterSpec
+from p2pnode.net.links import link_model
 
 if TYPE_CHECKING:
     from p2pnode.zk.paths import ZkPaths
@@ -63,6 +71,7 @@ class NodeEntry:
     node_id: str  # hex of the node's public key
     config: Path
     log: Path  # the node's JSON log
+    region: str = ""  # its region in the cluster's network profile ("" without one)
 
     @property
     def address(self) -> str:
@@ -87,6 +96,8 @@ class ClusterDir:
     nodes: tuple[NodeEntry, ...]
     accounts: tuple[AccountEntry, ...]
     chain_name: str = ""
+    # The network profile: {"file" (relative), "name", "regions", "median_rtt_ms", "source"}; None: none.
+    network: Mapping[str, Any] | None = None
 
     def node(self, name: str) -> NodeEntry:
         """The entry of ``name``; :class:`LocalError` naming the known nodes if there is none."""
@@ -111,7 +122,7 @@ class ClusterDir:
         def rel(p: Path) -> str:
             return str(p.relative_to(self.directory)) if p.is_relative_to(self.directory) else str(p)
 
-        return {
+        doc: dict[str, Any] = {
             "chain_name": self.chain_name,
             "chain_id": self.chain_id.hex(),
             "nodes": [
@@ -123,11 +134,15 @@ class ClusterDir:
                     "config": rel(n.config),
                     "log": rel(n.log),
                     "node_id": n.node_id,
+                    **({"region": n.region} if n.region else {}),
                 }
                 for n in self.nodes
             ],
             "accounts": [rel(a.path) for a in self.accounts],
         }
+        if self.network is not None:
+            doc["network"] = dict(self.network)
+        return doc
 
 
 def read_cluster(directory: Path) -> ClusterDir:
@@ -148,9 +163,13 @@ def read_cluster(directory: Path) -> ClusterDir:
                 node_id=str(n["node_id"]),
                 config=directory / str(n["config"]),
                 log=directory / str(n.get("log", f"logs/{n['name']}.log")),
+                region=str(n.get("region", "")),
             )
             for n in doc["nodes"]
         )
+        network = doc.get("network")
+        if network is not None and not isinstance(network, dict):
+            raise ValueError("network: expected an object")
         chain_id = bytes.fromhex(str(doc["chain_id"]))
         chain_name = str(doc.get("chain_name", ""))
         account_files = [directory / str(a) for a in doc["accounts"]]
@@ -166,7 +185,12 @@ def read_cluster(directory: Path) -> ClusterDir:
             raise LocalError(f"{apath}: cannot read the account file: {exc}") from None
         accounts.append(AccountEntry(name=apath.stem, path=apath, address=address))
     return ClusterDir(
-        directory=directory, chain_id=chain_id, nodes=nodes, accounts=tuple(accounts), chain_name=chain_name
+        directory=directory,
+        chain_id=chain_id,
+        nodes=nodes,
+        accounts=tuple(accounts),
+        chain_name=chain_name,
+        network=network,
     )
 
 
@@ -251,6 +275,15 @@ def write_cluster(
 
     n = spec.nodes
     ports = [spec.base_port + i for i in range(n)] if spec.base_port else free_ports(spec.host, n)
+    names = [f"node-{i}" for i in range(n)]
+    profile = spec.profile()
+    regions = profile.place(names) if profile is not None else {}
+    network: dict[str, Any] | None = None
+    if profile is not None and spec.network is not None:
+        (out / "network").mkdir(exist_ok=True)
+        copy = Path("network") / spec.network.name
+        (out / copy).write_bytes(spec.network.read_bytes())
+        network = {"file": str(copy), **profile.describe()}
 
     keys = [NodeKey.generate() for _ in range(n)]
     for i, key in enumerate(keys):
@@ -297,6 +330,12 @@ def write_cluster(
             },
             "log": {"file": f"logs/{name}.log", "format": "json"},
         }
+        if network is not None:
+            sections["network"] = {
+                "profile": network["file"],
+                "region": regions[name],
+                "peers": [f"{spec.host}:{ports[j]}={regions[names[j]]}" for j in range(n) if j != i],
+            }
         for section, table in spec.defaults.items():
             sections.setdefault(section, {}).update(table)
         header = f"{name} ({role}) of chain {spec.chain_name!r}, written by `p2pnode testnet`.\n"
@@ -311,6 +350,7 @@ def write_cluster(
                 node_id=keys[i].public.hex(),
                 config=out / f"{name}.toml",
                 log=out / "logs" / f"{name}.log",
+                region=regions.get(name, ""),
             )
         )
 
@@ -320,6 +360,7 @@ def write_cluster(
         nodes=tuple(nodes),
         accounts=tuple(accounts),
         chain_name=spec.chain_name,
+        network=network,
     )
     (out / CLUSTER_FILE).write_text(json.dumps(cluster.to_json(), indent=2) + "\n", encoding="utf-8")
     check_cluster(cluster)
@@ -351,3 +392,6 @@ def check_cluster(cluster: ClusterDir) -> None:
             raise LocalError(f"{entry.name}: role {entry.role} disagrees with the genesis committee")
         if cfg.node.listen != entry.address:
             raise LocalError(f"{entry.name}: listen {cfg.node.listen} disagrees with {CLUSTER_FILE}")
+        model = link_model(cfg)  # the profile loads and has every region named
+        if (model.region if model is not None else "") != entry.region:
+            raise LocalError(f"{entry.name}: network.region disagrees with {CLUSTER_FILE}")

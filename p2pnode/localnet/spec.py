@@ -1,8 +1,9 @@
 """What a local cluster is made of: :class:`ClusterSpec`, built in code or from a cluster definition file.
 
 A cluster definition (``configs/local-*.toml``) holds ``[cluster]`` parameters (the fields of
-:class:`ClusterSpec`) and ``[defaults.<section>]`` tables copied into every node config. Nothing here
-writes a file or starts a process.
+:class:`ClusterSpec`), ``[defaults.<section>]`` tables copied into every node config and an optional
+``[network]`` table (``profile = "network/aws-5.toml"``, relative to the definition file): the network
+profile every node's links cross (docs/network.md). Nothing here writes a file or starts a process.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from p2pnode.config import NodeConfig, config_from_dict, read_toml
 from p2pnode.errors import ConfigError
+from p2pnode.net.linkmodel import NetworkProfile, load_profile
 from p2pnode.wire.types import U64_MAX
 
 __all__ = [
@@ -40,7 +42,9 @@ class ClusterSpec:
 
     ``base_port`` None (or 0, as in a definition file) picks free ports, else node i listens on
     ``base_port + i``; ``defaults`` are node config sections (``{"peers": {"target": 6}}``) copied into
-    every node config. :meth:`validate` checks ranges; :func:`~p2pnode.localnet.write_cluster` calls it.
+    every node config; ``network`` a network profile file: nodes are placed on its regions
+    (``profile.place``) and each gets a ``[network]`` section. :meth:`validate` checks ranges;
+    :func:`~p2pnode.localnet.write_cluster` calls it.
     """
 
     validators: int = 4
@@ -52,6 +56,7 @@ class ClusterSpec:
     base_port: int | None = None
     chain_name: str = "local"
     defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    network: Path | None = None
 
     @classmethod
     def from_file(cls, path: Path, **overrides: Any) -> ClusterSpec:
@@ -62,7 +67,7 @@ class ClusterSpec:
         range; ``TypeError`` for an override that is not a :class:`ClusterSpec` field.
         """
         params, defaults = load_cluster_definition(path)
-        spec = cls(**params, defaults=defaults).with_overrides(**overrides)
+        spec = cls(**params, defaults=defaults, network=_network_table(path)).with_overrides(**overrides)
         try:
             spec.validate()
         except ConfigError as exc:
@@ -72,7 +77,7 @@ class ClusterSpec:
     def with_overrides(self, **overrides: Any) -> ClusterSpec:
         """A copy with every non-``None`` override applied (``TypeError`` for an unknown name)."""
         for key in overrides:
-            if key not in _SPEC_TYPES:
+            if key not in _SPEC_TYPES and key != "network":
                 raise TypeError(f"unknown cluster parameter {key}")
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -102,12 +107,22 @@ class ClusterSpec:
         if not self.chain_name or len(self.chain_name) > 64 or any(ord(c) < 32 for c in self.chain_name):
             raise ConfigError("chain_name: expected 1 to 64 printable characters")
         check_defaults(self.defaults)
+        self.profile()
+
+    def profile(self) -> NetworkProfile | None:
+        """The network profile, loaded (:class:`ConfigError` naming ``network.profile`` if it does not)."""
+        if self.network is None:
+            return None
+        try:
+            return load_profile(self.network)
+        except ConfigError as exc:
+            raise ConfigError(f"network.profile: {exc}") from None
 
 
 _SPEC_TYPES: dict[str, type] = {
     f.name: (str if f.name in ("host", "chain_name") else bool if f.name == "shielded" else int)
     for f in fields(ClusterSpec)
-    if f.name != "defaults"
+    if f.name not in ("defaults", "network")
 }
 # Sections of a node config that a cluster may set for every node. [node] is per node by nature.
 _DEFAULTABLE = tuple(f.name for f in fields(NodeConfig) if f.name not in ("node", "source"))
@@ -122,8 +137,10 @@ def load_cluster_definition(path: Path) -> tuple[dict[str, Any], dict[str, dict[
     path = Path(path)
     doc = read_toml(path)
     for key in doc:
-        if key not in ("cluster", "defaults"):
-            raise ConfigError(f"{path}: unknown section [{key}] (expected [cluster] and [defaults.*])")
+        if key not in ("cluster", "defaults", "network"):
+            raise ConfigError(
+                f"{path}: unknown section [{key}] (expected [cluster], [defaults.*] and [network])"
+            )
     cluster = doc.get("cluster", {})
     if not isinstance(cluster, dict):
         raise ConfigError(f"{path}: [cluster]: expected a table")
@@ -149,11 +166,32 @@ def load_cluster_definition(path: Path) -> tuple[dict[str, Any], dict[str, dict[
     return params, defaults
 
 
+def _network_table(path: Path) -> Path | None:
+    """The ``[network]`` table of a definition file: its profile, relative to the file."""
+    table = read_toml(path).get("network")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [network]: expected a table")
+    for key in table:
+        if key != "profile":
+            raise ConfigError(f"{path}: unknown key network.{key} (known: profile)")
+    profile = table.get("profile")
+    if not isinstance(profile, str) or not profile:
+        raise ConfigError(f"{path}: network.profile: expected the path of a network profile")
+    p = Path(profile)
+    return p if p.is_absolute() else Path(path).resolve().parent / p
+
+
 def check_defaults(defaults: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` unless ``defaults`` is valid as the common part of a node config."""
     for section, table in defaults.items():
         if section == "node":
             raise ConfigError("defaults.node: the [node] section is written per node and cannot be defaulted")
+        if section == "network":
+            raise ConfigError(
+                "defaults.network: each node's region differs; use a [network] table (or --network)"
+            )
         if section not in _DEFAULTABLE:
             raise ConfigError(f"unknown section [defaults.{section}] (one of {', '.join(_DEFAULTABLE)})")
         if not isinstance(table, Mapping):

@@ -38,12 +38,14 @@ class NodeReport:
     root: str | None  # hex
     ready: bool  # answering, ``ready`` not false, and ``peer_count >= min(peers.target, running - 1)``
     error: str | None
+    region: str = ""  # its region in the cluster's network profile ("" without one)
 
 
 @dataclass(frozen=True, slots=True)
 class ClusterStatus:
     nodes: tuple[NodeReport, ...]
     memory: MemorySummary  # over the running nodes
+    network: dict[str, Any] | None = None  # the cluster's network profile (ClusterDir.network)
 
     @property
     def running(self) -> int:
@@ -79,6 +81,7 @@ class ClusterStatus:
             "answering": self.answering,
             "roots": self.roots,
             "roots_agree": self.roots_agree,
+            "network": self.network,
         }
 
 
@@ -133,6 +136,10 @@ async def cluster_status(net: LocalNet, *, probe_s: float = 5.0) -> ClusterStatu
                 root=root if isinstance(root, str) else None,
                 ready=bool(ready),
                 error=None if answered else str(info),
+                region=entry.region,
             )
         )
-    return ClusterStatus(nodes=tuple(reports), memory=summarize_memory(list(memory.values())))
+    network = dict(net.cluster.network) if net.cluster.network is not None else None
+    return ClusterStatus(
+        nodes=tuple(reports), memory=summarize_memory(list(memory.values())), network=network
+    )

@@ -8,16 +8,10 @@ with two clocks. The file format is documented in ``docs/network.md``.
 A profile names regions, a one-way delay matrix in milliseconds (row = from, column = to), and per
 link jitter, loss and bandwidth (profile-wide defaults, optionally overridden per pair), plus how
 nodes are placed on regions (round-robin by node index, or an explicit name -> region table for some).
-
-The model of one direction of one connection (a TCP stream, so bytes are never lost or reordered):
-
-- serialization: the link sends one chunk at a time at ``bandwidth_mbps``; a chunk starts when the
-  previous one has left (``busy_until``) and takes ``8 * bytes / (bandwidth_mbps * 1e6)`` seconds;
-- propagation: then ``delay_ms`` plus a jitter sample, normal with standard deviation ``jitter_ms``
-  (as netem's ``delay D J distribution normal``), clipped so that the delay never goes below 0;
-- loss: a chunk is lost with probability ``loss`` and arrives one retransmission timeout later,
-  ``max(200 ms, 2 * delay)`` (Linux's minimum RTO, or a round trip where that is longer);
-- order: a chunk never arrives before the one sent ahead of it (head-of-line blocking, as TCP).
+The rules of one direction of a connection (serialization at the link's bandwidth, then its delay
+plus a normal jitter draw clipped at 0, a loss costing one RTO of ``max(MIN_RTO_S, 2 * delay)``, and
+never overtaking the chunk ahead) are stated for users in ``docs/network.md``, "What one link does";
+:meth:`LinkState.due` is their one implementation.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from p2pnode.config import load_config
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import LocalError, P2PNodeError
 from p2pnode.genesis import load_genesis
+from p2pnode.net.links import link_model
 from p2pnode.net.node import Node, NodeHooks
 from p2pnode.store import SqliteStore
 
@@ -22,6 +23,7 @@ async def run_node(config_path: Path, hooks: NodeHooks | None = None) -> int | N
 
     ``hooks`` are what the node is given besides its config (test-only faults, built by the caller)."""
     cfg = load_config(config_path)
+    link_model(cfg)  # a bad [network] profile or region stops the node before it opens anything
     genesis = load_genesis(cfg.node.genesis)
     key = load_node_key(cfg.node.key_file)
     name = cfg.node.name or config_path.stem

@@ -14,7 +14,8 @@ writer and the verifier, plus whatever ``NodeHooks.services`` adds; one task per
 
 Extension points (``NodeHooks``, given at construction; a production node has none): the validator
 class, extra services started with the node, extra client request handlers, and a wrapper around the
-transport. The driver knows nothing of what they do.
+transport. The driver knows nothing of what they do. A ``[network]`` profile in the config wraps the
+transport in :class:`p2pnode.net.links.FaultyTransport` before the hook sees it.
 
 Resource handling: cancelling ``run`` closes every connection and stops the worker processes; the
 store is closed by whoever opened it. Error handling: a peer's bad input closes or penalizes that peer
@@ -43,6 +44,7 @@ from p2pnode.net.clients import ClientService, RequestHandler
 from p2pnode.net.dialer import Dialer
 from p2pnode.net.interpreter import Interpreter, verify_item
 from p2pnode.net.limits import ConnectionGate, connection_caps, raise_nofile_limit
+from p2pnode.net.links import FaultyTransport, link_model
 from p2pnode.net.metrics import MetricsServer, NodeMetrics, ObservedLog
 from p2pnode.net.peers import AddressBook, PeerSet, addresses, refuse_quietly, short
 from p2pnode.net.transport import TcpTransport, Transport
@@ -120,6 +122,9 @@ class Node:
         self.name = name or cfg.node.name or short(key.public)
         self.store = store
         inner: Transport = transport or TcpTransport()
+        model = link_model(cfg)  # [network]: a profile on every link this node dials (net/links.py)
+        if model is not None:
+            inner = FaultyTransport(inner, model=model)
         wrap = self.hooks.wrap_transport
         self.transport: Transport = wrap(inner) if wrap is not None else inner
         self.host, self.port = parse_hostport(cfg.node.listen, key="node.listen")

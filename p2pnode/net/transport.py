@@ -3,8 +3,8 @@
 A transport gives byte streams: ``serve`` accepts them, ``connect`` opens them. Framing, handshakes
 and everything above live elsewhere and work the same on both.
 
-The in-memory network also carries the fault-injection control used by tests: a ``cut`` between
-two addresses makes new connections fail and breaks existing ones.
+Link faults and network profiles are not here: they are one wrapper around either transport,
+:class:`p2pnode.net.links.FaultyTransport`.
 """
 
 from __future__ import annotations
@@ -63,22 +63,10 @@ class MemoryNetwork:
 
     def __init__(self) -> None:
         self.listeners: dict[str, tuple[trio.Nursery, Handler]] = {}
-        self.cuts: set[frozenset[str]] = set()
         self._next_port = 10_000
-        self._streams: list[tuple[str, str, trio.abc.Stream]] = []
 
     def transport(self, host: str) -> MemoryTransport:
         return MemoryTransport(self, host)
-
-    def cut(self, a: str, b: str) -> None:
-        """Partition hosts ``a`` and ``b``: existing streams between them break, new ones fail."""
-        self.cuts.add(frozenset((a, b)))
-        for x, y, stream in self._streams:
-            if frozenset((x, y)) == frozenset((a, b)):
-                stream.send_stream.close()  # type: ignore[attr-defined]
-
-    def heal(self) -> None:
-        self.cuts.clear()
 
 
 class MemoryTransport:
@@ -107,12 +95,10 @@ class MemoryTransport:
 
     async def connect(self, host: str, port: int) -> trio.abc.Stream:
         entry = self.network.listeners.get(f"{host}:{port}")
-        if entry is None or frozenset((self.host, host)) in self.network.cuts:
+        if entry is None:
             raise OSError(f"connection refused: {host}:{port}")
         nursery, handler = entry
         ours, theirs = trio.testing.memory_stream_pair()
-        self.network._streams.append((self.host, host, ours))
-        self.network._streams.append((host, self.host, theirs))
         nursery.start_soon(handler, theirs, f"{self.host}:0")
         await trio.lowlevel.checkpoint()
         return ours

@@ -9,6 +9,13 @@ derive from it.
 Proofs are real (Schnorr over BN254, Ed25519 votes); they are verified in this process
 (``[verify] workers = 0``), so CPU time is real even when the clock is virtual.
 
+Links: every node's transport is wrapped in :class:`p2pnode.net.links.FaultyTransport`, the wrapper a
+real node runs for a ``[network]`` profile. ``network=PROFILE`` places the nodes on the profile's
+regions (``profile.place``) and applies its link model to every connection on the virtual clock;
+:meth:`MemoryCluster.partition` / :meth:`~MemoryCluster.heal` and ``FaultControl`` (partitions and the
+``slow`` delay, which adds to the profile's) go through the same wrapper, so there is one fault
+mechanism for links.
+
 Resource handling: leaving the ``async with`` block stops every node; nothing outlives it.
 """
 
@@ -27,11 +34,13 @@ from p2pnode.client import Client
 from p2pnode.config import NodeConfig, config_from_dict
 from p2pnode.crypto import NodeKey, SpendingKey, address_of
 from p2pnode.genesis import Genesis, ValidatorEntry, chain_id_of, render_genesis
+from p2pnode.net.linkmodel import NetworkProfile, load_profile
+from p2pnode.net.links import LinkModel
 from p2pnode.net.node import Node
 from p2pnode.net.transport import MemoryNetwork
 from p2pnode.store import MemoryStore, Store
 from p2pnode.testing.cluster import Cluster, ClusterAccount, ClusterNode, NodeRef
-from p2pnode.testing.faults import faults_for
+from p2pnode.testing.faults import LinkControl, faults_for
 from p2pnode.wire.types import Address, ChainId, NodeId
 
 BALANCE = 1_000_000_000
@@ -141,8 +150,15 @@ class MemoryCluster(Cluster):
         log_dir: Path | None,
         store_thread: bool | None,
         config: Mapping[str, Mapping[str, Any]] | None = None,
+        profile: NetworkProfile | None = None,
     ) -> None:
         super().__init__()
+        self.profile = profile
+        # node name -> region, and "host:port" -> region for the link models (shared, grows on join)
+        self.regions: dict[str, str] = {}
+        self._addr_regions: dict[str, str] = {}
+        self._links: dict[int, LinkControl] = {}
+        self._blocked: dict[int, set[int]] = {}  # node index -> indices it is partitioned from
         self._config_sections: Mapping[str, Mapping[str, Any]] = config or {}
         self.network = network
         self.genesis = genesis
@@ -166,6 +182,14 @@ class MemoryCluster(Cluster):
         )
         self.drivers: list[Node] = []  # the running Node objects, by index (replaced on restart)
         self._down: set[int] = set()
+        self._place()
+
+    def _place(self) -> None:
+        if self.profile is None:
+            return
+        self.regions = self.profile.place([n.name for n in self.nodes])
+        self._addr_regions.clear()
+        self._addr_regions.update({n.address: self.regions[n.name] for n in self.nodes})
 
     # -- nodes -------------------------------------------------------------------------------------
     def driver(self, node: NodeRef) -> Node:
@@ -179,6 +203,17 @@ class MemoryCluster(Cluster):
         generation = self._restarts.get(i, 0)
         testing = self.configs[i].testing
         role = self.byzantine.get(i, "") or (testing.byzantine if testing.enabled else "")
+        model = None
+        if self.profile is not None:
+            name = self.nodes[i].name
+            model = LinkModel(
+                profile=self.profile,
+                region=self.regions[name],
+                regions=self._addr_regions,
+                name=f"{name}/{generation}",
+                seed=self.seed,
+            )
+        links = self._links[i] = LinkControl(model)
         return Node(
             self.configs[i],
             self.node_keys[i],
@@ -186,7 +221,7 @@ class MemoryCluster(Cluster):
             store=self.stores[i],
             transport=self.network.transport(f"n{i}"),
             rng=random.Random(self.seed * 1000 + i + 100 * generation),
-            hooks=faults_for(role, fault_control=testing.enabled and testing.fault_control),
+            hooks=faults_for(role, fault_control=testing.enabled and testing.fault_control, links=links),
             store_thread=self._store_thread,
             log=self._logger(i),
         )
@@ -215,6 +250,8 @@ class MemoryCluster(Cluster):
             self.drivers[i] = node
         else:
             self.drivers.append(node)
+        if self._blocked.get(i):  # a restarted node is still on its side of the partition
+            self._apply_partition(i)
         await self.nursery.start(node.run)
         self._down.discard(i)
 
@@ -254,6 +291,7 @@ class MemoryCluster(Cluster):
         self.node_keys.append(key)
         self.stores.append(MemoryStore())
         self.nodes = (*self.nodes, ClusterNode(f"node-{i}", "full", f"n{i}:{PORT}", i))
+        self._place()
         await self._start(i)
         await self.wait_ready([i])
         return self.nodes[i]
@@ -270,16 +308,33 @@ class MemoryCluster(Cluster):
         return [n for n in self.nodes if n.index not in self._down]
 
     # -- links -------------------------------------------------------------------------------------
+    def links(self, node: NodeRef) -> LinkControl:
+        """The link control of ``node``'s current run (its ``transport`` is the wrapper)."""
+        return self._links[self.node(node).index]
+
     async def partition(self, *groups: Iterable[NodeRef]) -> None:
-        sides = [[f"n{self.node(n).index}" for n in g] for g in groups]
-        for a, side_a in enumerate(sides):
-            for side_b in sides[a + 1 :]:
-                for x in side_a:
-                    for y in side_b:
-                        self.network.cut(x, y)
+        """Cut every link between nodes of different groups (nodes in no group keep theirs): each
+        side blocks the other's addresses and drops its connections to the other's node ids, through
+        its transport wrapper (:meth:`LinkControl.apply`). Partitions add up until :meth:`heal`."""
+        sides = [[self.node(n).index for n in g] for g in groups]
+        for a, side in enumerate(sides):
+            others = {j for b, s in enumerate(sides) if b != a for j in s}
+            for i in side:
+                self._blocked.setdefault(i, set()).update(others)
+        for i in sorted(self._blocked):
+            self._apply_partition(i)
 
     async def heal(self) -> None:
-        self.network.heal()
+        """Undo every partition: unblock, and forget the dial backoff so nodes reconnect at once."""
+        was = sorted(self._blocked)
+        self._blocked.clear()
+        for i in was:
+            self._apply_partition(i)
+
+    def _apply_partition(self, i: int) -> None:
+        others = self._blocked.get(i, set())
+        ids = frozenset(bytes(self.node_keys[j].public) for j in others)
+        self._links[i].apply(self.drivers[i], ids, addrs={self.nodes[j].address for j in others})
 
     # -- clients and logs --------------------------------------------------------------------------
     def client(self, node: NodeRef) -> AbstractAsyncContextManager[Client]:
@@ -320,6 +375,7 @@ async def open_memory_cluster(
     stores: Callable[[int], Store] | None = None,
     store_thread: bool | None = None,
     log_dir: Path | None = None,
+    network: NetworkProfile | Path | str | None = None,
 ) -> AsyncIterator[MemoryCluster]:
     """Start ``validators`` + ``full_nodes`` nodes in this process and yield the cluster once every
     node has a peer.
@@ -333,7 +389,11 @@ async def open_memory_cluster(
     - ``stores``: node index -> store (default: an in-memory store per node that survives restarts).
     - ``log_dir``: write each node's JSON log there (``ts_ns`` on the virtual clock), readable by
       ``p2pnode latency``.
+    - ``network``: a network profile (or its file, ``configs/network/*.toml``): node ``node-i`` is
+      placed by ``profile.place`` and every connection crosses the profile's links on the virtual
+      clock (:mod:`p2pnode.net.links`; ``cluster.regions`` says where each node is).
     """
+    profile = load_profile(network) if isinstance(network, (str, Path)) else network
     total = validators + full_nodes
     keys, absent, accts = _keys(seed, total, absent_validators, accounts)
     genesis = make_genesis(keys[:validators] + absent, accts, balance=balance, shielded_vk=shielded_vk)
@@ -357,6 +417,7 @@ async def open_memory_cluster(
         log_dir=log_dir,
         store_thread=store_thread,
         config=config,
+        profile=profile,
     )
     try:
         async with trio.open_nursery() as nursery:

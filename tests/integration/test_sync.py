@@ -10,14 +10,13 @@ from p2pnode.testing import open_memory_cluster
 async def test_partitioned_node_catches_up_after_heal(autojump_clock: trio.abc.Clock) -> None:
     async with open_memory_cluster(validators=4, full_nodes=1, accounts=4, seed=1, bootstrap_all=True) as c:
         await c.wait_ready(peers=4)
-        for i in range(4):
-            c.network.cut("n4", f"n{i}")
+        await c.partition([4], [0, 1, 2, 3])
         await trio.sleep(1)
         for k in range(8):
             assert (await c.pay(k % 4, (k + 1) % 4, 5, via=k % 4)).settled
         await c.wait_converged(nodes=[0, 1, 2, 3], applied=8)
         assert c.driver(4).core.ledger.applied_count() == 0
-        c.network.heal()
+        await c.heal()
         await c.wait_converged(applied=8)
 
 

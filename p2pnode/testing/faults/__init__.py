@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from p2pnode.config import NodeConfig
 from p2pnode.errors import ConfigError
+from p2pnode.net.links import FaultyTransport
 from p2pnode.net.node import NodeHooks, Service
 from p2pnode.testing.faults.attackers import ATTACKER_ROLES, attacker_service
 from p2pnode.testing.faults.control import FaultControl, LinkControl
-from p2pnode.testing.faults.links import FaultyTransport
 from p2pnode.testing.faults.peers import peer_service
 from p2pnode.testing.faults.validators import VALIDATORS
 
@@ -42,18 +42,25 @@ class NodeFaults(NodeHooks):
     links: LinkControl | None = None  # set when the node accepts FaultControl
 
 
-def faults_for(role: str = "", *, fault_control: bool = False) -> NodeFaults:
-    """The faults of a node playing ``role`` ("" honest); ConfigError for an unknown role."""
+def faults_for(
+    role: str = "", *, fault_control: bool = False, links: LinkControl | None = None
+) -> NodeFaults:
+    """The faults of a node playing ``role`` ("" honest); ConfigError for an unknown role.
+
+    ``links``: the node's link control, given by a harness that wraps every node's transport (the
+    in-memory cluster: its partitions and link model); it answers ``FaultControl`` only with
+    ``fault_control``."""
     if role and role not in BEHAVIOURS:
         raise ConfigError(f"testing.byzantine: {role!r} is not one of {', '.join(BEHAVIOURS)}")
-    links = LinkControl() if fault_control else None
+    if links is None and fault_control:
+        links = LinkControl()
     validator = VALIDATORS.get(role)
     return NodeFaults(
         role=role,
         links=links,
         validator_factory=validator if validator is not None else NodeHooks().validator_factory,
         services=(_peer_service(role),) if role in PEER_ROLES else (),
-        request_handlers={FaultControl: links.handle} if links is not None else {},
+        request_handlers={FaultControl: links.handle} if links is not None and fault_control else {},
         wrap_transport=links.wrap if links is not None else None,
     )
 

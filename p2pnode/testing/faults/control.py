@@ -17,11 +17,12 @@ Unblocking an address also forgets its dial backoff, so the node reconnects at o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from p2pnode.net.links import FaultyTransport, LinkModel
 from p2pnode.net.node import Node
 from p2pnode.net.transport import Transport
-from p2pnode.testing.faults.links import FaultyTransport
 from p2pnode.wire.messages import B32, U32, ErrorReply, Message, StatusReply, _list, message
 from p2pnode.wire.types import NodeId
 
@@ -38,16 +39,39 @@ class FaultControl(Message):
 
 
 class LinkControl:
-    """The link faults of one node: makes its ``FaultyTransport`` and answers ``FaultControl``."""
+    """The link faults of one node: makes (or adopts) its ``FaultyTransport`` and answers
+    ``FaultControl``. ``model``: the link model a new wrapper applies (the in-memory cluster's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: LinkModel | None = None) -> None:
+        self.model = model
         self.transport: FaultyTransport | None = None
         self.blocked: frozenset[bytes] = frozenset()
 
     def wrap(self, inner: Transport) -> Transport:
-        """The ``NodeHooks.wrap_transport`` hook: the node's transport, with faults."""
-        self.transport = FaultyTransport(inner)
+        """The ``NodeHooks.wrap_transport`` hook: the node's transport, with faults. A node whose
+        ``[network]`` profile already wrapped it keeps that one wrapper (one mechanism for links), so
+        a slow delay adds to the profile's."""
+        if isinstance(inner, FaultyTransport):
+            self.transport = inner
+        else:
+            self.transport = FaultyTransport(inner, model=self.model)
         return self.transport
+
+    def apply(self, node: Node, blocked: frozenset[bytes], *, addrs: Iterable[str] = ()) -> set[str]:
+        """Block ``blocked`` node ids (see the partition rule): refuse and cut every address known for
+        them (plus ``addrs``), drop the connections to them, forget the dial backoff of the addresses
+        unblocked. Returns the addresses now blocked."""
+        links = self.transport
+        if links is None:
+            raise RuntimeError("LinkControl: the node's transport was not wrapped")
+        before = links.blocked
+        self.blocked = blocked
+        blocked_addrs = node.addresses_of(set(blocked)) | set(addrs)
+        links.block(blocked_addrs)
+        node.dialer.forget_failures(before - blocked_addrs)
+        for nid in self.blocked:
+            node.peers.disconnect(NodeId(nid))
+        return blocked_addrs
 
     async def handle(self, node: Node, msg: Message) -> Message:
         if not isinstance(msg, FaultControl):  # pragma: no cover - registered for FaultControl only
@@ -55,14 +79,8 @@ class LinkControl:
         links = self.transport
         if links is None:
             return ErrorReply(reason="fault control: this node's transport has no link faults")
-        before = links.blocked
-        self.blocked = frozenset(msg.blocked)
-        addrs = node.addresses_of(set(self.blocked))
-        links.block(addrs)
+        addrs = self.apply(node, frozenset(msg.blocked))
         links.set_delay(msg.delay_ms / 1000)
-        node.dialer.forget_failures(before - addrs)
-        for nid in self.blocked:
-            node.peers.disconnect(NodeId(nid))
         node.log.warning(
             "fault_control", blocked=[b.hex()[:16] for b in sorted(self.blocked)], delay_ms=msg.delay_ms
         )
