@@ -33,6 +33,8 @@ from p2pnode.wire.messages import (
     SHIELD,
     CertBatch,
     CertRequest,
+    IHave,
+    IWant,
     Message,
     Order,
     ShieldedCertificate,
@@ -373,4 +375,10 @@ def wire_size(msg: Message) -> int:
     if isinstance(msg, CertBatch):
         # Each certificate's bytes plus at most 5 bytes of msgpack header; no re-encoding needed.
         return BATCH_OVERHEAD + sum(len(c) + CERT_OVERHEAD for c in msg.certs)
+    if isinstance(msg, (IHave, IWant)):
+        # [tag, [ids]]: array and tag 1 byte each, the id list's header 1 byte (under 16) or 3, then
+        # each 32-byte id as bin 8 (2 + 32). Exact (pinned against encode by a test), and the most
+        # frequent peer message, so it is not encoded just to be measured.
+        n = len(msg.ids)
+        return FRAME_HEADER + 2 + (1 if n < 16 else 3) + 34 * n
     return FRAME_HEADER + len(msg.encode())

@@ -444,9 +444,6 @@ def _size(m: Message) -> int:
     """``m``'s bytes on the wire; computed once per message object (one payload is pushed to many peers)."""
     if isinstance(m, Gossip):
         return len(m.data) + 8 + FRAME_HEADER
-    if isinstance(m, (IHave, IWant)):  # [tag, [32-byte ids]]: exact msgpack sizes, no encoding
-        n = len(m.ids)
-        return FRAME_HEADER + 2 + (1 if n < 16 else 3) + 34 * n
     hit = _SIZE_CACHE.get(id(m))
     if hit is not None and hit[0] is m:
         return hit[1]

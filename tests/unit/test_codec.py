@@ -403,3 +403,15 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--regen"]:
         sys.exit("usage: test_codec.py --regen")
     regenerate()
+
+
+@given(n=st.integers(min_value=0, max_value=1024), kind=st.sampled_from(["have", "want"]))
+@settings(max_examples=60, deadline=None)
+def test_wire_size_of_ihave_and_iwant_is_their_encoded_size(n: int, kind: str) -> None:
+    """``wire_size`` computes IHAVE/IWANT sizes without encoding them: the formula must match."""
+    from p2pnode.core.settlement import FRAME_HEADER, wire_size
+    from p2pnode.wire.messages import IHave, IWant
+
+    ids = tuple(bytes([i % 256, i // 256]) * 16 for i in range(n))
+    msg = IHave(ids=ids) if kind == "have" else IWant(ids=ids)
+    assert wire_size(msg) == FRAME_HEADER + len(msg.encode())
