@@ -381,4 +381,17 @@ def wire_size(msg: Message) -> int:
         # frequent peer message, so it is not encoded just to be measured.
         n = len(msg.ids)
         return FRAME_HEADER + 2 + (1 if n < 16 else 3) + 34 * n
+    if isinstance(msg, (SyncHeads, CertRequest)):
+        # [tag, [[address, seq], ...](, reply)]: each pair is a fixarray, a 20-byte bin 8 and a uint.
+        pairs = msg.heads if isinstance(msg, SyncHeads) else msg.items
+        n = len(pairs)
+        body = sum(23 + _uint_size(seq) for _, seq in pairs)
+        return (
+            FRAME_HEADER + 2 + (1 if n < 16 else 3 if n < 65536 else 5) + body + (isinstance(msg, SyncHeads))
+        )
     return FRAME_HEADER + len(msg.encode())
+
+
+def _uint_size(v: int) -> int:
+    """Bytes of a non-negative integer in msgpack."""
+    return 1 if v < 128 else 2 if v < 256 else 3 if v < 65536 else 5 if v < 1 << 32 else 9

@@ -415,3 +415,20 @@ def test_wire_size_of_ihave_and_iwant_is_their_encoded_size(n: int, kind: str) -
     ids = tuple(bytes([i % 256, i // 256]) * 16 for i in range(n))
     msg = IHave(ids=ids) if kind == "have" else IWant(ids=ids)
     assert wire_size(msg) == FRAME_HEADER + len(msg.encode())
+
+
+@given(
+    seqs=st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=300),
+    kind=st.sampled_from(["heads", "request"]),
+    reply=st.booleans(),
+)
+@settings(max_examples=80, deadline=None)
+def test_wire_size_of_sync_heads_and_cert_requests_is_their_encoded_size(
+    seqs: list[int], kind: str, reply: bool
+) -> None:
+    from p2pnode.core.settlement import FRAME_HEADER, wire_size
+    from p2pnode.wire.messages import CertRequest, SyncHeads
+
+    pairs = tuple((bytes([i % 256]) * 20, s) for i, s in enumerate(seqs))
+    msg = SyncHeads(heads=pairs, reply=reply) if kind == "heads" else CertRequest(items=pairs[:256])
+    assert wire_size(msg) == FRAME_HEADER + len(msg.encode())
