@@ -180,6 +180,8 @@ class SimNode:
         self.links: dict[NodeId, LinkState] = {}  # this node -> peer
         self.jobs: deque[tuple[str, Job]] = deque()
         self.busy = False
+        self.busy_until = 0.0  # the end of an effect-less job still running (see run_job)
+        self.resume_pending = False
         self.waiting_core = False
         self.busy_s = 0.0
         self.verify_q: VerifyQueue[tuple[Digest, Any]] = VerifyQueue(batch_max=64, new_batch=4)
@@ -236,8 +238,26 @@ class SimNode:
         if effects:
             cost += self._send_cost(effects)
         self.busy_s += cost
-        sim.at(sim.now + cost, partial(sim.job_done, self, effects))
+        end = sim.now + cost
+        if effects or sim.free_cores is not None:
+            sim.at(end, partial(sim.job_done, self, effects))
+        else:
+            # Nothing leaves when it ends (a duplicate, an IHAVE of known ids, an idle heartbeat): no
+            # event for its end; the node is busy until ``end`` and its next job starts then.
+            self.busy = False
+            self.busy_until = end
+            if self.jobs:
+                self.resume_at(end)
         return cost
+
+    def resume_at(self, t: float) -> None:
+        if not self.resume_pending:
+            self.resume_pending = True
+            self.sim.at(t, self._resume)
+
+    def _resume(self) -> None:
+        self.resume_pending = False
+        self.sim.kick(self)
 
     _job_cost = 0.0
 
@@ -544,6 +564,9 @@ class Simulation:
         """Start ``node``'s next job if it is idle (and, with shared cores, a core is free and no node
         waits for one longer: first come, first served)."""
         if node.busy or node.waiting_core or not node.jobs:
+            return
+        if self.now < node.busy_until:
+            node.resume_at(node.busy_until)
             return
         if self.free_cores is not None:
             if self.free_cores == 0 or self._ready:
