@@ -30,7 +30,7 @@ def add_latency_args(parser: argparse.ArgumentParser) -> None:
         "--trace-html",
         metavar="FILE.html",
         type=Path,
-        help="also write a self-contained HTML timeline of that trace (first 250 ms), for offline viewing",
+        help="also write a self-contained HTML timeline of 250 ms of that trace, for offline viewing",
     )
     parser.add_argument("--run", metavar="ID", help="only the payments of this bench run (its run_id)")
     parser.add_argument(

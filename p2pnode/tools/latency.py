@@ -655,4 +655,4 @@ def run_latency(args: LatencyRun) -> int:
     return 0
 
 
-_TRACE_HTML_MS = 250.0  # the HTML timeline shows the first quarter second: a few dozen payments legibly
+_TRACE_HTML_MS = 250.0  # the HTML timeline shows a quarter second from mid-run: a few dozen payments legibly

@@ -50,7 +50,12 @@ STAGE_LABELS: dict[str, str] = {
 
 
 # The critical path of one payment (p2pnode.tools.latency.critical_path), in order; they add up to the
-# time until the last node applied it. "wait" segments are queueing, "work" segments are the node's own.
+# time until the last node applied it. Kinds: "wait" is queueing (for the verifier, for other validators'
+# votes); "work" the verification call itself; "commit" the validator's durable lock commit and signing
+# (the store's group commit dominates it; signing is tens of microseconds); "delivery" the
+# time from one node's log line to the next node's (gossip: the sender's queue, the wire, the receiver's
+# backlog; on one busy host mostly the nodes' queues, not wire time);
+# "mixed" the time a certificate is held for earlier seqs plus applying it.
 SEGMENTS: tuple[str, ...] = (
     "gossip",
     "verify_queue",
@@ -64,19 +69,19 @@ SEGMENT_LABELS: dict[str, str] = {
     "gossip": "order to deciding validator",
     "verify_queue": "waiting for the verifier",
     "verify": "proof verification call",
-    "vote": "lock + sign + send vote",
+    "vote": "lock commit + sign vote",
     "quorum": "waiting for quorum votes",
     "cert_spread": "certificate to last node",
-    "apply": "received → applied",
+    "apply": "cert → applied (held+apply)",
 }
 SEGMENT_KIND: dict[str, str] = {
-    "gossip": "network",
+    "gossip": "delivery",
     "verify_queue": "wait",
     "verify": "work",
-    "vote": "work",
+    "vote": "commit",
     "quorum": "wait",
-    "cert_spread": "network",
-    "apply": "work",
+    "cert_spread": "delivery",
+    "apply": "mixed",
 }
 
 

@@ -279,7 +279,8 @@ def write_trace(trace: Mapping[str, Any], path: Path) -> None:
 
 def write_trace_html(trace: Mapping[str, Any], path: Path, *, window_ms: float | None = None) -> None:
     """A self-contained HTML page that draws the same trace (lanes, slices, flow arrows), for machines
-    that cannot reach ui.perfetto.dev. ``window_ms`` limits the view to the first milliseconds."""
+    that cannot reach ui.perfetto.dev. ``window_ms`` limits the view to that many milliseconds from the
+    middle of the run (the median slice start), past the start-up; None shows everything."""
     page = _HTML.replace("__TRACE__", json.dumps(trace, separators=(",", ":")).replace("</", "<\\/"))
     page = page.replace("__WINDOW_MS__", json.dumps(window_ms))
     path.write_text(page, encoding="utf-8")
@@ -306,14 +307,17 @@ for (const e of ev) {
   if (e.ph === "M" && e.name === "thread_name") (threads[e.pid] = threads[e.pid] || []).push(e.tid);
 }
 let xs = ev.filter(e => e.ph === "X");
-const t0 = Math.min(...xs.map(e => e.ts));
+// The view: windowMs from the middle of the run (steady state, past the start-up), else everything.
+const sortedTs = xs.map(e => e.ts).sort((a, b) => a - b);
+const t0 = windowMs ? sortedTs[Math.floor(sortedTs.length / 2)] : sortedTs[0];
 const t1 = windowMs ? t0 + windowMs * 1000 : Math.max(...xs.map(e => e.ts + e.dur));
+xs = xs.filter(e => e.ts + e.dur >= t0 && e.ts <= t1);
 const pids = Object.keys(procs).map(Number).sort((a, b) => a - b);
-const laneH = 7, gap = 16, left = 150, width = 1500;
+const laneH = 10, gap = 18, left = 150, width = 1500;
 const rowY = {}; let y = 24;
 const shown = {};
 for (const pid of pids) {
-  const used = new Set(xs.filter(e => e.pid === pid && e.ts <= t1).map(e => e.tid));
+  const used = new Set(xs.filter(e => e.pid === pid).map(e => e.tid));
   const lanes = (threads[pid] || []).filter(t => used.has(t)).sort((a, b) => a - b);
   shown[pid] = [y, lanes.length];
   lanes.forEach((t, i) => { rowY[pid + ":" + t] = y + i * laneH; });
@@ -322,7 +326,7 @@ for (const pid of pids) {
 const c = document.getElementById("c");
 c.width = left + width + 20; c.height = y + 30;
 const g = c.getContext("2d");
-const X = ts => left + (ts - t0) / (t1 - t0) * width;
+const X = ts => left + (Math.max(ts, t0) - t0) / (t1 - t0) * width;
 g.fillStyle = "#222"; g.font = "12px sans-serif";
 for (const pid of pids) {
   const [top, n] = shown[pid];
@@ -330,7 +334,6 @@ for (const pid of pids) {
   g.strokeStyle = "#ccc"; g.beginPath(); g.moveTo(left, top - 4); g.lineTo(left + width, top - 4); g.stroke();
 }
 for (const e of xs) {
-  if (e.ts > t1) continue;
   const yy = rowY[e.pid + ":" + e.tid]; if (yy === undefined) continue;
   g.fillStyle = colors[e.name] || "#999";
   g.fillRect(X(e.ts), yy, Math.max(1, X(e.ts + e.dur) - X(e.ts)), laneH - 1);
@@ -341,7 +344,7 @@ const flowColor = {"order": "rgba(200,60,30,0.55)", "vote": "rgba(40,120,60,0.45
   "certificate": "rgba(90,50,170,0.6)"};
 for (const e of ev) {
   if (e.ph !== "f" || !starts[e.id]) continue;
-  const s = starts[e.id]; if (s.ts > t1) continue;
+  const s = starts[e.id]; if (s.ts > t1 || e.ts < t0) continue;
   const y0 = rowY[s.pid + ":" + s.tid], y1 = rowY[e.pid + ":" + e.tid];
   if (y0 === undefined || y1 === undefined) continue;
   g.strokeStyle = flowColor[e.name] || "rgba(0,0,0,0.4)"; g.lineWidth = 1;
@@ -356,7 +359,7 @@ for (let ms = 0; ms <= span; ms += step) {
 const nX = xs.length, nF = ev.filter(e => e.ph === "f").length;
 document.getElementById("title").textContent =
   `p2pnode payment trace: ${trace.otherData.payments} payments, ` +
-  `${pids.length} nodes, ${nX} slices, ${nF} flows; showing ${span.toFixed(1)} ms from the first event ` +
+  `${pids.length} nodes, ${nX} slices, ${nF} flows; showing ${span.toFixed(1)} ms from the middle of the run ` +
   `(lines: order, vote and certificate hops)`;
 document.getElementById("legend").innerHTML = Object.entries(colors).map(([k, v]) =>
   `<span><i style="background:${v}"></i>${k}</span>`).join("") + Object.entries(flowColor).map(([k, v]) =>
