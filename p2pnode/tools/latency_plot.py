@@ -33,7 +33,7 @@ _KIND_COLOR = {
     "delivery": "#8a8a8a",
     "mixed": "#2c7a7b",
 }
-# One colour per segment for the stacked bars: waits in oranges, work in blue, commit purple, delivery in greys.
+# One colour per segment for the stacked bars: waits orange, work blue, commit purple, delivery grey.
 _SEG_COLOR = {
     "gossip": "#b0b0b0",
     "verify_queue": "#f0a030",

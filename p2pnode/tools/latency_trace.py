@@ -359,7 +359,8 @@ for (let ms = 0; ms <= span; ms += step) {
 const nX = xs.length, nF = ev.filter(e => e.ph === "f").length;
 document.getElementById("title").textContent =
   `p2pnode payment trace: ${trace.otherData.payments} payments, ` +
-  `${pids.length} nodes, ${nX} slices, ${nF} flows; showing ${span.toFixed(1)} ms from the middle of the run ` +
+  `${pids.length} nodes, ${nX} slices, ${nF} flows; ` +
+  `showing ${span.toFixed(1)} ms from the middle of the run ` +
   `(lines: order, vote and certificate hops)`;
 document.getElementById("legend").innerHTML = Object.entries(colors).map(([k, v]) =>
   `<span><i style="background:${v}"></i>${k}</span>`).join("") + Object.entries(flowColor).map(([k, v]) =>
