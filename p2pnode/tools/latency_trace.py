@@ -18,7 +18,9 @@ Layout (the JSON object format of the Trace Event Format):
   receiving event; a hop whose end has no slice (e.g. a vote that came before the node's own order) is
   left out.
 
-Timestamps are microseconds after the earliest event in the trace, with nanosecond decimals.
+Timestamps are whole microseconds after the earliest slice in the trace (``otherData.base_ts_ns``), so
+that contiguous slices share their boundary exactly; a stage shorter than a microsecond has no slice.
+Flow events sit half a microsecond inside the slice they bind to.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ _NAMES = {
 @dataclass(slots=True)
 class _Slice:
     name: str
-    start: int  # ns
-    end: int  # ns
+    start: int  # microseconds since the epoch
+    end: int
     tid: int = 0
 
 
@@ -78,7 +80,7 @@ def _slices(p: _Tx, node: str) -> tuple[list[_Slice], dict[str, int]]:
     """The node's slices of one payment (contiguous, in time order) and the marks kept: a mark logged
     before the previous one (clock noise, or a certificate that came before the node's own order) is
     dropped, so the slices never run backwards."""
-    marks = _node_marks(p, node)
+    marks = {m: t // 1000 for m, t in _node_marks(p, node).items()}  # whole microseconds
     kept: list[tuple[str, int]] = []
     for m in _MARKS:
         t = marks.get(m)
@@ -115,7 +117,7 @@ def _holding(slices: list[_Slice], t: int) -> _Slice | None:
 def build_trace(col: Collected) -> dict[str, Any]:
     """The trace-event document of every payment in ``col`` (see the module docstring)."""
     pid_of = {n: i + 1 for i, n in enumerate(col.nodes)}
-    lanes: dict[str, list[int]] = {n: [] for n in col.nodes}  # node -> end (ns) of each lane's last slice
+    lanes: dict[str, list[int]] = {n: [] for n in col.nodes}  # node -> end (us) of each lane's last slice
     per_payment: list[tuple[str, dict[str, list[_Slice]], dict[str, dict[str, int]]]] = []
 
     def key(item: tuple[str, _Tx]) -> tuple[int, str]:
@@ -156,8 +158,8 @@ def build_trace(col: Collected) -> dict[str, Any]:
     all_ts = [s.start for _, by_node, _ in per_payment for sl in by_node.values() for s in sl]
     base = min(all_ts) if all_ts else 0
 
-    def us(ns: int) -> float:
-        return round((ns - base) / 1000, 3)
+    def us(t: float) -> float:
+        return t - base
 
     events: list[dict[str, Any]] = []
     for node, pid in pid_of.items():
@@ -175,7 +177,14 @@ def build_trace(col: Collected) -> dict[str, Any]:
     flow_id = 0
 
     def flow(
-        name: str, tx: str, src_node: str, src: _Slice, src_ts: int, dst_node: str, dst: _Slice, dst_ts: int
+        name: str,
+        tx: str,
+        src_node: str,
+        src: _Slice,
+        src_ts: float,
+        dst_node: str,
+        dst: _Slice,
+        dst_ts: float,
     ) -> None:
         nonlocal flow_id
         flow_id += 1
@@ -185,11 +194,13 @@ def build_trace(col: Collected) -> dict[str, Any]:
             {**common, "ph": "f", "bp": "e", "pid": pid_of[dst_node], "tid": dst.tid, "ts": us(dst_ts)}
         )
 
-    def inside_end(s: _Slice) -> int:
-        return s.end - max(0, min(1000, (s.end - s.start) // 2))
+    # Flow ends half a microsecond inside their slice (exact in binary floating point): never on the
+    # boundary two contiguous slices share.
+    def inside_end(s: _Slice) -> float:
+        return s.end - 0.5
 
-    def inside_start(s: _Slice) -> int:
-        return s.start + max(0, min(1000, (s.end - s.start) // 2))
+    def inside_start(s: _Slice) -> float:
+        return s.start + 0.5
 
     for tx, by_node, marks in per_payment:
         p = col.payments[tx]
@@ -204,7 +215,7 @@ def build_trace(col: Collected) -> dict[str, Any]:
                         "pid": pid_of[node],
                         "tid": s.tid,
                         "ts": us(s.start),
-                        "dur": round((s.end - s.start) / 1000, 3),
+                        "dur": s.end - s.start,
                         "args": args,
                     }
                 )
@@ -215,7 +226,11 @@ def build_trace(col: Collected) -> dict[str, Any]:
     return {
         "traceEvents": events,
         "displayTimeUnit": "ms",
-        "otherData": {"source": "p2pnode latency --trace", "payments": len(per_payment), "base_ts_ns": base},
+        "otherData": {
+            "source": "p2pnode latency --trace",
+            "payments": len(per_payment),
+            "base_ts_ns": base * 1000,
+        },
     }
 
 
@@ -242,7 +257,8 @@ def _flows(
         first = src_sl[0]
         flow("order", tx, src_node, first, inside_start(first), node, sl[0], inside_start(sl[0]))
     # Votes: from the slice ending at the validator's vote_sent to the receiver's slice holding the time.
-    for (node, validator), t in sorted(p.votes_in.items()):
+    for (node, validator), t_ns in sorted(p.votes_in.items()):
+        t = t_ns // 1000
         v_node = node_by_id.get(validator)
         if v_node is None or v_node == node or v_node not in by_node or node not in by_node:
             continue
@@ -250,14 +266,15 @@ def _flows(
         v_src = None if t_sent is None else _ending_at(by_node[v_node], t_sent)
         v_dst = _holding(by_node[node], t)
         if v_src is not None and v_dst is not None:
-            flow("vote", tx, v_node, v_src, inside_end(v_src), node, v_dst, t)
+            at = min(max(t, inside_start(v_dst)), inside_end(v_dst))
+            flow("vote", tx, v_node, v_src, inside_end(v_src), node, v_dst, at)
     # Certificates: from the relaying peer (else the first former) to the node's slice that starts at it.
     formed = p.earliest("certificate_formed")
     for node, sl in by_node.items():
         t = marks[node].get("certificate")
         if t is None or node not in p.first.get("certificate_received", {}):
             continue
-        if t != p.first["certificate_received"][node]:
+        if t != p.first["certificate_received"][node] // 1000:
             continue  # it formed its own certificate first
         c_node = node_by_id.get(p.peer_of.get(("certificate_received", node), ""))
         if c_node is None and formed is not None:
