@@ -394,3 +394,13 @@ def test_plot_of_the_known_logs(tmp_path: Path) -> None:
     out = tmp_path / "l.png"
     write_plot(analyze(two_run_logs()), out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_marker_and_new_keys_are_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "logs.md").read_text(encoding="utf-8")
+    row = re.search(r"^\| `run_marker` \|(.*)$", doc, re.M)
+    assert row and all(f"`{f}`" in row.group(1) for f in ("run", "phase", "by"))
+    for segment in SEGMENTS:
+        assert f"| `{segment}` |" in doc and f'"{segment}"' in doc
+    for flag in ("--run", "--since", "--until", "--compare", "--trace"):
+        assert flag in doc
