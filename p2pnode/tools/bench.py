@@ -407,6 +407,7 @@ class _ShieldedBuilder:
 
         self.vk_json = vk_json
         self.prover = open_prover(zk)
+        self.prover.show_progress = False  # the bench counts its proofs itself (OrderProgress)
         self.keys: dict[bytes, Any] = {}
         self.built: list[ShieldedOrder] = []
 
