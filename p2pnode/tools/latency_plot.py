@@ -213,7 +213,7 @@ def write_plot(report: Report, path: Path) -> None:
         f"{report.settled} applied everywhere; {head}\n{_takeaway(report)}",
         fontsize=11,
     )
-    _cdf(axes[0], report, "received", "(a) order received: first / median / last node")
+    _cdf(axes[0], report, "received", "(a) order received (first node: where it was submitted)")
     _cdf(axes[1], report, "verified", "proof verified: first / median / last node")
     _cdf(axes[2], report, "applied", "applied: first / median / last node")
     axes[0].set_ylabel("fraction of payments")

@@ -324,6 +324,7 @@ for (const e of ev) {
   if (e.ph === "M" && e.name === "thread_name") (threads[e.pid] = threads[e.pid] || []).push(e.tid);
 }
 let xs = ev.filter(e => e.ph === "X");
+const nX = xs.length, nF = ev.filter(e => e.ph === "f").length;
 // The view: windowMs from the middle of the run (steady state, past the start-up), else everything.
 const sortedTs = xs.map(e => e.ts).sort((a, b) => a - b);
 const t0 = windowMs ? sortedTs[Math.floor(sortedTs.length / 2)] : sortedTs[0];
@@ -373,10 +374,9 @@ for (let ms = 0; ms <= span; ms += step) {
   const x = X(t0 + ms * 1000);
   g.fillRect(x, y - 8, 1, 5); g.fillText(ms.toFixed(step < 1 ? 1 : 0) + " ms", x - 10, y + 8);
 }
-const nX = xs.length, nF = ev.filter(e => e.ph === "f").length;
 document.getElementById("title").textContent =
   `p2pnode payment trace: ${trace.otherData.payments} payments, ` +
-  `${pids.length} nodes, ${nX} slices, ${nF} flows; ` +
+  `${pids.length} nodes, ${nX} slices and ${nF} flows in the trace; ` +
   `showing ${span.toFixed(1)} ms from the middle of the run ` +
   `(lines: order, vote and certificate hops)`;
 document.getElementById("legend").innerHTML = Object.entries(colors).map(([k, v]) =>
