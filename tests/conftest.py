@@ -64,6 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
             print(line, flush=True)
             return
         with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()  # not glued to the progress dots
             reporter.write_line(line)
 
     setup.set_default_log(show)
