@@ -285,13 +285,14 @@ def collect(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
     )
 
 
-def summarize(col: Collected, *, selection: str | None = None) -> Report:
+def summarize(col: Collected, *, selection: str | None = None, notes: Sequence[str] = ()) -> Report:
     """The report of what :func:`collect` gathered (the second half of :func:`analyze`); ``selection``
-    describes how the payments were picked (``--run`` / ``--since`` / ``--until``), if they were."""
+    describes how the payments were picked (``--run`` / ``--since`` / ``--until``), if they were;
+    ``notes`` are added to the warnings."""
     payments, node_by_id, roles = col.payments, col.node_by_id, col.roles
     verify_us, batches, hops = col.verify_us, col.batches, col.hops
     rejected_tx, rejected_untagged = col.rejected_tx, col.rejected_untagged
-    warnings = list(col.warnings)
+    warnings = [*col.warnings, *notes]
     lines, malformed = col.lines, col.malformed
     wanted = True if col.filtered else None
     node_list = col.nodes
@@ -624,8 +625,7 @@ def run_latency(args: LatencyRun) -> int:
     try:
         txs, how, notes = _selection(args, paths)
         col = collect(_sources(paths), txs=txs)
-        col.warnings.extend(notes)
-        report = summarize(col, selection=how)
+        report = summarize(col, selection=how, notes=notes)
     except (OSError, LocalError) as exc:
         print(f"p2pnode latency: {exc}", file=sys.stderr)
         return 2

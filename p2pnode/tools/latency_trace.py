@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +48,7 @@ _NAMES = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Slice:
     name: str
     start: int  # microseconds since the epoch
@@ -134,6 +134,7 @@ def build_trace(col: Collected) -> dict[str, Any]:
         per_payment.append((tx, slices, marks))
 
     # Lanes: per node, payments by start time, each on the lowest lane whose last slice ended before.
+    laned: dict[int, list[_Slice]] = {}
     spans = sorted(
         (
             (sl[0].start, sl[-1].end, node, sl)
@@ -152,8 +153,11 @@ def build_trace(col: Collected) -> dict[str, Any]:
         else:
             free.append(end)
             lane = len(free) - 1
-        for s in sl:
-            s.tid = lane + 1
+        laned[id(sl)] = [replace(x, tid=lane + 1) for x in sl]
+    per_payment = [
+        (tx, {node: laned[id(sl)] for node, sl in by_node.items()}, marks)
+        for tx, by_node, marks in per_payment
+    ]
 
     all_ts = [s.start for _, by_node, _ in per_payment for sl in by_node.values() for s in sl]
     base = min(all_ts) if all_ts else 0
