@@ -9,7 +9,7 @@ from pathlib import Path
 EPILOG = (
     "A payment belongs to a run or a time window when it was submitted inside it (its earliest "
     "order_submitted, else order_received); all its events count. --compare marks with ~ the deltas "
-    "inside the runs' own spread: the two runs' 95%% order-statistic intervals of that percentile overlap."
+    "inside the runs' own spread: the two runs' 95% order-statistic intervals of that percentile overlap."
 )
 
 
