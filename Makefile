@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# npm draws its own progress bar on a terminal; the two echo lines say what runs and how long it took
+# in a log (about 20-30 s from the registry the first time).
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
-	touch $(NODE_STAMP)
+	@echo "npm ci: installing circom2, snarkjs and circomlib (package-lock.json) into node_modules ..."
+	@start=$$(date +%s); npm ci --no-audit --no-fund --loglevel=error --progress=true \
+	  && echo "npm ci: done in $$(( $$(date +%s) - start )) s"
+	@touch $(NODE_STAMP)
 
 demo: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python scripts/demo.py

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import secrets
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,6 +81,8 @@ __all__ = [
     "Spread",
     "Stats",
     "build_document",
+    "new_run_id",
+    "write_run_marker",
     "cores",
     "counts_delta",
     "cpu_per_payment",
@@ -112,9 +117,11 @@ def build_document(
     logs: Report | None,
     *,
     cpus: int | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` document (and the source of the text table). ``cpus`` is the cores the
-    plain-crypto limit counts (default :func:`cores`)."""
+    plain-crypto limit counts (default :func:`cores`); ``run_id`` names the run in the nodes' logs
+    (``p2pnode latency --run ID``)."""
     cpus = cores() if cpus is None else cpus
     cpu = cpu_per_payment(result.cpu_before, result.cpu_after, result.settled)
     crypto_node = {
@@ -155,6 +162,7 @@ def build_document(
     lat = Stats.of(s * 1e3 for s in result.latencies_s)
     return {
         "version": JSON_VERSION,
+        "run_id": run_id,
         "mode": {"rate": opts.rate, "window": None if opts.rate is not None else opts.window},
         "kind": "shielded" if opts.shielded else "transparent",
         "count": result.planned,
@@ -302,6 +310,8 @@ def render_document(doc: Mapping[str, Any], logs: Report | None) -> str:
     out.append(
         "state roots agree on every node" if doc["roots_agree"] else "STATE ROOTS DIFFER (or a node is down)"
     )
+    if doc.get("run_id"):
+        out.append(f"run id {doc['run_id']}: p2pnode latency DIR/logs/*.log --run {doc['run_id']}")
     if doc["failures"]:
         out += [
             "",
@@ -337,6 +347,42 @@ async def _connect(host: str, port: int) -> Conn:
     return await Client.connect(host, port)
 
 
+def new_run_id() -> str:
+    """A run id: the UTC start time and 6 random hex digits, e.g. ``20261202T072000Z-3fa9c1``."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def write_run_marker(cluster: ClusterDir, run_id: str, phase: str) -> None:
+    """Append a ``run_marker`` line (docs/logs.md) to every node's log: ``phase`` is "start" or "end".
+
+    Each line is one ``write`` to a file opened with ``O_APPEND``, as the node's own line-buffered
+    writes are, so it never lands inside a node's line. A log that cannot be written is skipped: the
+    run then has no marker there, which only costs ``--run`` its window on that node.
+    """
+    for n in cluster.nodes:
+        line = json.dumps(
+            {
+                "ts_ns": time.time_ns(),
+                "level": "info",
+                "event": "run_marker",
+                "node": n.name,
+                "node_id": n.node_id[:16],
+                "run": run_id,
+                "phase": phase,
+                "by": "p2pnode bench",
+            }
+        )
+        try:
+            n.log.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(n.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            continue
+
+
 def _log_report(cluster: ClusterDir, digests: Sequence[str]) -> Report | None:
     files = sorted({n.log for n in cluster.nodes if n.log.is_file()})
     if not files:
@@ -361,6 +407,7 @@ class _ShieldedBuilder:
 
         self.vk_json = vk_json
         self.prover = open_prover(zk)
+        self.prover.show_progress = False  # the bench counts its proofs itself (OrderProgress)
         self.keys: dict[bytes, Any] = {}
         self.built: list[ShieldedOrder] = []
 
@@ -411,6 +458,8 @@ def run_bench_command(run: BenchRun) -> int:
         if opts.shielded:
             builder = _ShieldedBuilder(_genesis_vk(cluster), run.zk)
         shielded = builder
+        run_id = new_run_id()
+        write_run_marker(cluster, run_id, "start")
 
         def measure() -> CryptoCost:
             cost = measure_crypto()
@@ -430,6 +479,7 @@ def run_bench_command(run: BenchRun) -> int:
                 measure=measure,
             )
         )
+        write_run_marker(cluster, run_id, "end")
         crypto = result.crypto if result.crypto is not None else measure()
     except LocalError as exc:
         print(f"p2pnode bench: {exc}", file=sys.stderr)
@@ -438,7 +488,7 @@ def run_bench_command(run: BenchRun) -> int:
         if builder is not None:
             builder.close()
     logs = _log_report(cluster, result.digests)
-    doc = build_document(cluster, opts, result, crypto, logs)
+    doc = build_document(cluster, opts, result, crypto, logs, run_id=run_id)
     if run.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:

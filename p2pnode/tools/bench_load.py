@@ -49,7 +49,6 @@ cluster made with other circuit keys (or with ``--no-shielded``) fails at once w
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -77,6 +76,7 @@ from p2pnode.wire.messages import (
     Transfer,
 )
 from p2pnode.wire.types import Address
+from p2pnode.zk.progress import Progress
 
 __all__ = [
     "BenchOptions",
@@ -335,18 +335,20 @@ async def _wait_settled(pool: _Pool, digest: bytes, deadline: float) -> bool:
     return False
 
 
-def _progress(done: int, total: int) -> None:
-    if not sys.stderr.isatty():
-        if done == total:
-            print(f"built {total} orders", file=sys.stderr, flush=True)
-        return
-    if done == total or done % max(1, total // 100) == 0:
-        print(
-            f"\rbuilding orders {done}/{total}",
-            end="\n" if done == total else "",
-            file=sys.stderr,
-            flush=True,
-        )
+class OrderProgress:
+    """Progress of building the orders (with --shielded, one Groth16 proof each: the slow part) on
+    stderr: a live ``done/total`` line with rate and time left on a terminal, else a line at most every
+    10 s and one at the end (:class:`p2pnode.zk.progress.Progress`)."""
+
+    def __init__(self, what: str = "orders built") -> None:
+        self.what = what
+        self.progress: Progress | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None:
+            self.progress = Progress("bench")
+            self.progress.start_counting()
+        self.progress.count(self.what, done, total)
 
 
 async def run_bench(
@@ -357,13 +359,14 @@ async def run_bench(
     make_order: MakeOrder,
     transfer_digest: TransferDigest,
     cpu_reader: Callable[[int], float | None] = read_proc_cpu,
-    progress: Callable[[int, int], None] = _progress,
+    progress: Callable[[int, int], None] | None = None,
     make_shielded: MakeShielded | None = None,
     pids: Mapping[str, int] | None = None,
     measure: Callable[[], CryptoCost] | None = None,
 ) -> BenchResult:
     """Plan, build, run and settle ``opts.count`` payments (see the module docstring). With
         ``opts.shielded`` the orders come from ``make_shielded`` (required then), called in a worker thread.
+    ``progress`` (default :class:`OrderProgress`) is told ``(built, total)`` after each order is built.
     ``pids`` (node name -> process id) are the processes whose CPU time ``cpu_reader`` reads. ``measure``
     (blocking, run in a worker thread once the orders are built and the nodes are quiet, before the timed
     phase) times the crypto primitives; its result is ``BenchResult.crypto``.
@@ -382,7 +385,8 @@ async def run_bench(
             make_order,
             transfer_digest,
             cpu_reader,
-            progress,
+            progress
+            or OrderProgress("shielded orders built (one proof each)" if opts.shielded else "orders built"),
             make_shielded,
             dict(pids or {}),
             measure,

@@ -49,6 +49,7 @@ from typing import Any
 from p2pnode.tools.latency_plot import write_plot
 from p2pnode.tools.latency_report import (
     JSON_VERSION,
+    SEGMENTS,
     STAGES,
     NodeReport,
     Rejection,
@@ -58,7 +59,7 @@ from p2pnode.tools.latency_report import (
     render_report,
     render_stages,
 )
-from p2pnode.tools.stats import Stats, percentile, round3
+from p2pnode.tools.stats import Stats, percentile, percentile_ci, round3
 
 __all__ = [
     "JSON_VERSION",
@@ -68,7 +69,11 @@ __all__ = [
     "SkewFinding",
     "Stats",
     "Unsettled",
+    "Collected",
     "analyze",
+    "collect",
+    "critical_path",
+    "summarize",
     "LatencyRun",
     "run_latency",
     "percentile",
@@ -92,6 +97,8 @@ _PROGRESS: tuple[str, ...] = (
     "certificate_applied",
 )
 PAYMENT_EVENTS = frozenset(_PROGRESS)
+# Written by ``p2pnode bench`` into every node's log at the start and the end of its load (docs/logs.md).
+RUN_MARKER = "run_marker"
 _HOP_KINDS = {"order_received": "order", "vote_received": "vote", "certificate_received": "certificate"}
 
 
@@ -99,10 +106,14 @@ _HOP_KINDS = {"order_received": "order", "vote_received": "vote", "certificate_r
 class _Tx:
     """Everything the logs say about one payment: per event, the earliest timestamp at each node."""
 
-    __slots__ = ("first", "proof_failed", "rejections", "votes_in")
+    __slots__ = ("first", "peer_of", "proof_failed", "rejections", "verify_start", "votes_in")
 
     def __init__(self) -> None:
         self.first: dict[str, dict[str, int]] = defaultdict(dict)  # event -> node -> min ts_ns
+        # node -> start of the verification call of the first ok proof_verified (ts_ns - duration_us)
+        self.verify_start: dict[str, int] = {}
+        # (event, node) -> hex16 of the peer its first order_received / certificate_received came from
+        self.peer_of: dict[tuple[str, str], str] = {}
         self.votes_in: dict[tuple[str, str], int] = {}  # (receiver node, validator hex16) -> min ts_ns
         self.proof_failed: set[str] = set()
         self.rejections: Counter[str] = Counter()
@@ -140,6 +151,26 @@ def _parse(line: str) -> dict[str, Any] | None:
     return obj
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Collected:
+    """What :func:`collect` gathered from the logs: every payment's events, the nodes, their roles."""
+
+    files: tuple[str, ...]
+    payments: Mapping[str, _Tx]
+    nodes: tuple[str, ...]
+    node_by_id: Mapping[str, str]
+    roles: Mapping[str, str]
+    verify_us: Mapping[str, list[float]]
+    batches: Mapping[str, list[int]]
+    hops: Mapping[str, Counter[int]]
+    rejected_tx: Counter[tuple[str, str]]
+    rejected_untagged: list[tuple[int, str, str]]
+    warnings: list[str]
+    lines: int
+    malformed: int
+    filtered: bool
+
+
 def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] | None = None) -> Report:
     """Join every file's events by ``tx`` and measure the stages (see the module docstring).
 
@@ -148,6 +179,11 @@ def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
     hex); the node set is still every node seen, and rejections without a ``tx`` are then counted only
     within the time span of the selected payments.
     """
+    return summarize(collect(lines_by_file, txs=txs))
+
+
+def collect(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] | None = None) -> Collected:
+    """Read every line once and group the payment events by ``tx`` (the first half of :func:`analyze`)."""
     wanted = None if txs is None else {t.lower() for t in txs}
     payments: dict[str, _Tx] = defaultdict(_Tx)
     nodes: set[str] = set()
@@ -173,6 +209,9 @@ def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
                 malformed += 1
                 continue
             valid_here += 1
+            event: str = obj["event"]
+            if event == RUN_MARKER:
+                continue  # written by p2pnode bench into the node's file: not a node event
             node = obj.get("node")
             if not isinstance(node, str):
                 node = default_node
@@ -180,7 +219,6 @@ def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
             node_id = obj.get("node_id")
             if isinstance(node_id, str) and node_id:
                 node_by_id.setdefault(node_id[:16].lower(), node)
-            event: str = obj["event"]
             ts: int = obj["ts_ns"]
             if event == "node_started" and isinstance(obj.get("role"), str):
                 roles[node] = obj["role"]
@@ -203,13 +241,21 @@ def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
                 continue
             p = payments[tx]
             if event == "proof_verified":
-                if isinstance(obj.get("duration_us"), int | float):
-                    verify_us[node].append(float(obj["duration_us"]))
+                duration = obj.get("duration_us")
+                if isinstance(duration, int | float):
+                    verify_us[node].append(float(duration))
                 if type(obj.get("batch")) is int:
                     batches[node].append(obj["batch"])
                 if obj.get("ok") is not True:
                     p.proof_failed.add(node)
                     continue
+                old_v = p.first["proof_verified"].get(node)
+                if (old_v is None or ts < old_v) and isinstance(duration, int | float) and duration >= 0:
+                    p.verify_start[node] = ts - round(duration * 1000)
+            if event in ("order_received", "certificate_received") and isinstance(obj.get("peer"), str):
+                old_r = p.first[event].get(node)
+                if old_r is None or ts < old_r:
+                    p.peer_of[(event, node)] = obj["peer"][:16].lower()
             p.see(event, node, ts)
             kind_h = _HOP_KINDS.get(event)
             if kind_h is not None and type(obj.get("hops")) is int:
@@ -221,8 +267,35 @@ def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
                     p.votes_in[key] = ts
         if valid_here == 0:
             warnings.append(f"{fname}: no valid log lines")
+    return Collected(
+        files=tuple(lines_by_file),
+        payments=payments,
+        nodes=tuple(sorted(nodes)),
+        node_by_id=node_by_id,
+        roles=roles,
+        verify_us=verify_us,
+        batches=batches,
+        hops=hops,
+        rejected_tx=rejected_tx,
+        rejected_untagged=rejected_untagged,
+        warnings=warnings,
+        lines=lines,
+        malformed=malformed,
+        filtered=wanted is not None,
+    )
 
-    node_list = tuple(sorted(nodes))
+
+def summarize(col: Collected, *, selection: str | None = None, notes: Sequence[str] = ()) -> Report:
+    """The report of what :func:`collect` gathered (the second half of :func:`analyze`); ``selection``
+    describes how the payments were picked (``--run`` / ``--since`` / ``--until``), if they were;
+    ``notes`` are added to the warnings."""
+    payments, node_by_id, roles = col.payments, col.node_by_id, col.roles
+    verify_us, batches, hops = col.verify_us, col.batches, col.hops
+    rejected_tx, rejected_untagged = col.rejected_tx, col.rejected_untagged
+    warnings = [*col.warnings, *notes]
+    lines, malformed = col.lines, col.malformed
+    wanted = True if col.filtered else None
+    node_list = col.nodes
     n_nodes = len(node_list)
     stage_samples: dict[str, list[float]] = {s: [] for s in STAGES}
     node_received: dict[str, list[float]] = defaultdict(list)
@@ -237,6 +310,8 @@ def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
     span_lo: int | None = None
     span_hi: int | None = None
     ranks = {"applied_first": 1, "applied_median": max(1, math.ceil(n_nodes / 2)), "applied_last": n_nodes}
+    rank_samples: dict[str, list[float]] = {f"{e}_{r}": [] for e in ("received", "verified") for r in _RANKS}
+    paths: list[tuple[float, ...]] = []
 
     def order_key(item: tuple[str, _Tx]) -> tuple[int, str]:
         a = item[1].anchor()
@@ -259,6 +334,10 @@ def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
             unanchored += 1
         else:
             _stage_samples(p, anchor, ranks, stage_samples, node_received, node_verified, node_applied)
+            _rank_samples(p, anchor, rank_samples)
+            path = critical_path(p, anchor)
+            if path is not None:
+                paths.append(path)
             _causal_pairs(p, node_by_id, skew_pairs)
         if len(applied) >= n_nodes:
             settled += 1
@@ -297,8 +376,11 @@ def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
         )
         for n in node_list
     )
+    seg_samples = {name: sorted(pth[i] for pth in paths) for i, name in enumerate(SEGMENTS)}
+    samples = {s: tuple(sorted(v)) for s, v in stage_samples.items()}
+    samples.update({s: tuple(sorted(v)) for s, v in rank_samples.items()})
     return Report(
-        files=tuple(lines_by_file),
+        files=col.files,
         nodes=node_list,
         lines=lines,
         malformed=malformed,
@@ -315,8 +397,66 @@ def analyze(lines_by_file: Mapping[str, Iterable[str]], *, txs: Collection[str] 
         ),
         skew=skew,
         warnings=tuple(warnings),
-        samples={s: tuple(sorted(v)) for s, v in stage_samples.items()},
+        selection=selection,
+        segments={name: Stats.of(v) for name, v in seg_samples.items()},
+        ci95={
+            **{s: percentile_ci(samples[s]) for s in STAGES},
+            **{name: percentile_ci(v) for name, v in seg_samples.items()},
+        },
+        samples=samples,
+        paths=tuple(paths),
     )
+
+
+_RANKS = ("first", "median", "last")
+
+
+def _rank_samples(p: _Tx, anchor: int, out: dict[str, list[float]]) -> None:
+    """Per payment, the time by which the first, the median and the last node that logged the event
+    had it (for ``received`` and ``verified``; the ranks count only the nodes that logged it)."""
+    for event, stage in (("order_received", "received"), ("proof_verified", "verified")):
+        times = sorted(p.first.get(event, {}).values())
+        if not times:
+            continue
+        for rank, idx in zip(_RANKS, (0, math.ceil(len(times) / 2) - 1, len(times) - 1), strict=True):
+            out[f"{stage}_{rank}"].append(_ms(times[idx] - anchor))
+
+
+def critical_path(p: _Tx, anchor: int) -> tuple[float, ...] | None:
+    """The payment's settlement split into :data:`SEGMENTS` (ms), along its critical path.
+
+    The certificate formed when the last vote it needed arrived. Of the validators whose vote was sent
+    by the time the first certificate formed, the one that sent it last is the *deciding validator*
+    ``v``; the *last node* ``x`` is the node that applied the payment last. The segments are
+    submit → order received at ``v`` → its verification call started (``proof_verified`` time minus
+    ``duration_us``) → proof verified → ``v``'s vote sent → certificate formed (first, anywhere) →
+    certificate at ``x`` (its ``certificate_received``, or the forming time if ``x`` formed it) →
+    applied at ``x``. They add up to the time until ``x`` applied it. ``None`` when an event on the path
+    is missing from the logs.
+    """
+    formed = p.earliest("certificate_formed")
+    applied = p.first.get("certificate_applied", {})
+    if formed is None or not applied:
+        return None
+    t_formed, former = formed
+    voted = {n: ts for n, ts in p.first.get("vote_sent", {}).items() if ts <= t_formed}
+    if not voted:
+        return None
+    v = max(voted, key=lambda n: (voted[n], n))
+    t_recv = p.first.get("order_received", {}).get(v)
+    t_ver = p.first.get("proof_verified", {}).get(v)
+    t_vstart = p.verify_start.get(v)
+    if t_recv is None or t_ver is None or t_vstart is None:
+        return None
+    t_vstart = max(t_recv, min(t_vstart, t_ver))  # a batch call may have started before this order came
+    x = max(applied, key=lambda n: (applied[n], n))
+    t_cert = t_formed if x == former else p.first.get("certificate_received", {}).get(x)
+    if t_cert is None:
+        t_cert = p.first.get("certificate_formed", {}).get(x)
+    if t_cert is None:
+        return None
+    marks = (anchor, t_recv, t_vstart, t_ver, voted[v], t_formed, t_cert, applied[x])
+    return tuple(_ms(b - a) for a, b in zip(marks, marks[1:], strict=False))
 
 
 def _ms(delta_ns: float) -> float:
@@ -416,9 +556,15 @@ def _unsettled(tx: str, p: _Tx, nodes: Sequence[str]) -> Unsettled:
 class LatencyRun:
     """One ``p2pnode latency`` run (built from the command line by :mod:`p2pnode.cli.latency`)."""
 
-    logs: tuple[Path, ...]
+    logs: tuple[Path, ...] = ()
     json: bool = False
     plot: Path | None = None  # also draw the latency figure to this PNG
+    trace: Path | None = None  # also write a Chrome trace-event JSON file
+    trace_html: Path | None = None  # also write a self-contained HTML timeline of that trace
+    run: str | None = None  # only the payments of this bench run (its run_marker lines)
+    since_ns: int | None = None  # only payments submitted at or after this time
+    until_ns: int | None = None  # only payments submitted at or before this time
+    compare: tuple[Path, Path] | None = None  # compare two --json documents instead of reading logs
 
 
 def _read_lines(path: Path) -> Iterator[str]:
@@ -427,9 +573,46 @@ def _read_lines(path: Path) -> Iterator[str]:
         yield from f
 
 
+def _sources(paths: Sequence[Path]) -> dict[str, Iterator[str]]:
+    return {str(p): _read_lines(p) for p in paths}
+
+
+def _selection(args: LatencyRun, paths: Sequence[Path]) -> tuple[set[str] | None, str | None, list[str]]:
+    """The payments ``--run``/``--since``/``--until`` select (None: all), how, and notes for the report."""
+    from p2pnode.tools.latency_select import scan, select, window_text
+
+    found = scan(_sources(paths))
+    notes: list[str] = []
+    if args.run is None and args.since_ns is None and args.until_ns is None:
+        if len(found.runs) > 1:
+            ids = ", ".join(w.run for w in found.runs)
+            notes.append(f"these logs hold {len(found.runs)} bench runs ({ids}): pick one with --run ID")
+        return None, None, notes
+    lo, hi = args.since_ns, args.until_ns
+    if args.run is not None:
+        r_lo, r_hi = found.window(args.run)
+        lo = r_lo if lo is None else max(lo, r_lo)
+        hi = r_hi if hi is None else (hi if r_hi is None else min(hi, r_hi))
+    txs = select(found, lo, hi)
+    return txs, window_text(args.run, lo, hi, len(txs)), notes
+
+
 def run_latency(args: LatencyRun) -> int:
-    """Analyze the given logs and print the report; 0 on success, 2 if no log could be read or the plot
-    could not be made."""
+    """Analyze the given logs and print the report; 0 on success, 2 if no log could be read, the run
+    was not found, or the plot could not be made."""
+    from p2pnode.errors import LocalError
+    from p2pnode.tools.latency_trace import build_trace, write_trace, write_trace_html
+
+    if args.compare is not None:
+        from p2pnode.tools.latency_compare import compare_text, load_report
+
+        try:
+            (a_name, a), (b_name, b) = (load_report(p) for p in args.compare)
+        except LocalError as exc:
+            print(f"p2pnode latency: {exc}", file=sys.stderr)
+            return 2
+        print(compare_text(a_name, a, b_name, b))
+        return 0
     paths: list[Path] = []
     for p in args.logs:
         if p.is_file():
@@ -440,14 +623,28 @@ def run_latency(args: LatencyRun) -> int:
         print("p2pnode latency: no log files to read", file=sys.stderr)
         return 2
     try:
-        report = analyze({str(p): _read_lines(p) for p in paths})
-    except OSError as exc:
+        txs, how, notes = _selection(args, paths)
+        col = collect(_sources(paths), txs=txs)
+        report = summarize(col, selection=how, notes=notes)
+    except (OSError, LocalError) as exc:
         print(f"p2pnode latency: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
         print(render_report(report))
+    if args.trace is not None or args.trace_html is not None:
+        trace = build_trace(col)
+        try:
+            if args.trace is not None:
+                write_trace(trace, args.trace)
+                print(f"wrote {args.trace}", file=sys.stderr)
+            if args.trace_html is not None:
+                write_trace_html(trace, args.trace_html, window_ms=_TRACE_HTML_MS)
+                print(f"wrote {args.trace_html}", file=sys.stderr)
+        except OSError as exc:
+            print(f"p2pnode latency: {exc}", file=sys.stderr)
+            return 2
     if args.plot is not None:
         try:
             write_plot(report, args.plot)
@@ -456,3 +653,6 @@ def run_latency(args: LatencyRun) -> int:
             return 2
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
+
+
+_TRACE_HTML_MS = 250.0  # the HTML timeline shows a quarter second from mid-run: a few dozen payments legibly

@@ -14,6 +14,8 @@ from p2pnode.tools.stats import Stats, record_from_json, record_to_json
 
 __all__ = [
     "JSON_VERSION",
+    "SEGMENTS",
+    "SEGMENT_LABELS",
     "STAGES",
     "STAGE_LABELS",
     "NodeReport",
@@ -44,6 +46,42 @@ STAGE_LABELS: dict[str, str] = {
     "applied_first": "applied, first node",
     "applied_median": "applied, median node",
     "applied_last": "applied, last node",
+}
+
+
+# The critical path of one payment (p2pnode.tools.latency.critical_path), in order; they add up to the
+# time until the last node applied it. Kinds: "wait" is queueing (for the verifier, for other validators'
+# votes); "work" the verification call itself; "commit" the validator's durable lock commit and signing
+# (the store's group commit dominates it; signing is tens of microseconds); "delivery" the
+# time from one node's log line to the next node's (gossip: the sender's queue, the wire, the receiver's
+# backlog; on one busy host mostly the nodes' queues, not wire time);
+# "mixed" the time a certificate is held for earlier seqs plus applying it.
+SEGMENTS: tuple[str, ...] = (
+    "gossip",
+    "verify_queue",
+    "verify",
+    "vote",
+    "quorum",
+    "cert_spread",
+    "apply",
+)
+SEGMENT_LABELS: dict[str, str] = {
+    "gossip": "order to deciding validator",
+    "verify_queue": "waiting for the verifier",
+    "verify": "proof verification call",
+    "vote": "lock commit + sign vote",
+    "quorum": "waiting for quorum votes",
+    "cert_spread": "certificate to last node",
+    "apply": "cert → applied (held+apply)",
+}
+SEGMENT_KIND: dict[str, str] = {
+    "gossip": "delivery",
+    "verify_queue": "wait",
+    "verify": "work",
+    "vote": "commit",
+    "quorum": "wait",
+    "cert_spread": "delivery",
+    "apply": "mixed",
 }
 
 
@@ -137,8 +175,12 @@ class SkewFinding:
 class Report:
     """Everything :func:`analyze` found. ``to_json``/``from_json`` round-trip (``samples`` excepted).
 
-    ``samples`` keeps the raw per-stage samples (ms) for plotting; it is not part of the JSON document
-    and does not take part in equality.
+    ``samples`` keeps the raw per-stage samples (ms) for plotting, and ``paths`` each payment's
+    critical path (ms per :data:`SEGMENTS`); neither is part of the JSON document nor of equality.
+    ``selection`` says how the payments were picked (``--run``, ``--since``/``--until``), ``None``
+    when every payment in the logs counts. ``ci95`` holds, per stage and segment, the 95 % intervals of
+    its p50/p90/p99 (:func:`p2pnode.tools.stats.percentile_ci`), which ``--compare`` uses as the run's
+    spread.
     """
 
     files: tuple[str, ...]
@@ -155,7 +197,11 @@ class Report:
     rejected: tuple[Rejection, ...]
     skew: tuple[SkewFinding, ...]
     warnings: tuple[str, ...]
+    selection: str | None = None
+    segments: dict[str, Stats] = field(default_factory=dict)
+    ci95: dict[str, dict[str, list[float] | None]] = field(default_factory=dict)
     samples: dict[str, tuple[float, ...]] = field(default_factory=dict, compare=False, repr=False)
+    paths: tuple[tuple[float, ...], ...] = field(default=(), compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,6 +222,9 @@ class Report:
             "rejected": [r.to_json() for r in self.rejected],
             "skew": [s.to_json() for s in self.skew],
             "warnings": list(self.warnings),
+            "selection": self.selection,
+            "segments": {name: self.segments[name].to_json() for name in SEGMENTS if name in self.segments},
+            "ci95": {k: dict(v) for k, v in sorted(self.ci95.items())},
         }
 
     @classmethod
@@ -197,6 +246,10 @@ class Report:
             rejected=tuple(Rejection.from_json(r) for r in o["rejected"]),
             skew=tuple(SkewFinding.from_json(s) for s in o["skew"]),
             warnings=tuple(o["warnings"]),
+            # Added in later revisions of version 1: absent from older documents.
+            selection=o.get("selection"),
+            segments={k: Stats.from_json(v) for k, v in o.get("segments", {}).items()},
+            ci95={k: dict(v) for k, v in o.get("ci95", {}).items()},
         )
 
 
@@ -217,6 +270,21 @@ def render_stages(report: Report) -> str:
     return "\n".join(rows)
 
 
+def render_segments(report: Report) -> str:
+    """The critical-path table: where each payment's time went, queueing (wait) apart from work."""
+    head = f"{'critical path (ms)':<30}{'kind':<9}{'n':>7}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}"
+    rows = [head, "-" * len(head)]
+    for name in SEGMENTS:
+        s = report.segments.get(name)
+        if s is None:
+            continue
+        rows.append(
+            f"{SEGMENT_LABELS[name]:<30}{SEGMENT_KIND[name]:<9}{s.count:>7}{_fmt(s.p50)}{_fmt(s.p90)}"
+            f"{_fmt(s.p99)}{_fmt(s.max)}"
+        )
+    return "\n".join(rows)
+
+
 def render_report(report: Report) -> str:
     """The whole report as aligned text tables, for a terminal."""
     out: list[str] = []
@@ -224,9 +292,13 @@ def render_report(report: Report) -> str:
         f"{len(report.nodes)} nodes, {report.payments} payments "
         f"({report.settled} applied on every node), {report.lines} lines from {len(report.files)} files"
     )
+    if report.selection:
+        out.append(f"selected: {report.selection}")
     if report.malformed:
         out.append(f"skipped {report.malformed} malformed lines")
     out += ["", render_stages(report), ""]
+    if any(s.count for s in report.segments.values()):
+        out += [render_segments(report), ""]
 
     head = (
         f"{'node':<14}{'role':<10}{'orders':>7}{'applied':>8}{'recv p50':>10}{'verif p50':>10}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Any, TypeVar
 
-__all__ = ["Stats", "percentile", "round3"]
+__all__ = ["CI_PERCENTILES", "Stats", "percentile", "percentile_ci", "round3"]
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -29,6 +29,34 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
         raise ValueError(f"percentile {p} outside [0, 100]")
     rank = max(1, math.ceil(Fraction(str(p)) * n / 100))
     return sorted_values[rank - 1]
+
+
+CI_PERCENTILES = (50, 90, 99)
+_Z95 = 1.959964
+
+
+def percentile_ci(sorted_values: Sequence[float]) -> dict[str, list[float] | None]:
+    """A distribution-free 95 % confidence interval of the p50, p90 and p99 of sorted samples.
+
+    The p-th percentile's interval runs from the sample of rank ``ceil(n q - z sqrt(n q (1-q)))`` to the
+    one of rank ``ceil(n q + z sqrt(n q (1-q))) + 1`` (q = p/100, z = 1.96, ranks clamped to [1, n]):
+    the order statistics between which the true percentile lies with about 95 % probability if the
+    samples were independent draws. Keys ``p50``, ``p90``, ``p99``; ``None`` with no samples. Samples of
+    one run are not independent (payments queue behind each other), so read the interval as the run's
+    own spread, not as a guarantee.
+    """
+    n = len(sorted_values)
+    out: dict[str, list[float] | None] = {}
+    for p in CI_PERCENTILES:
+        if n == 0:
+            out[f"p{p}"] = None
+            continue
+        q = p / 100
+        half = _Z95 * math.sqrt(n * q * (1 - q))
+        lo = min(n, max(1, math.ceil(n * q - half)))
+        hi = min(n, max(1, math.ceil(n * q + half) + 1))
+        out[f"p{p}"] = [round3(sorted_values[lo - 1]), round3(sorted_values[hi - 1])]
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +30,7 @@ from typing import IO, Any
 
 from p2pnode.errors import LocalError
 from p2pnode.zk.paths import Toolchain, ZkPaths, package_file
+from p2pnode.zk.progress import Progress
 from p2pnode.zk.setup import CIRCUIT_NAME, require_toolchain
 
 __all__ = ["Prover", "ProverError"]
@@ -53,6 +55,9 @@ class Prover:
                 raise LocalError(f"{f} not found (make it with p2pnode.zk.setup.ensure_circuit_keys)")
         self._next_id = 0
         self._lock = threading.Lock()
+        # On a terminal each proof shows a status line while it runs and one line with its time after
+        # (``zk: Groth16 proof: done in 2.1 s``); callers that count proofs themselves set this False.
+        self.show_progress = True
         self._proc = subprocess.Popen(
             [str(tools.node), str(helper), str(wasm), str(zkey), str(tools.node_modules)],
             stdin=subprocess.PIPE,
@@ -112,7 +117,12 @@ class Prover:
 
         Raises :class:`ProverError` if the inputs do not satisfy the circuit.
         """
-        reply = self._request({"op": "prove", "input": _stringify(inputs)})
+        request = {"op": "prove", "input": _stringify(inputs)}
+        if self.show_progress and sys.stderr.isatty():
+            with Progress("zk").phase("Groth16 proof"):
+                reply = self._request(request)
+        else:
+            reply = self._request(request)
         proof, public = reply.get("proof"), reply.get("public")
         if not isinstance(proof, dict) or not isinstance(public, list):
             raise LocalError(f"prover helper: bad prove reply {reply!r:.200}")

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from p2pnode.errors import LocalError
 from p2pnode.zk.paths import Toolchain, ZkPaths, find_zk_paths, package_file
+from p2pnode.zk.progress import Progress
 
 __all__ = [
     "CIRCUIT_NAME",
@@ -48,13 +49,17 @@ __all__ = [
     "circuit_dir",
     "circuit_source",
     "ensure_circuit_keys",
+    "keys_cached",
     "require_toolchain",
+    "set_default_log",
 ]
 
 CIRCUIT_NAME = "shielded"
 DEV_CEREMONY_NOTICE = "DEVELOPMENT CEREMONY, NOT FOR PRODUCTION"
 _MIN_PTAU_POWER = 10
 _MAX_PTAU_POWER = 16
+# What the first key setup takes on the reference 2-core machine (measured; the README states it too).
+FIRST_SETUP_S = "65-80"
 _OUTPUTS = (f"{CIRCUIT_NAME}.wasm", f"{CIRCUIT_NAME}.zkey", "verification_key.json", "README.txt")
 
 _README = f"""{DEV_CEREMONY_NOTICE}
@@ -66,6 +71,22 @@ could have kept the toxic waste and could forge proofs. Use them for development
 only. Delete this directory to make new keys (every genesis then needs the new
 verification_key.json).
 """
+
+
+_default_log: Callable[[str], None] | None = None
+
+
+def set_default_log(line: Callable[[str], None] | None) -> None:
+    """Where :func:`ensure_circuit_keys` reports when its caller gives no ``log`` (None: stderr).
+    A test session uses it to show the key setup between its dots, past the output capture."""
+    global _default_log
+    _default_log = line
+
+
+def keys_cached(paths: ZkPaths | None = None) -> Path | None:
+    """The key directory if the keys for the shipped circuit are already made, else None."""
+    out = circuit_dir(paths)
+    return out if all((out / name).exists() for name in _OUTPUTS) else None
 
 
 def circuit_source() -> Path:
@@ -156,30 +177,34 @@ def _r1cs_size(r1cs: Path) -> int:
     raise LocalError(f"{r1cs}: no header section")
 
 
-def _ptau(cache_dir: Path, power: int, snarkjs: Path, log: Callable[[str], None]) -> Path:
+def _ptau(cache_dir: Path, power: int, snarkjs: Path, progress: Progress) -> Path:
     final = cache_dir / f"pot{power}_final.ptau"
     if final.exists():
+        progress.say(f"powers of tau 2^{power}: cached in {final}")
         return final
-    log(f"zk setup: powers of tau 2^{power} ({DEV_CEREMONY_NOTICE})")
+    sj = str(snarkjs)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".ptau-") as tmp:
         t = Path(tmp)
-        _run([str(snarkjs), "powersoftau", "new", "bn128", str(power), str(t / "0.ptau")], "powersoftau new")
-        _run(
-            [
-                str(snarkjs),
-                "powersoftau",
-                "contribute",
-                str(t / "0.ptau"),
-                str(t / "1.ptau"),
-                f"--name=p2pnode {DEV_CEREMONY_NOTICE}",
-                f"-e={secrets.token_hex(32)}",
-            ],
-            "powersoftau contribute",
-        )
-        _run(
-            [str(snarkjs), "powersoftau", "prepare", "phase2", str(t / "1.ptau"), str(t / "f.ptau")],
-            "prepare phase2",
-        )
+        with progress.phase(f"[2/6] powers of tau 2^{power}: new"):
+            _run([sj, "powersoftau", "new", "bn128", str(power), str(t / "0.ptau")], "powersoftau new")
+        with progress.phase(f"[3/6] powers of tau 2^{power}: contribute ({DEV_CEREMONY_NOTICE})"):
+            _run(
+                [
+                    sj,
+                    "powersoftau",
+                    "contribute",
+                    str(t / "0.ptau"),
+                    str(t / "1.ptau"),
+                    f"--name=p2pnode {DEV_CEREMONY_NOTICE}",
+                    f"-e={secrets.token_hex(32)}",
+                ],
+                "powersoftau contribute",
+            )
+        with progress.phase(f"[4/6] powers of tau 2^{power}: prepare phase 2 (the longest phase)"):
+            _run(
+                [sj, "powersoftau", "prepare", "phase2", str(t / "1.ptau"), str(t / "f.ptau")],
+                "prepare phase2",
+            )
         os.replace(t / "f.ptau", final)
     return final
 
@@ -189,52 +214,36 @@ def ensure_circuit_keys(paths: ZkPaths | None = None, *, log: Callable[[str], No
     for the shipped ``p2pnode/zk/circuits/shielded.circom``, making them first if they are not cached.
 
     ``paths`` defaults to :func:`~p2pnode.zk.paths.find_zk_paths`. Cached: a few file checks, no
-    toolchain needed. From nothing: compile (~2 s), powers of tau and key setup (about half a minute to
-    a minute on a 2-core machine). ``log`` receives progress lines (default: none), the first of which
-    carries :data:`DEV_CEREMONY_NOTICE`.
+    toolchain needed, nothing printed. From nothing: compile (~3 s), powers of tau and key setup (65-80 s
+    in all on a 2-core machine). Progress goes to ``log`` (default: stderr), one line per phase with its
+    time, the first of which carries :data:`DEV_CEREMONY_NOTICE`; on a terminal a status line with the
+    running phase's elapsed time is rewritten in place (:class:`~p2pnode.zk.progress.Progress`).
     """
-    say = log or (lambda _line: None)
     paths = paths or find_zk_paths()
     out = circuit_dir(paths)
     if all((out / name).exists() for name in _OUTPUTS):
         return out
     tools = paths.toolchain()
     out.parent.mkdir(parents=True, exist_ok=True)
-    say(f"zk setup: making keys for circuits/{CIRCUIT_NAME}.circom in {out} ({DEV_CEREMONY_NOTICE})")
+    progress = Progress("zk setup", line=log or _default_log)
+    progress.say(
+        f"making keys for circuits/{CIRCUIT_NAME}.circom in {out} ({DEV_CEREMONY_NOTICE}); "
+        f"first time only, about {FIRST_SETUP_S} s on 2 cores"
+    )
     snarkjs = tools.snarkjs
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
         t = Path(tmp)
-        r1cs = _compile(tools, t)
+        with progress.phase("[1/6] compile the circuit (circom2)"):
+            r1cs = _compile(tools, t)
         need = _r1cs_size(r1cs)
         power = max(_MIN_PTAU_POWER, (need - 1).bit_length())
         if power > _MAX_PTAU_POWER:
             raise LocalError(f"circuit needs 2^{power} powers of tau; too large for a development setup")
-        ptau = _ptau(out.parent, power, snarkjs, say)
-        say(f"zk setup: groth16 key ({need} constraints and public inputs, 2^{power})")
-        _run([str(snarkjs), "groth16", "setup", str(r1cs), str(ptau), str(t / "0.zkey")], "groth16 setup")
-        _run(
-            [
-                str(snarkjs),
-                "zkey",
-                "contribute",
-                str(t / "0.zkey"),
-                str(t / f"{CIRCUIT_NAME}.zkey"),
-                f"--name=p2pnode {DEV_CEREMONY_NOTICE}",
-                f"-e={secrets.token_hex(32)}",
-            ],
-            "zkey contribute",
-        )
-        _run(
-            [
-                str(snarkjs),
-                "zkey",
-                "export",
-                "verificationkey",
-                str(t / f"{CIRCUIT_NAME}.zkey"),
-                str(t / "verification_key.json"),
-            ],
-            "export verificationkey",
-        )
+        ptau = _ptau(out.parent, power, snarkjs, progress)
+        with progress.phase(f"[5/6] groth16 key setup ({need} constraints and public inputs, 2^{power})"):
+            _run([str(snarkjs), "groth16", "setup", str(r1cs), str(ptau), str(t / "0.zkey")], "groth16 setup")
+        with progress.phase(f"[6/6] key contribution and verification key ({DEV_CEREMONY_NOTICE})"):
+            _contribute_and_export(snarkjs, t)
         shutil.copyfile(t / f"{CIRCUIT_NAME}_js" / f"{CIRCUIT_NAME}.wasm", t / f"{CIRCUIT_NAME}.wasm")
         (t / "README.txt").write_text(_README)
         final = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-done-"))
@@ -247,5 +256,31 @@ def ensure_circuit_keys(paths: ZkPaths | None = None, *, log: Callable[[str], No
         shutil.rmtree(final, ignore_errors=True)
         if not all((out / name).exists() for name in _OUTPUTS):
             raise LocalError(f"{out} exists but is incomplete; delete it and run again") from exc
-    say(f"zk setup: done: {out}")
+    progress.say(f"keys ready in {progress.elapsed():.1f} s: {out}")
     return out
+
+
+def _contribute_and_export(snarkjs: Path, t: Path) -> None:
+    _run(
+        [
+            str(snarkjs),
+            "zkey",
+            "contribute",
+            str(t / "0.zkey"),
+            str(t / f"{CIRCUIT_NAME}.zkey"),
+            f"--name=p2pnode {DEV_CEREMONY_NOTICE}",
+            f"-e={secrets.token_hex(32)}",
+        ],
+        "zkey contribute",
+    )
+    _run(
+        [
+            str(snarkjs),
+            "zkey",
+            "export",
+            "verificationkey",
+            str(t / f"{CIRCUIT_NAME}.zkey"),
+            str(t / "verification_key.json"),
+        ],
+        "export verificationkey",
+    )

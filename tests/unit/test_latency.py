@@ -407,12 +407,13 @@ def test_plot_with_no_payments(tmp_path: Path) -> None:
     assert out.read_bytes().startswith(b"\x89PNG")
 
 
-def test_stage_breakdown_segments_sum_to_median_applied() -> None:
+def test_tail_breakdown_adds_up_to_the_mean_time_until_the_last_node() -> None:
     r = analyze(build_logs())
-    segments = latency_plot._stage_breakdown(r)
-    assert [label for label, _ in segments][0] == "submit → received"
-    assert sum(w for _, w in segments) == pytest.approx(r.stages["applied_median"].p50)
-    assert all(w >= 0 for _, w in segments)
+    label, count, means = latency_plot.tail_groups(r.paths)[0]
+    assert (label, count) == ("all payments", 2)
+    mean_last = sum(r.samples["applied_last"]) / len(r.samples["applied_last"])
+    assert sum(means) == pytest.approx(mean_last)
+    assert all(w >= 0 for w in means)
 
 
 # == bench: pure parts =====================================================================================
