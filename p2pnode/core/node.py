@@ -155,8 +155,12 @@ class NodeCore:
         validator_factory: ValidatorFactory = Validator,
         shielded: bool = False,
         signature_verify: Callable[[bytes, bytes, bytes], bool] | None = None,
+        decoder: Callable[[bytes], Any] = decode,
     ) -> None:
         self.node_id = NodeId(key.public)
+        # Decodes gossip payloads and synced certificates (raises DecodeError). Messages are frozen
+        # values, so the simulator shares one decoding of the same bytes among all its nodes.
+        self._decode = decoder
         self.shielded = shielded  # the genesis carries a verifying key for shielded proofs
         self.chain_id = chain_id
         self.params = params
@@ -367,7 +371,7 @@ class NodeCore:
             heads: dict[Address, tuple[int, int]] = {}  # sender -> (our next seq, next after this batch)
             for raw in msg.certs:
                 try:
-                    cert = decode(raw)
+                    cert = self._decode(raw)
                 except DecodeError as exc:
                     out += self._reject(peer, "certificate", str(exc))
                     continue
@@ -558,7 +562,7 @@ class NodeCore:
             # peer sending the same payload again is not.
             return self._useless(now, peer, "the same payload again") if repeat else []
         try:
-            inner = decode(msg.data)
+            inner = self._decode(msg.data)
         except DecodeError as exc:
             return self._reject(peer, "gossip", str(exc))
         received = self.router.kinds_received

@@ -64,7 +64,7 @@ from p2pnode.net.node import core_params
 from p2pnode.net.verifier import verify_batch
 from p2pnode.sim.costs import CostTable
 from p2pnode.testing.memory import make_genesis
-from p2pnode.wire.messages import Gossip, IHave, IWant, Message, Order
+from p2pnode.wire.messages import Gossip, IHave, IWant, Message, Order, decode
 from p2pnode.wire.types import Digest, NodeId
 
 BUNDLE_OVERHEAD = 8  # bytes a frame of several messages adds (tag, list header), as the peer writer packs
@@ -119,6 +119,7 @@ class Shared:
     def __init__(self) -> None:
         self.signatures: dict[tuple[bytes, bytes, bytes], bool] = {}
         self.proofs: dict[tuple[Any, ...], bool] = {}
+        self.decoded: dict[bytes, Any] = {}
         self.real_s = 0.0  # wall time spent on the real checks (calibration subtracts it)
 
     def ed25519(self, public: bytes, signature: bytes, message: bytes) -> bool:
@@ -129,6 +130,15 @@ class Shared:
             ok = self.signatures[key] = ed25519_verify(public, signature, message)
             self.real_s += time.thread_time() - t
         return ok
+
+    def decode(self, data: bytes) -> Any:
+        """One decoding per distinct payload (messages are frozen values); errors are not kept."""
+        msg = self.decoded.get(data)
+        if msg is None:
+            msg = self.decoded[data] = decode(data)
+            if len(self.decoded) > 200_000:
+                self.decoded.clear()
+        return msg
 
     def verify(self, items: list[tuple[Any, ...]]) -> list[bool]:
         todo = [it for it in items if it not in self.proofs]
@@ -538,6 +548,7 @@ class Simulation:
                 rng=random.Random(f"sim-node-{spec.seed}-{i}"),
                 validator_factory=_CountingValidator,
                 signature_verify=self.shared.ed25519,
+                decoder=self.shared.decode,
             )
             role = "validator" if i < spec.validators else "full"
             node = SimNode(self, i, f"node-{i}", role, key, core)
