@@ -62,6 +62,14 @@ def add_sim_args(parser: argparse.ArgumentParser) -> None:
     cal = sub.add_parser("calibrate", help="measure the cost table on this machine")
     cal.add_argument("--out", dest="calibrate_out", type=Path, required=True, metavar="FILE.json")
     cal.add_argument("--json", dest="calibrate_json", action="store_true", help="print the table as JSON")
+    cal.add_argument(
+        "--fit-settled-per-s",
+        type=float,
+        metavar="X",
+        help="also fit the non-crypto costs so that 4 validators sharing --cores cores (default 2) "
+        "saturate at X settled/s, as `p2pnode bench --window 64` measured on a real local cluster",
+    )
+    cal.add_argument("--cores", dest="calibrate_cores", type=_positive, default=2, metavar="C")
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -73,6 +81,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
         from p2pnode.sim.calibrate import calibrate
 
         table = calibrate(progress=stderr_progress)
+        if args.fit_settled_per_s is not None:
+            from p2pnode.sim.calibrate import fit_overhead
+
+            table, _ = fit_overhead(
+                table, args.fit_settled_per_s, cores=args.calibrate_cores, progress=stderr_progress
+            )
         table.save(args.calibrate_out)
         print(json.dumps(table.to_json(), indent=2) if args.calibrate_json else f"wrote {args.calibrate_out}")
         return 0

@@ -70,6 +70,21 @@ class CostTable:
             return 0.0
         return self.verify_batch + (self.schnorr_verify if n == 1 else n * self.schnorr_batch)
 
+    def scaled(self, factor: float, machine: str | None = None) -> CostTable:
+        """The table with the driver's and the handlers' costs (everything but crypto and commits)
+        times ``factor``: the one parameter :func:`p2pnode.sim.calibrate.fit_overhead` fits."""
+        return replace(
+            self,
+            rx_frame=self.rx_frame * factor,
+            rx_message=self.rx_message * factor,
+            tx_frame=self.tx_frame * factor,
+            tx_message=self.tx_message * factor,
+            log_line=self.log_line * factor,
+            verify_batch=self.verify_batch * factor,
+            handler={k: v * factor for k, v in self.handler.items()},
+            machine=machine or self.machine,
+        )
+
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["handler"] = dict(self.handler)
