@@ -27,6 +27,7 @@ insertion order; nothing reads the wall clock. The same arguments give byte-iden
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 import random
@@ -788,6 +789,21 @@ class Simulation:
 
     # == running ====================================================================================
     def run(self) -> SimResult:
+        """Run to the end (every payment applied everywhere, or the timeout). The cyclic garbage
+        collector is held back meanwhile: a 1,000-node heap holds millions of live objects that a full
+        collection would scan again and again (it cost a fifth of the run at 300 nodes), while the run
+        makes almost no cyclic garbage (tens of objects per full collection)."""
+        threshold = gc.get_threshold()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 1000)
+        try:
+            return self._run()
+        finally:
+            gc.set_threshold(*threshold)
+            gc.unfreeze()
+
+    def _run(self) -> SimResult:
         wall = time.perf_counter()
         self._prev = {}
         self._plan()
