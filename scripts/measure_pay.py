@@ -43,9 +43,24 @@ def one_run(count: int, validators: int) -> dict[str, float]:
                 src = accounts[i % len(accounts)]
                 dst = accounts[(i + 1) % len(accounts)]
                 out = subprocess.run(
-                    [sys.executable, "-m", "p2pnode", "pay", "--node", f"{host}:{port}", "--from", str(src),
-                     "--to", str(dst), "--amount", "1", "--json"],
-                    capture_output=True, text=True, check=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "p2pnode",
+                        "pay",
+                        "--node",
+                        f"{host}:{port}",
+                        "--from",
+                        str(src),
+                        "--to",
+                        str(dst),
+                        "--amount",
+                        "1",
+                        "--json",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 doc = json.loads(out.stdout)
                 if not doc.get("settled"):

@@ -12,12 +12,14 @@ Each figure is the median of repeated samples, taken in this process:
 - a commit: :class:`~p2pnode.store.SqliteStore` in a temporary directory, wall time (the store thread
   waits on fsync, not on the CPU), with 1 and with 32 writes;
 - the core's handlers: a small simulation (4 validators, 4 full nodes, LAN) with every handler call
-  timed in thread CPU time, crypto excluded (it is charged on its own).
+  timed in thread CPU time, crypto excluded (it is charged on its own); the spread of those timings
+  (ln(p90/p50) / 1.28, the median over kinds) is the service-time spread ``service_sigma``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import tempfile
 import time
@@ -124,7 +126,7 @@ def _log_line(n: int = 5000) -> float:
         return _per_call(lambda: log.info("certificate_received", tx=tx, hops=2, peer="0" * 16), n)
 
 
-def _commits() -> tuple[float, float]:
+def _commits() -> tuple[float, float, float]:
     from p2pnode.store import SqliteStore
 
     chain = hash256(b"p2pnode/sim/calibrate", b"chain")
@@ -137,17 +139,24 @@ def _commits() -> tuple[float, float]:
         store = SqliteStore(Path(tmp) / "node.sqlite", chain)
         try:
             counter = iter(range(10**9))
-            one = _median_cpu(lambda: store.commit([lock(next(counter))]), 40, time.perf_counter)
+            singles = []
+            for _ in range(60):
+                t = time.perf_counter()
+                store.commit([lock(next(counter))])
+                singles.append(time.perf_counter() - t)
+            singles.sort()
+            one = singles[len(singles) // 2]
+            sigma = math.log(singles[int(len(singles) * 0.9)] / one) / 1.2816 if one > 0 else 0.0
             many = _median_cpu(
                 lambda: store.commit([lock(next(counter)) for _ in range(32)]), 15, time.perf_counter
             )
         finally:
             store.close()
     per_write = max(0.0, (many - one) / 31)
-    return max(0.0, one - per_write), per_write
+    return max(0.0, one - per_write), per_write, max(0.0, sigma)
 
 
-def _handlers(base: CostTable, progress: Progress) -> dict[str, float]:
+def _handlers(base: CostTable, progress: Progress) -> tuple[dict[str, float], float]:
     sim = Simulation(SimSpec(nodes=8, validators=4, payments=200, rate=40.0, seed=7), LAN, base, measure=True)
     sim.run()
     samples: dict[str, list[float]] = {}
@@ -155,11 +164,18 @@ def _handlers(base: CostTable, progress: Progress) -> dict[str, float]:
         for kind, values in node.measured.items():
             samples.setdefault(kind, []).extend(values)
     out = dict(base.handler)
+    spreads = []
     for kind in HANDLERS:
-        if samples.get(kind):
-            out[kind] = statistics.median(samples[kind])
+        values = sorted(samples.get(kind, []))
+        if values:
+            out[kind] = statistics.median(values)
+        if len(values) >= 50 and values[len(values) // 2] > 0:
+            # p90 / p50 of a lognormal is exp(1.2816 sigma)
+            spreads.append(math.log(values[int(len(values) * 0.9)] / values[len(values) // 2]) / 1.2816)
+    sigma = statistics.median(spreads) if spreads else 0.0
     progress("handlers: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in sorted(out.items())))
-    return out
+    progress(f"service time spread: sigma {sigma:.2f} (median over kinds of ln(p90/p50) / 1.28)")
+    return out, sigma
 
 
 def saturation(
@@ -215,7 +231,7 @@ def calibrate(progress: Progress = lambda _: None) -> CostTable:
         f"frame {per_frame * 1e6:.0f} us sent+received (encode {encode * 1e6:.1f}, decode {dec * 1e6:.1f})"
     )
     log_line = _log_line()
-    commit, commit_write = _commits()
+    commit, commit_write, commit_sigma = _commits()
     progress(
         f"log line {log_line * 1e6:.1f} us; commit {commit * 1e3:.3f} ms + {commit_write * 1e6:.0f} us/write"
     )
@@ -232,10 +248,12 @@ def calibrate(progress: Progress = lambda _: None) -> CostTable:
         log_line=log_line,
         commit=commit,
         commit_write=commit_write,
+        commit_sigma=commit_sigma,
         machine=f"calibrated {time.strftime('%Y-%m-%d')}",
     )
     progress("timing the core's handlers in a small simulation")
-    return dataclasses.replace(table, handler=_handlers(table, progress))
+    handler, sigma = _handlers(table, progress)
+    return dataclasses.replace(table, handler=handler, service_sigma=sigma)
 
 
 __all__ = ["calibrate", "fit_overhead", "saturation"]

@@ -58,6 +58,10 @@ class CostTable:
     commit: float = 1.5e-3  # one group commit (SQLite, synchronous=FULL): wall time of the store thread
     commit_write: float = 30e-6  # per write in a commit
     verify_batch: float = 40e-6  # per verifier call: hand-over to the verifier and back
+    # Spread of service times: each job's cost is multiplied by a lognormal factor of mean 1 and this
+    # log standard deviation (0: every job costs exactly its table figure).
+    service_sigma: float = 0.0
+    commit_sigma: float = 0.0  # the same for the store's commits
     handler: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(HANDLERS, 40e-6))
     machine: str = "defaults"  # where the figures were measured
 

@@ -212,6 +212,7 @@ class SimNode:
         self.peak_queue = 0
         self.kinds: dict[str, int] = {}
         self.measured: dict[str, list[float]] = {}
+        self.service_rng = random.Random(f"sim-service-{sim.spec.seed}-{index}")
         v = core.validator
         self._signer = v if isinstance(v, _CountingValidator) else None
         self.tick_job: Job = lambda: core.tick(sim.now)
@@ -248,6 +249,9 @@ class SimNode:
             self.measured.setdefault(kind, []).append(real)
         if effects:
             cost += self._send_cost(effects)
+        sigma = costs.service_sigma
+        if sigma:  # service times vary (lognormal, mean 1): cache misses, the allocator, the OS
+            cost *= self.service_rng.lognormvariate(-sigma * sigma / 2, sigma)
         self.busy_s += cost
         end = sim.now + cost
         if effects or sim.free_cores is not None:
@@ -616,6 +620,9 @@ class Simulation:
         batch = list(node.writes)
         node.writes.clear()
         duration = self.costs.commit + len(batch) * self.costs.commit_write
+        sigma = self.costs.commit_sigma
+        if sigma:
+            duration *= node.service_rng.lognormvariate(-sigma * sigma / 2, sigma)
 
         def committed() -> None:
             node.committing = False
