@@ -31,7 +31,7 @@ from p2pnode.crypto import SpendingKey, hash256, schnorr_batch_verify
 from p2pnode.net.linkmodel import profile_from_dict
 from p2pnode.sim.costs import HANDLERS, CostTable
 from p2pnode.sim.engine import SimSpec, Simulation
-from p2pnode.tools.bench_cost import measure_crypto
+from p2pnode.tools.bench_cost import cpu_samples, measure_crypto
 
 Progress = Callable[[str], None]
 
@@ -40,13 +40,21 @@ LAN = profile_from_dict(
 )
 
 
-def _median_cpu(fn: Callable[[], object], runs: int, clock: Callable[[], float] = time.thread_time) -> float:
+def _wall_samples(fn: Callable[[], object], runs: int) -> list[float]:
+    """Sorted wall times of ``runs`` calls (for the store, which waits on fsync, not on the CPU)."""
     samples = []
     for _ in range(runs):
-        t = clock()
+        t = time.perf_counter()
         fn()
-        samples.append(clock() - t)
-    return statistics.median(samples)
+        samples.append(time.perf_counter() - t)
+    return sorted(samples)
+
+
+def _log_spread(values: list[float]) -> float:
+    """The log standard deviation of a lognormal with the same p90 / p50 as ``values`` (sorted):
+    p90 / p50 = exp(1.2816 sigma)."""
+    median = values[len(values) // 2]
+    return max(0.0, math.log(values[int(len(values) * 0.9)] / median) / 1.2816) if median > 0 else 0.0
 
 
 def _schnorr_batch(n: int = 16, runs: int = 7) -> float:
@@ -55,7 +63,7 @@ def _schnorr_batch(n: int = 16, runs: int = 7) -> float:
     for i, k in enumerate(keys):
         m = hash256(b"p2pnode/sim/calibrate", bytes([i]))
         items.append((k.public, m, k.prove(m)))
-    return _median_cpu(lambda: schnorr_batch_verify(items), runs) / n
+    return cpu_samples(lambda: schnorr_batch_verify(items), runs).median / n
 
 
 def _frames(count: int = 4000) -> tuple[float, float, float]:
@@ -139,21 +147,15 @@ def _commits() -> tuple[float, float, float]:
         store = SqliteStore(Path(tmp) / "node.sqlite", chain)
         try:
             counter = iter(range(10**9))
-            singles = []
-            for _ in range(60):
-                t = time.perf_counter()
-                store.commit([lock(next(counter))])
-                singles.append(time.perf_counter() - t)
-            singles.sort()
-            one = singles[len(singles) // 2]
-            sigma = math.log(singles[int(len(singles) * 0.9)] / one) / 1.2816 if one > 0 else 0.0
-            many = _median_cpu(
-                lambda: store.commit([lock(next(counter)) for _ in range(32)]), 15, time.perf_counter
+            singles = _wall_samples(lambda: store.commit([lock(next(counter))]), 60)
+            one, sigma = statistics.median(singles), _log_spread(singles)
+            many = statistics.median(
+                _wall_samples(lambda: store.commit([lock(next(counter)) for _ in range(32)]), 15)
             )
         finally:
             store.close()
     per_write = max(0.0, (many - one) / 31)
-    return max(0.0, one - per_write), per_write, max(0.0, sigma)
+    return max(0.0, one - per_write), per_write, sigma
 
 
 def _handlers(base: CostTable, progress: Progress) -> tuple[dict[str, float], float]:
@@ -169,9 +171,8 @@ def _handlers(base: CostTable, progress: Progress) -> tuple[dict[str, float], fl
         values = sorted(samples.get(kind, []))
         if values:
             out[kind] = statistics.median(values)
-        if len(values) >= 50 and values[len(values) // 2] > 0:
-            # p90 / p50 of a lognormal is exp(1.2816 sigma)
-            spreads.append(math.log(values[int(len(values) * 0.9)] / values[len(values) // 2]) / 1.2816)
+        if len(values) >= 50:
+            spreads.append(_log_spread(values))
     sigma = statistics.median(spreads) if spreads else 0.0
     progress("handlers: " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in sorted(out.items())))
     progress(f"service time spread: sigma {sigma:.2f} (median over kinds of ln(p90/p50) / 1.28)")

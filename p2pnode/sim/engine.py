@@ -65,6 +65,7 @@ from p2pnode.net.node import core_params
 from p2pnode.net.verifier import verify_batch
 from p2pnode.sim.costs import CostTable
 from p2pnode.testing.memory import make_genesis
+from p2pnode.tools.stats import Stats
 from p2pnode.wire.messages import Gossip, IHave, IWant, Message, Order, decode
 from p2pnode.wire.types import Digest, NodeId
 
@@ -472,21 +473,11 @@ def _kind(m: Message) -> str:
     return "sync"
 
 
-_SIZE_CACHE: dict[int, tuple[Message, int]] = {}
-
-
 def _size(m: Message) -> int:
-    """``m``'s bytes on the wire; computed once per message object (one payload is pushed to many peers)."""
-    if isinstance(m, Gossip):
+    """``m``'s bytes on the wire (a gossip payload is not re-encoded to be measured)."""
+    if type(m) is Gossip:
         return len(m.data) + 8 + FRAME_HEADER
-    hit = _SIZE_CACHE.get(id(m))
-    if hit is not None and hit[0] is m:
-        return hit[1]
-    size = wire_size(m)
-    if len(_SIZE_CACHE) > 4096:
-        _SIZE_CACHE.clear()
-    _SIZE_CACHE[id(m)] = (m, size)
-    return size
+    return wire_size(m)
 
 
 @dataclass
@@ -564,6 +555,7 @@ class Simulation:
         self.edges = self._topology(random.Random(f"sim-topology-{spec.seed}"))
         self.applied: dict[str, list[float]] = {}  # tx hex -> times of first apply, per node
         self.payments: list[_Payment] = []
+        self._prev: dict[int, _Payment] = {}  # each account's last payment sent
         self.done = 0
         self.everywhere = 0  # payments applied on every node
         self._refusals = 0
@@ -749,8 +741,6 @@ class Simulation:
         else:
             send()
 
-    _prev: dict[int, _Payment] = {}
-
     def _outcome(self, p: _Payment, e: OrderOutcome) -> None:
         node = self.nodes[p.node]
         if not e.accepted:
@@ -812,7 +802,6 @@ class Simulation:
 
     def _run(self) -> SimResult:
         wall = time.perf_counter()
-        self._prev = {}
         self._plan()
         self.progress(f"running {len(self.nodes)} nodes, {len(self.edges)} connections")
         self._connect_all()
@@ -864,33 +853,17 @@ class SimResult:
         return summarize(self.sim)
 
 
-def _pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    k = max(1, -(-len(s) * p // 100))
-    return s[int(k) - 1]
-
-
 def summarize(sim: Simulation) -> dict[str, Any]:
-    from p2pnode.tools.stats import percentile
-
     n = len(sim.nodes)
     rtt = sim.profile.median_rtt_ms()
-    first: list[float] = []
-    median: list[float] = []
-    last: list[float] = []
+    # The time by which 1, ceil(n/2) and n nodes had applied each payment (as ``p2pnode latency``).
+    ranks = {"first": 1, "median": (n + 1) // 2, "last": n}
+    applied: dict[str, list[float]] = {k: [] for k in ranks}
     for p in sim.payments:
         times = sorted(sim.applied.get(p.digest.hex(), []))
-        if not times or p.refused:
-            continue
-        first.append((times[0] - p.scheduled) * 1e3)
-        median.append((times[(n + 1) // 2 - 1] - p.scheduled) * 1e3 if len(times) >= (n + 1) // 2 else None)  # type: ignore[arg-type]
-        if len(times) >= n:
-            last.append((times[n - 1] - p.scheduled) * 1e3)
-    median = sorted(m for m in median if m is not None)
-    first.sort()
-    last.sort()
+        for key, rank in ranks.items():
+            if len(times) >= rank and not p.refused:
+                applied[key].append((times[rank - 1] - p.scheduled) * 1e3)
     # Client view as ``p2pnode bench``: open loop from the scheduled send time, closed loop from the send.
     open_loop = sim.spec.rate is not None
     client = [
@@ -900,16 +873,15 @@ def summarize(sim: Simulation) -> dict[str, Any]:
     ]
 
     def stats(values: list[float]) -> dict[str, Any]:
-        if not values:
+        st = Stats.of(values)
+        if st.p50 is None or st.p99 is None:
             return {"n": 0}
-        values = sorted(values)
-        p50, p99 = percentile(values, 50), percentile(values, 99)
         return {
-            "n": len(values),
-            "p50_ms": round(p50, 3),
-            "p99_ms": round(p99, 3),
-            "p50_rtt": round(p50 / rtt, 3) if rtt else None,
-            "p99_rtt": round(p99 / rtt, 3) if rtt else None,
+            "n": st.count,
+            "p50_ms": st.p50,
+            "p99_ms": st.p99,
+            "p50_rtt": round(st.p50 / rtt, 3) if rtt else None,
+            "p99_rtt": round(st.p99 / rtt, 3) if rtt else None,
         }
 
     settled = [p for p in sim.payments if p.settled is not None]
@@ -953,9 +925,9 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "roots_equal": len(roots) == 1,
         "latency": {
             "client": stats(client),
-            "applied_first": stats(first),
-            "applied_median": stats(median),
-            "applied_last": stats(last),
+            "applied_first": stats(applied["first"]),
+            "applied_median": stats(applied["median"]),
+            "applied_last": stats(applied["last"]),
         },
         "roles": roles,
         "virtual_s": round(sim.now, 3),
