@@ -77,11 +77,11 @@ REFUSAL_EVENTS: tuple[str, ...] = (
 REASON_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("malformed", ("malformed", "decode", "msgpack", "frame", "bundle", "unexpected", "not gossiped")),
     ("invalid_proof", ("proof",)),
-    ("bad_signature", ("signature", "signer", "quorum", "committee")),
+    ("invalid_signature", ("signature", "signer", "quorum", "committee")),
     ("handshake", ("handshake", "chain", "version", "nonce", "hello")),
     ("insufficient_funds", ("funds", "balance", "insufficient")),
     ("conflict", ("lock", "conflict", "another order", "blocked", "equivoc")),
-    ("stale", ("settled", "seq", "window", "replay", "stale", "expired", "old")),
+    ("stale", ("settled", "seq", "window", "stale", "expired", "old")),
     ("overload", ("busy", "budget", "full", "rate", "limit", "slots", "capped", "penalized", "cut", "queue")),
 )
 REASONS: tuple[str, ...] = tuple(name for name, _ in REASON_CLASSES) + ("other",)
@@ -97,7 +97,6 @@ PEER_KINDS: tuple[str, ...] = (
     "sync_summary", "sync_heads", "cert_request", "cert_batch", "shielded_have", "ping", "pong",
     "get_peers", "peers", "refuse", "other",
 )
-FRAME_HEADER = 4
 # The classic text format: every name here is a legacy-valid one, so the body is the same whatever
 # version prometheus_client calls its latest, and any Prometheus parses it.
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -59,12 +59,12 @@ from p2pnode.core.budget import Budgets, TokenBucket
 from p2pnode.core.effects import Effect, PersistApplied
 from p2pnode.core.node import NodeCore
 from p2pnode.core.payments import message_id
-from p2pnode.core.settlement import wire_size
+from p2pnode.core.settlement import FRAME_HEADER, wire_size
 from p2pnode.crypto import NodeKey
 from p2pnode.errors import DecodeError
 from p2pnode.net.conn import PEER_ERRORS, FramedStream, PeerHello, handshake
 from p2pnode.net.limits import ConnectionGate, connection_caps
-from p2pnode.net.metrics import FRAME_HEADER, NodeMetrics
+from p2pnode.net.metrics import NodeMetrics
 from p2pnode.wire.codec import frame
 from p2pnode.wire.messages import (
     Bundle,

@@ -115,7 +115,7 @@ def test_the_doc_lists_every_label_value() -> None:
         ("message_rejected", "malformed msgpack: truncated", "malformed"),
         ("message_rejected", "proof does not verify", "invalid_proof"),
         ("order_refused", "proof does not verify", "invalid_proof"),
-        ("message_rejected", "bad signature", "bad_signature"),
+        ("message_rejected", "bad signature", "invalid_signature"),
         ("order_refused", "insufficient funds: balance 5, amount 9", "insufficient_funds"),
         ("vote_refused", "(sender, seq) is locked to another order", "conflict"),
         ("order_ignored", "already settled", "stale"),
@@ -172,7 +172,7 @@ def test_tracked_payments_are_bounded_and_the_log_still_gets_every_line() -> Non
     assert stages["p2pnode_payment_stage_seconds_sum|stage=certificate"] == 1.0  # from first seen: no verify
     assert stages["p2pnode_payment_stage_seconds_count|stage=verify"] == 0
     refused = fams["p2pnode_refusals_total"][2]
-    assert refused["p2pnode_refusals_total|event=message_rejected|reason=bad_signature"] == 1
+    assert refused["p2pnode_refusals_total|event=message_rejected|reason=invalid_signature"] == 1
 
 
 async def _http(port: int, request: bytes) -> bytes:
