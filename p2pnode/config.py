@@ -51,6 +51,7 @@ class GossipSection:
     seen_cache_size: int = 200_000
     seen_ttl_s: int = 300
     iwant_timeout_ms: int = 400
+    iwant_followup_ms: int = 3000
     max_ihave: int = 512
 
 
@@ -169,6 +170,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "gossip.seen_cache_size": (1024, 10_000_000),
     "gossip.seen_ttl_s": (1, 86_400),
     "gossip.iwant_timeout_ms": (10, 60_000),
+    "gossip.iwant_followup_ms": (10, 600_000),
     "gossip.max_ihave": (1, 1024),
     "peers.target": (1, 256),
     "peers.max_connections": (1, 4096),

@@ -24,8 +24,11 @@ Flood protection (gossipsub v1.1's rules, kept per peer; all bounded, time passe
 
 - IHAVE: at most ``max_ihave`` announced ids are taken from one peer per heartbeat; the rest are
   dropped unread (``ihave_dropped``). Of the ids taken, those we ask for (IWANT) are promises: an id
-  not delivered within ``iwant_timeout`` is a broken promise of the peer we asked
-  (``take_broken_promises``; the node penalizes it, as gossipsub's behaviour penalty P7 does).
+  that nobody delivered within ``iwant_followup`` of the first IWANT is a broken promise of every peer
+  we asked for it (``take_broken_promises``; the node penalizes them, as gossipsub's behaviour penalty
+  P7 does, with its follow-up time of 3 s). ``iwant_timeout`` only decides when to ask the next
+  announcer: a reply that comes later than that (a long link, a busy peer or a busy receiver) is
+  still a kept promise.
 - IWANT: each id is served at most once per peer while it is cached (a peer that asks again gets
   nothing: no amplification by repeated IWANTs), and at most ``max_ihave`` ids per peer per heartbeat.
 - Ids asked for but not yet delivered are bounded (``WANTED_LIMIT``).
@@ -82,6 +85,7 @@ class GossipParams:
     seen_cache_size: int = 200_000
     seen_ttl: float = 300.0
     iwant_timeout: float = 0.4
+    iwant_followup: float = 3.0
     max_ihave: int = 512
 
 
@@ -138,6 +142,8 @@ class GossipRouter:
         self._iwant_served: dict[NodeId, int] = {}  # ids served to IWANTs this heartbeat, per peer
         self._served: dict[MsgId, set[NodeId]] = {}  # cached id -> peers it was served to by IWANT
         self._broken: dict[NodeId, int] = {}  # broken IHAVE promises since the last take
+        # id -> (when the promise is judged, the peers asked), in order of the first IWANT
+        self._promises: dict[MsgId, tuple[float, list[NodeId]]] = {}
 
     # -- membership ---------------------------------------------------------------------------------
     def add_peer(self, peer: NodeId) -> None:
@@ -202,6 +208,7 @@ class GossipRouter:
             return mid, False, repeat
         self._mark_seen(now, mid)
         self._wanted.pop(mid, None)
+        self._promises.pop(mid, None)
         return mid, True, False
 
     def _note_has(self, mid: MsgId, peer: NodeId) -> None:
@@ -375,6 +382,7 @@ class GossipRouter:
                     self.stats.ihave_dropped += 1
                     continue
                 self._wanted[mid] = (now + self.params.iwant_timeout, [], peer)
+                self._promise(now, mid, peer)
                 want.append(mid)
             elif peer not in entry[1] and len(entry[1]) < 8:
                 entry[1].append(peer)
@@ -404,6 +412,15 @@ class GossipRouter:
         self._iwant_served[peer] = served
         return out
 
+    def _promise(self, now: float, mid: MsgId, peer: NodeId) -> None:
+        entry = self._promises.get(mid)
+        if entry is None:
+            if len(self._promises) >= WANTED_LIMIT:
+                del self._promises[next(iter(self._promises))]
+            self._promises[mid] = (now + self.params.iwant_followup, [peer])
+        elif peer not in entry[1]:
+            entry[1].append(peer)
+
     def take_broken_promises(self) -> dict[NodeId, int]:
         """Peers whose announced ids we asked for and never got since the last call, with counts."""
         broken, self._broken = self._broken, {}
@@ -422,20 +439,27 @@ class GossipRouter:
         self._ihave_taken.clear()
         self._iwant_served.clear()
         retry: dict[NodeId, list[MsgId]] = {}
-        for mid, (deadline, announcers, asked) in list(self._wanted.items()):
+        for mid, (deadline, announcers, _asked) in list(self._wanted.items()):
             if deadline > now:
                 continue
-            self._broken[asked] = self._broken.get(asked, 0) + 1
-            self.stats.promises_broken += 1
             if announcers:
                 nxt = announcers.pop(0)
                 self._wanted[mid] = (now + self.params.iwant_timeout, announcers, nxt)
+                self._promise(now, mid, nxt)
                 retry.setdefault(nxt, []).append(mid)
             else:
                 del self._wanted[mid]  # nobody else announced it; a later IHAVE starts over
         for peer, mids in retry.items():
             self.stats.iwant_sent += 1
             out.append(Send(peer, IWant(ids=tuple(mids))))
+        while self._promises:
+            mid, (due, asked_peers) = next(iter(self._promises.items()))
+            if due > now:
+                break
+            del self._promises[mid]
+            for asked in asked_peers:
+                self._broken[asked] = self._broken.get(asked, 0) + 1
+                self.stats.promises_broken += 1
         horizon = now - MCACHE_TTL
         while self._mcache:
             mid, (t, _, _) = next(iter(self._mcache.items()))

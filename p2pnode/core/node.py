@@ -94,6 +94,11 @@ from p2pnode.wire.messages import (
 from p2pnode.wire.types import Address, ChainId, Digest, MsgId, NodeId
 
 PENALTY_LIMIT = 20  # invalid messages from one peer (or client connection) before it is cut off
+# A peer's invalid-message count drops by one every PENALTY_DECAY_S (a leaky bucket, as gossipsub's
+# scores decay): a peer sending invalid messages faster than that is cut off after about
+# PENALTY_LIMIT of them, while an honest peer's rare misses (an IHAVE id it could not deliver) never
+# add up to a ban over a long-lived connection.
+PENALTY_DECAY_S = 10.0
 BAD_PROOF_COST = 8.0  # verification tokens an invalid proof costs its source, besides its own one
 BUSY = "node busy: verification budget of this connection spent, try again"
 FUTURE_CONFLICT = "another order for this future seq is pending here"
@@ -231,6 +236,7 @@ class NodeCore:
         self._submitted: OrderedDict[Digest, None] = OrderedDict()
         self.expired: OrderedDict[Digest, str] = OrderedDict()
         self._next_expiry = 0.0
+        self._next_decay = 0.0
 
     # == lifecycle ==================================================================================
     def restore(
@@ -582,9 +588,17 @@ class NodeCore:
         for peer, broken in self.router.take_broken_promises().items():
             # One penalty per heartbeat whatever the count: a flood of fake announcements costs its
             # sender the connection within PENALTY_LIMIT heartbeats; an honest peer that lost a
-            # payload from its cache now and then stays far below that.
+            # payload from its cache now and then stays far below that (and the count decays). A
+            # promise is judged only after gossip.iwant_followup_ms, so a slow reply is not a miss.
             if peer in self.router.peers:
                 out += self._reject(peer, "ihave", f"{broken} announced ids never delivered")
+        if now >= self._next_decay:
+            self._next_decay = now + PENALTY_DECAY_S
+            for peer, score in list(self.penalties.items()):
+                if score > 1:
+                    self.penalties[peer] = score - 1
+                else:
+                    del self.penalties[peer]
         if now >= self._next_sync and self.router.peers:
             self._next_sync = now + self.params.sync_interval
             peer = self.rng.choice(self.router.peers)

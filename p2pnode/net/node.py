@@ -69,6 +69,7 @@ def core_params(cfg: NodeConfig) -> CoreParams:
             seen_cache_size=g.seen_cache_size,
             seen_ttl=float(g.seen_ttl_s),
             iwant_timeout=g.iwant_timeout_ms / 1000,
+            iwant_followup=g.iwant_followup_ms / 1000,
             max_ihave=g.max_ihave,
         ),
         pending_orders=cfg.limits.pending_orders,

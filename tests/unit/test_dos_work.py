@@ -7,8 +7,8 @@ from p2pnode.core.admission import admit
 from p2pnode.core.budget import ProofBudget, TokenBucket, Trust
 from p2pnode.core.effects import Blocked, CloseClient, Disconnect, Effect, Emit, OrderOutcome, VerifyProofs
 from p2pnode.core.gossip import GossipParams
-from p2pnode.core.node import BUSY, PENALTY_LIMIT, CoreParams, NodeCore
-from p2pnode.core.payments import make_order, statement_digest
+from p2pnode.core.node import BUSY, PENALTY_DECAY_S, PENALTY_LIMIT, CoreParams, NodeCore
+from p2pnode.core.payments import make_order, message_id, statement_digest
 from p2pnode.crypto import NodeKey, SpendingKey, address_of
 from p2pnode.wire.messages import Gossip, IHave, Order
 from p2pnode.wire.types import ChainId, NodeId
@@ -276,3 +276,51 @@ def test_the_same_payload_again_from_the_same_peer_costs_it_a_duplicate_from_ano
     # Committee members are exempt (a restarted validator re-pushes its locked orders).
     for _ in range(5):
         assert not [e for e in gossip(c, 0.0, HONEST, order) if isinstance(e, Disconnect)]
+
+
+def test_undelivered_announcements_cut_off_a_fast_liar_but_never_a_slow_honest_peer() -> None:
+    """An IHAVE id that nobody delivers within the follow-up time is a broken promise: one penalty per
+    heartbeat. A peer announcing fake ids every heartbeat is disconnected after PENALTY_LIMIT of them;
+    a peer that misses one id every 12 s (slower than PENALTY_DECAY_S) stays connected however long it
+    runs, and a reply after the retry timeout but inside the follow-up time costs nothing."""
+
+    def node() -> NodeCore:
+        c = core()
+        c.on_peer_connected(0.0, ATTACKER)
+        c.on_peer_connected(0.0, HONEST)
+        return c
+
+    def cut(effects: list[Effect], peer: NodeId) -> bool:
+        return any(isinstance(e, Disconnect) and e.peer == peer for e in effects)
+
+    c = node()
+    t, out = 0.0, []
+    for i in range(PENALTY_LIMIT + 5):
+        c.on_message(t, ATTACKER, IHave(ids=(bytes([i, 7]) * 16,)))
+        t += 0.5
+        out += c.tick(t)
+        out += c.tick(t + 3.0)
+        if cut(out, ATTACKER):
+            break
+    assert cut(out, ATTACKER) and i + 1 >= PENALTY_LIMIT
+    assert t < PENALTY_DECAY_S * 2
+
+    c = node()
+    out = []
+    t = 0.0
+    for i in range(3 * PENALTY_LIMIT):
+        c.on_message(t, HONEST, IHave(ids=(bytes([i, 9]) * 16,)))
+        out += c.tick(t + 3.5)
+        t += PENALTY_DECAY_S + 2.0
+        out += c.tick(t)
+    assert len(events(out, "message_rejected")) == 3 * PENALTY_LIMIT
+    assert not cut(out, HONEST)
+
+    c = node()
+    order = make_order(PAYER, CHAIN, PAYEE, 1, 0)
+    raw = order.encode()
+    c.on_message(0.0, HONEST, IHave(ids=(message_id(raw),)))
+    out = c.tick(0.5)  # past iwant_timeout: asks again, judges nothing yet
+    out += gossip(c, 1.5, HONEST, order)  # the reply, late
+    out += c.tick(4.0)
+    assert not events(out, "message_rejected")

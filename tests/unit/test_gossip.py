@@ -192,20 +192,38 @@ def test_iwant_serves_each_id_once_per_peer_and_is_budgeted() -> None:
 
 
 def test_ihave_is_capped_per_peer_per_heartbeat_and_undelivered_ids_are_broken_promises() -> None:
-    r = router(max_ihave=4, iwant_timeout=0.4)
+    r = router(max_ihave=4, iwant_timeout=0.4, iwant_followup=3.0)
     fake = tuple(message_id(bytes([i, 1])) for i in range(10))
     sent = r.on_ihave(0.0, PEERS[1], fake[:6])
     assert sent == [Send(PEERS[1], IWant(ids=fake[:4]))] and r.stats.ihave_dropped == 2
     assert r.on_ihave(0.01, PEERS[1], fake[6:]) == [], "the peer's budget for this heartbeat is spent"
     assert r.take_broken_promises() == {}
-    r.tick(0.5)  # overdue: nothing arrived
+    r.tick(0.5)  # past the retry timeout: not judged yet (a reply may be on a long link)
+    assert r.take_broken_promises() == {}
+    r.tick(2.99)
+    assert r.take_broken_promises() == {}
+    r.tick(3.0)  # the follow-up time passed and nobody delivered
     assert r.take_broken_promises() == {PEERS[1]: 4}
     assert r.take_broken_promises() == {}
-    delivered = r.on_ihave(0.6, PEERS[2], (MID,))
+    r.tick(9.0)
+    assert r.take_broken_promises() == {}, "judged once"
+    delivered = r.on_ihave(10.0, PEERS[2], (MID,))
     assert delivered == [Send(PEERS[2], IWant(ids=(MID,)))]
-    assert r.receive(0.7, PEERS[2], DATA)[1]
-    r.tick(1.2)
+    assert r.receive(10.1, PEERS[2], DATA)[1]
+    r.tick(14.0)
     assert PEERS[2] not in r.take_broken_promises(), "a delivered id is a kept promise"
+
+
+def test_a_reply_after_the_retry_timeout_is_a_kept_promise_and_a_miss_counts_for_every_peer_asked() -> None:
+    r = router(iwant_timeout=0.4, iwant_followup=3.0)
+    late = message_id(b"late")
+    r.on_ihave(0.0, PEERS[1], (late, MID))
+    r.on_ihave(0.1, PEERS[2], (late, MID))
+    assert r.tick(0.4) == [Send(PEERS[2], IWant(ids=(late, MID)))], "both retried at the next announcer"
+    assert r.receive(1.5, PEERS[1], b"late")[1]  # the first peer's reply, 1.5 s after it was asked
+    r.tick(3.0)
+    assert r.take_broken_promises() == {PEERS[1]: 1, PEERS[2]: 1}, "MID: nobody delivered it"
+    assert r.stats.promises_broken == 2
 
 
 def test_iwant_retries_the_next_announcer_after_the_timeout() -> None:
