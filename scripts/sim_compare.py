@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 P2PNODE = [sys.executable, "-m", "p2pnode"]
 CLUSTERS = {4: "configs/local-4.toml", 16: "configs/local-16.toml"}
 PROFILES = ("lan", "aws-5")
+FULL_DEGREE = 6  # [defaults.peers] target of configs/local-16.toml
 
 
 def _run(args: list[str], timeout: float) -> str:
@@ -97,6 +98,7 @@ def real(nodes: int, profile: str, out: Path, args: argparse.Namespace, port: in
 
 def sim(nodes: int, profile: str, out: Path, args: argparse.Namespace, accounts: int) -> dict[str, Any]:
     base = [*P2PNODE, "sim", "--nodes", str(nodes), "--validators", "4", "--accounts", str(accounts)]
+    base += ["--full-degree", str(FULL_DEGREE)]  # the clusters' peers.target
     base += ["--network", str(ROOT / "configs/network" / f"{profile}.toml"), "--cores", str(args.cores)]
     base += ["--seed", "1", "--json"] + (["--costs", str(args.costs)] if args.costs else [])
     light = json.loads(
@@ -135,17 +137,35 @@ def main() -> int:
     ap.add_argument("--profiles", default=",".join(PROFILES))
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--fit", action="store_true", help="calibrate now, fitted to the first real cluster")
+    ap.add_argument(
+        "--real-from",
+        type=Path,
+        metavar="COMPARE.json",
+        help="take the real clusters' figures from an earlier run's compare.json (only the sim runs)",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = {}
+    if args.real_from:
+        earlier = {(r["nodes"], r["profile"]): r["real"] for r in json.loads(args.real_from.read_text())}
     rows = []
     for nodes in (int(x) for x in args.sizes.split(",")):
         for profile in args.profiles.split(","):
-            print(f"{nodes} nodes, {profile}: real cluster", file=sys.stderr, flush=True)
-            r = real(nodes, profile, args.out, args, args.base_port)
+            if (nodes, profile) in earlier:
+                r = earlier[(nodes, profile)]
+            else:
+                print(f"{nodes} nodes, {profile}: real cluster", file=sys.stderr, flush=True)
+                r = real(nodes, profile, args.out, args, args.base_port)
             if args.fit and args.costs is None:
                 costs = args.out / "costs.json"
-                print(f"calibrating, fitted to {r['settled_per_s']} settled/s", file=sys.stderr, flush=True)
+                print(
+                    f"calibrating, fitted to {r['settled_per_s']} settled/s and p50 {r['p50_ms']} ms",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 fit = ["--fit-settled-per-s", str(r["settled_per_s"]), "--cores", str(args.cores)]
+                if args.rate == 5.0 and profile == "lan" and nodes == 4:
+                    fit += ["--fit-light-p50-ms", str(r["p50_ms"])]
                 _run([*P2PNODE, "sim", "calibrate", "--out", str(costs), *fit], 900)
                 args.costs = costs
             print(f"{nodes} nodes, {profile}: simulator", file=sys.stderr, flush=True)

@@ -69,6 +69,13 @@ def add_sim_args(parser: argparse.ArgumentParser) -> None:
         help="also fit the non-crypto costs so that 4 validators sharing --cores cores (default 2) "
         "saturate at X settled/s, as `p2pnode bench --window 64` measured on a real local cluster",
     )
+    cal.add_argument(
+        "--fit-light-p50-ms",
+        type=float,
+        metavar="MS",
+        help="also fit the wake-up cost of an idle node so that 4 validators at 5 payments/s have a "
+        "client p50 of MS, as `p2pnode bench --rate 5` measured on the same real cluster",
+    )
     cal.add_argument("--cores", dest="calibrate_cores", type=_positive, default=2, metavar="C")
 
 
@@ -81,11 +88,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
         from p2pnode.sim.calibrate import calibrate
 
         table = calibrate(progress=stderr_progress)
-        if args.fit_settled_per_s is not None:
-            from p2pnode.sim.calibrate import fit_overhead
+        if args.fit_settled_per_s is not None or args.fit_light_p50_ms is not None:
+            from p2pnode.sim.calibrate import fit
 
-            table, _ = fit_overhead(
-                table, args.fit_settled_per_s, cores=args.calibrate_cores, progress=stderr_progress
+            table = fit(
+                table,
+                settled_per_s=args.fit_settled_per_s,
+                light_p50_ms_target=args.fit_light_p50_ms,
+                cores=args.calibrate_cores,
+                progress=stderr_progress,
             )
         table.save(args.calibrate_out)
         print(json.dumps(table.to_json(), indent=2) if args.calibrate_json else f"wrote {args.calibrate_out}")

@@ -57,6 +57,14 @@ class CostTable:
     log_line: float = 20e-6  # one JSON log line rendered and written
     commit: float = 1.5e-3  # one group commit (SQLite, synchronous=FULL): wall time of the store thread
     commit_write: float = 30e-6  # per write in a commit
+    # A commit that starts after the store sat idle for ``store_idle_s`` or longer (0: as ``commit``):
+    # the disk's first fsync after a pause is slower than one of a busy stream of commits.
+    commit_idle: float = 0.0
+    store_idle_s: float = 0.01
+    # Waking an idle node: extra CPU of a job that arrives while the node has nothing to do (the
+    # event loop's wake-up, cold caches). Fitted to a real cluster's light-load latency
+    # (:func:`p2pnode.sim.calibrate.fit_wake`); 0 in an unfitted table.
+    wake: float = 0.0
     verify_batch: float = 40e-6  # per verifier call: hand-over to the verifier and back
     # Spread of service times: each job's cost is multiplied by a lognormal factor of mean 1 and this
     # log standard deviation (0: every job costs exactly its table figure).

@@ -200,6 +200,9 @@ class SimNode:
         self.verifying = False
         self.writes: deque[_Write] = deque()
         self.committing = False
+        self.store_free_at = -1.0  # when the last commit ended (the store is idle since)
+        self.woken = False
+        self.wakes = 0  # jobs that arrived while the node was idle
         self.settle_waiters: dict[Digest, list[Callable[[], None]]] = {}
         self.outcome_waiters: dict[Digest, Callable[[OrderOutcome], None]] = {}
         self.log: list[str] = []
@@ -221,6 +224,8 @@ class SimNode:
 
     # == the CPU ====================================================================================
     def add_job(self, kind: str, fn: Job) -> None:
+        if not self.jobs and not self.busy and not self.waiting_core and self.sim.now >= self.busy_until:
+            self.woken = True  # it arrives at an idle node: the job pays the wake-up (costs.wake)
         self.jobs.append((kind, fn))
         if len(self.jobs) > self.peak_queue:
             self.peak_queue = len(self.jobs)
@@ -250,6 +255,10 @@ class SimNode:
             self.measured.setdefault(kind, []).append(real)
         if effects:
             cost += self._send_cost(effects)
+        if self.woken:
+            self.woken = False
+            self.wakes += 1
+            cost += costs.wake
         sigma = costs.service_sigma
         if sigma:  # service times vary (lognormal, mean 1): cache misses, the allocator, the OS
             cost *= self.service_rng.lognormvariate(-sigma * sigma / 2, sigma)
@@ -533,6 +542,7 @@ class Simulation:
         cfg = sim_config(spec.config)
         params = core_params(cfg)
         self.heartbeat = cfg.gossip.heartbeat_ms / 1000
+        self.max_inbound = cfg.peers.max_inbound
         self.nodes: list[SimNode] = []
         for i, key in enumerate(keys):
             core = NodeCore(
@@ -611,13 +621,16 @@ class Simulation:
         node.committing = True
         batch = list(node.writes)
         node.writes.clear()
-        duration = self.costs.commit + len(batch) * self.costs.commit_write
+        costs = self.costs
+        idle = costs.commit_idle and self.now - node.store_free_at >= costs.store_idle_s
+        duration = (costs.commit_idle if idle else costs.commit) + len(batch) * costs.commit_write
         sigma = self.costs.commit_sigma
         if sigma:
             duration *= node.service_rng.lognormvariate(-sigma * sigma / 2, sigma)
 
         def committed() -> None:
             node.committing = False
+            node.store_free_at = self.now
             locks = [w.write.digest for w in batch if isinstance(w.write, PersistLock)]
             if locks:
                 node.core.on_locks_committed(locks)
@@ -643,16 +656,33 @@ class Simulation:
 
     # == topology ===================================================================================
     def _topology(self, rng: random.Random) -> set[tuple[int, int]]:
-        """Validators: a full mesh. Each full node dials ``full_degree`` distinct others at random."""
+        """Validators: a full mesh. Each full node dials ``full_degree`` distinct others as a node of
+        ``p2pnode net up`` finds them: first the validator it bootstraps from (in turn, as ``p2pnode
+        testnet`` assigns them), then the other validators (the first addresses its bootstrap's peer
+        exchange tells it), then, at random, nodes that started before it; skipping nodes whose
+        inbound slots (``peers.max_inbound``) are full, and taking any node with a free slot if those
+        run out. A 16-node ``net up`` cluster forms that way: every full node ends up connected to
+        three or four validators."""
         spec = self.spec
         edges: set[tuple[int, int]] = set()
         for a in range(spec.validators):
             for b in range(a + 1, spec.validators):
                 edges.add((a, b))
-        others = list(range(spec.nodes))
+        inbound = [0] * spec.nodes
         for a in range(spec.validators, spec.nodes):
-            choices = [b for b in others if b != a]
-            for b in rng.sample(choices, min(spec.full_degree, len(choices))):
+            boot = (a - spec.validators) % spec.validators
+            picked: list[int] = []
+            for b in [boot, *(v for v in range(spec.validators) if v != boot)]:
+                if len(picked) < spec.full_degree and inbound[b] < self.max_inbound:
+                    picked.append(b)
+            for pool in (range(a), range(spec.nodes)):
+                want = spec.full_degree - len(picked)
+                if want <= 0:
+                    break
+                free = [b for b in pool if b != a and b not in picked and inbound[b] < self.max_inbound]
+                picked += rng.sample(free, min(want, len(free)))
+            for b in picked:
+                inbound[b] += 1
                 edges.add((min(a, b), max(a, b)))
         link_rng = random.Random(f"sim-links-{spec.seed}")
         for a, b in sorted(edges):

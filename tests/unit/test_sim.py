@@ -184,3 +184,77 @@ def test_one_region_profile_from_a_table() -> None:
     _, s = _run(spec, p)
     assert s["applied_everywhere"] == 8
     assert s["latency"]["applied_first"]["p50_ms"] >= 4.0  # order out and votes back: two 2 ms hops
+
+
+def test_a_wake_up_is_paid_by_jobs_that_find_their_node_idle() -> None:
+    """``wake`` is charged once per job that arrives at an idle node: at light load nearly every job
+    does (the latency grows by several wake-ups along the critical path); a saturated node always
+    has work queued, so far fewer jobs per payment pay it."""
+    light = SimSpec(nodes=4, validators=4, payments=40, rate=5.0, seed=1, cores=2)
+    woken = dataclasses.replace(CostTable(), wake=1e-3)
+    sim0, s0 = _run(light, LAN)
+    sim1, s1 = _run(light, LAN, woken)
+    assert s0["applied_everywhere"] == s1["applied_everywhere"] == 40
+    assert s1["latency"]["client"]["p50_ms"] >= s0["latency"]["client"]["p50_ms"] + 3.0
+    wakes_light = sum(n.wakes for n in sim1.nodes) / 40
+    # Every node's cost grew by exactly its wake-ups times the cost (same seed, same service draws).
+    for a, b in zip(sim0.nodes, sim1.nodes, strict=True):
+        assert b.busy_s - a.busy_s == pytest.approx(b.wakes * 1e-3, rel=0.05, abs=1e-3)
+    heavy = SimSpec(nodes=4, validators=4, payments=200, rate=None, window=64, seed=1, cores=2)
+    sim2, _ = _run(heavy, LAN, woken)
+    wakes_heavy = sum(n.wakes for n in sim2.nodes) / 200
+    assert wakes_light > 8  # each of 4 nodes wakes for the order, its proof, votes, the commit, ...
+    assert wakes_heavy < wakes_light / 3
+
+
+def test_a_commit_after_a_pause_costs_commit_idle() -> None:
+    """At 2 payments/s each payment's first commit finds the store idle: the validators' lock commit,
+    before their votes, costs the 10 ms idle figure; the applied commit a few milliseconds later
+    follows it closely and costs the busy-stream figure. So the payment takes 9.9 ms longer; with
+    ``store_idle_s`` longer than the gaps between payments no commit is an idle one."""
+    spec = SimSpec(nodes=4, validators=4, payments=12, rate=2.0, seed=3)
+    base = dataclasses.replace(CostTable(), commit=0.1e-3, commit_idle=0.0)
+    idle = dataclasses.replace(base, commit_idle=10e-3)
+    never = dataclasses.replace(idle, store_idle_s=5.0)
+    _, fast = _run(spec, LAN, base)
+    _, slow = _run(spec, LAN, idle)
+    _, same = _run(spec, LAN, never)
+    assert fast["applied_everywhere"] == slow["applied_everywhere"] == same["applied_everywhere"] == 12
+    assert slow["latency"]["client"]["p50_ms"] == pytest.approx(
+        fast["latency"]["client"]["p50_ms"] + 9.9, abs=1.0
+    )
+    assert same["latency"]["client"]["p50_ms"] == pytest.approx(fast["latency"]["client"]["p50_ms"], abs=0.5)
+
+
+def test_full_nodes_dial_validators_first_within_their_inbound_slots() -> None:
+    """The topology a ``net up`` cluster forms: with 12 full nodes each is connected to all 4
+    validators; with 60 (and 24 inbound slots per validator) the validators' slots fill and the later
+    full nodes dial earlier full nodes. Every node has its degree and the graph is connected."""
+    sim = Simulation(SimSpec(nodes=16, validators=4, full_degree=6, payments=1, seed=2), LAN, CostTable())
+    validator_ids = {n.core.node_id for n in sim.nodes[:4]}
+    for n in sim.nodes[4:]:
+        assert validator_ids <= set(n.peers)
+        assert len(n.peers) >= 6
+    big = Simulation(SimSpec(nodes=64, validators=4, full_degree=6, payments=1, seed=2), LAN, CostTable())
+    for v in big.nodes[:4]:
+        full_peers = [p for p in v.peers.values() if p.role == "full"]
+        assert len(full_peers) == big.max_inbound
+    assert all(len(n.peers) >= 6 for n in big.nodes[4:])
+    seen, todo = {0}, [big.nodes[0]]
+    while todo:
+        for p in todo.pop().peers.values():
+            if p.index not in seen:
+                seen.add(p.index)
+                todo.append(p)
+    assert len(seen) == 64
+
+
+def test_fit_wake_meets_its_target() -> None:
+    from p2pnode.sim.calibrate import fit_wake, light_p50_ms
+
+    table = CostTable()
+    base = light_p50_ms(table, payments=60)
+    fitted, wake = fit_wake(table, base + 4.0, payments=60)
+    assert wake > 0
+    assert light_p50_ms(fitted, payments=60) == pytest.approx(base + 4.0, abs=0.4)
+    assert fit_wake(table, base - 1.0, payments=60)[1] == 0.0  # already slower than the target
