@@ -100,7 +100,7 @@ def sim(nodes: int, profile: str, out: Path, args: argparse.Namespace, accounts:
     base = [*P2PNODE, "sim", "--nodes", str(nodes), "--validators", "4", "--accounts", str(accounts)]
     base += ["--full-degree", str(FULL_DEGREE)]  # the clusters' peers.target
     base += ["--network", str(ROOT / "configs/network" / f"{profile}.toml"), "--cores", str(args.cores)]
-    base += ["--seed", "1", "--json"] + (["--costs", str(args.costs)] if args.costs else [])
+    base += ["--seed", str(args.seed), "--json"] + (["--costs", str(args.costs)] if args.costs else [])
     light = json.loads(
         _run(
             [
@@ -133,6 +133,7 @@ def main() -> int:
     ap.add_argument("--saturate", type=int, default=300)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--base-port", type=int, default=7600)
+    ap.add_argument("--seed", type=int, default=1, help="the simulator's seed (keys, topology, links)")
     ap.add_argument("--sizes", default="4,16")
     ap.add_argument("--profiles", default=",".join(PROFILES))
     ap.add_argument("--json", action="store_true")

@@ -207,8 +207,6 @@ class GossipRouter:
             self.stats.repeated += repeat
             return mid, False, repeat
         self._mark_seen(now, mid)
-        self._wanted.pop(mid, None)
-        self._promises.pop(mid, None)
         return mid, True, False
 
     def _note_has(self, mid: MsgId, peer: NodeId) -> None:
@@ -230,7 +228,11 @@ class GossipRouter:
         self._mcache.pop(mid, None)
 
     def _mark_seen(self, now: float, mid: MsgId) -> None:
+        """Seen, however it came (gossip, published here, anti-entropy): no longer wanted, and what
+        was asked for it is a kept promise (a copy the asked peer still sends is a duplicate)."""
         self._seen[mid] = now
+        self._wanted.pop(mid, None)
+        self._promises.pop(mid, None)
         while len(self._seen) > self.params.seen_cache_size:
             self._seen.popitem(last=False)
 

@@ -381,3 +381,19 @@ def test_an_announcement_is_dropped_for_a_peer_that_delivered_the_id_meanwhile()
     r.receive(0.05, PEERS[1], DATA)
     r.receive(0.05, PEERS[2], DATA)
     assert ihave_ids(r.tick(0.1)) == {}
+
+
+def test_an_id_taken_in_another_way_is_a_kept_promise() -> None:
+    """Asked for by IWANT, then published here (a validator assembling the certificate itself) or
+    taken in by anti-entropy: not wanted any more, no retry, and the peer asked is not blamed when
+    its copy comes as a duplicate or not at all."""
+    r = router(iwant_timeout=0.4, iwant_followup=3.0)
+    other = message_id(b"other")
+    r.on_ihave(0.0, PEERS[1], (MID, other))
+    r.on_ihave(0.1, PEERS[2], (MID, other))
+    r.publish(0.2, DATA)
+    r.note_seen(0.2, b"other")
+    assert targets(r.tick(0.5), IWant) == [], "nothing left to ask for"
+    assert r.receive(0.6, PEERS[1], DATA)[1] is False  # the reply, a duplicate now
+    r.tick(3.5)
+    assert r.take_broken_promises() == {}
