@@ -238,16 +238,23 @@ class GossipRouter:
 
     # -- sending ------------------------------------------------------------------------------------
     def publish(
-        self, now: float, data: bytes, kind: str = ANY, skip: frozenset[NodeId] = frozenset()
+        self,
+        now: float,
+        data: bytes,
+        kind: str = ANY,
+        skip: frozenset[NodeId] = frozenset(),
+        first: NodeId | None = None,
     ) -> list[Send]:
         """Originate a payload (already validated by the caller). ``skip``, for a certificate: the
         committee peers whose vote this node holds (they were sent the same votes and assemble it
-        themselves), which get no announcement."""
+        themselves), which get no announcement. ``first``, for a certificate: the peer that gave this
+        validator the order at its first hop (its client waits there), which takes one of the
+        ``eager_fanout`` full pushes if it is a non-committee peer not known to hold it."""
         mid = message_id(data)
         if mid not in self._seen:
             self._mark_seen(now, mid)
         self.stats.published += 1
-        return self._route(now, mid, data, 1, kind, None, origin=True, skip=skip)
+        return self._route(now, mid, data, 1, kind, None, origin=True, skip=skip, first=first)
 
     def forward(
         self,
@@ -281,6 +288,7 @@ class GossipRouter:
         *,
         origin: bool = False,
         skip: frozenset[NodeId] = frozenset(),
+        first: NodeId | None = None,
     ) -> list[Send]:
         """Pick the eager and lazy targets of one payload by its kind (see the module docstring)."""
         self._mcache[mid] = (now, data, hops)
@@ -297,7 +305,7 @@ class GossipRouter:
         members = [q for q in fresh if q in self.committee]
         others = [q for q in fresh if q not in self.committee]
         if kind == CERT:
-            out = self._push(mid, data, hops, others, p.eager_fanout)
+            out = self._push(mid, data, hops, others, p.eager_fanout, first=first)
             if self.member:
                 for q in members:
                     if q not in skip:
@@ -335,12 +343,14 @@ class GossipRouter:
         candidates: list[NodeId],
         fanout: int,
         covered: frozenset[NodeId] = frozenset(),
+        first: NodeId | None = None,
     ) -> list[Send]:
         candidates = list(candidates)
         self.rng.shuffle(candidates)
-        # Stable sorts keep the shuffle within each group: uncovered before covered, and proven peers
-        # before those that have done nothing yet (fresh keys cannot draw the full pushes away).
-        candidates.sort(key=lambda p: (p in covered, p not in self._proven))
+        # Stable sorts keep the shuffle within each group: ``first`` (if a candidate) before the rest,
+        # uncovered before covered, and proven peers before those that have done nothing yet (fresh
+        # keys cannot draw the full pushes away).
+        candidates.sort(key=lambda p: (p != first, p in covered, p not in self._proven))
         eager = [p for p in candidates[:fanout] if p not in covered]
         rest = [p for p in candidates if p not in eager]
         # Every proven peer hears of it; of the others (newcomers, or a flock of fresh keys), a random

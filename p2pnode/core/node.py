@@ -188,6 +188,9 @@ class NodeCore:
             else VoteBook(chain_id, self.committee, limit=params.pending_orders, verify=signature_verify)
         )
         self.orders: OrderedDict[Digest, AnyOrder] = OrderedDict()  # proof-verified, not yet applied
+        # A validator's orders that came straight from their origin (hops 1 from a non-committee peer:
+        # the client waits there), to push the certificate there first. Bounded as ``orders``.
+        self._order_origin: OrderedDict[Digest, NodeId] = OrderedDict()
         # Verification results and work in flight, keyed by statement AND proof (proof_key): a copy of
         # a payment with a broken proof must not condemn the genuine one.
         self.proofs: OrderedDict[bytes, bool] = OrderedDict()
@@ -858,6 +861,15 @@ class NodeCore:
                 out += self.router.publish(now, ctx.data, ORDER)
             else:
                 out += self.router.forward(now, ctx.mid, ctx.data, ctx.hops, ctx.peer, ORDER)
+                if (
+                    self.validator is not None
+                    and ctx.hops == 1
+                    and ctx.peer is not None
+                    and ctx.peer not in self.router.committee
+                ):
+                    self._order_origin[digest] = ctx.peer
+                    while len(self._order_origin) > self.params.pending_orders:
+                        self._order_origin.popitem(last=False)
         if ctx.kind == "submit":
             out.append(OrderOutcome(digest, True))
             self._submitted[digest] = None
@@ -1092,7 +1104,8 @@ class NodeCore:
         # Full nodes get it pushed; committee peers whose vote we hold were sent the same votes and
         # assemble it themselves, the others get it announced (docs/gossip.md).
         voters = frozenset(self.votes.validators(digest))
-        out += self.router.publish(now, data, CERT, skip=voters)
+        first = self._order_origin.pop(digest, None)  # the client's node, if it sent us the order
+        out += self.router.publish(now, data, CERT, skip=voters, first=first)
         out += self._apply_or_hold(now, None, cert, data, digest)
         return out
 

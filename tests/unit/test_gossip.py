@@ -397,3 +397,18 @@ def test_an_id_taken_in_another_way_is_a_kept_promise() -> None:
     assert r.receive(0.6, PEERS[1], DATA)[1] is False  # the reply, a duplicate now
     r.tick(3.5)
     assert r.take_broken_promises() == {}
+
+
+def test_a_validator_pushes_the_certificate_first_to_the_node_that_gave_it_the_order() -> None:
+    """The order's origin (its client waits there) takes one of the eager_fanout pushes, whatever the
+    shuffle; the number of pushes is unchanged. A committee peer or one known to hold it is no
+    candidate."""
+    for seed in range(20):
+        r = role_router(PEERS[0], PEERS[1:], seed=seed)
+        pushed = targets(r.publish(0.0, DATA, CERT, first=PEERS[9]), Gossip)
+        assert len(pushed) == 2 and PEERS[9] in pushed and not set(pushed) & COMMITTEE
+    r = role_router(PEERS[0], PEERS[1:])
+    assert PEERS[1] not in targets(r.publish(0.0, DATA, CERT, first=PEERS[1]), Gossip)
+    r = role_router(PEERS[0], PEERS[1:])
+    r.note_has(MID, PEERS[9])
+    assert PEERS[9] not in targets(r.publish(0.0, DATA, CERT, first=PEERS[9]), Gossip)

@@ -258,3 +258,23 @@ def test_fit_wake_meets_its_target() -> None:
     assert wake > 0
     assert light_p50_ms(fitted, payments=60) == pytest.approx(base + 4.0, abs=0.4)
     assert fit_wake(table, base - 1.0, payments=60)[1] == 0.0  # already slower than the target
+
+
+def test_the_clients_node_gets_the_certificate_pushed_by_a_validator(tmp_path: Path) -> None:
+    """A full node that gave the validators a client's order gets the certificate in full from a
+    validator (hops 1), not by announcement or from a relay: each validator pushes it first to the
+    order's origin (docs/gossip.md)."""
+    spec = SimSpec(nodes=16, validators=4, full_degree=6, payments=48, rate=10.0, seed=4)
+    sim, s = _run(spec, AWS5, log_dir=tmp_path)
+    assert s["applied_everywhere"] == 48
+    validators = {n.key.public.hex()[:16] for n in sim.nodes[:4]}
+    full_origin = {p.digest.hex(): f"node-{p.node}" for p in sim.payments if p.node >= 4}
+    got = {}
+    for lines in _logs(tmp_path).values():
+        for line in lines:
+            e = json.loads(line)
+            if e["event"] == "certificate_received" and full_origin.get(e["tx"]) == e["node"]:
+                got[e["tx"]] = (e["hops"], e["peer"])
+    assert len(full_origin) == 36
+    assert set(got) == set(full_origin)  # none came by anti-entropy
+    assert all(hops == 1 and peer in validators for hops, peer in got.values())
