@@ -135,8 +135,8 @@ class GossipRouter:
         self._has: OrderedDict[MsgId, set[NodeId]] = OrderedDict()
         self._delivered: OrderedDict[MsgId, set[NodeId]] = OrderedDict()  # who sent the payload
         self._pending_ihave: dict[NodeId, list[MsgId]] = {}
-        # id -> (deadline, announcers still to ask, the peer asked last)
-        self._wanted: dict[MsgId, tuple[float, list[NodeId], NodeId]] = {}
+        # id -> (when to ask the next announcer, announcers still to ask)
+        self._wanted: dict[MsgId, tuple[float, list[NodeId]]] = {}
         self._neighbors: dict[NodeId, frozenset[NodeId]] = {}
         self._ihave_taken: dict[NodeId, int] = {}  # ids taken from IHAVEs this heartbeat, per peer
         self._iwant_served: dict[NodeId, int] = {}  # ids served to IWANTs this heartbeat, per peer
@@ -393,7 +393,7 @@ class GossipRouter:
                 if len(self._wanted) >= WANTED_LIMIT:
                     self.stats.ihave_dropped += 1
                     continue
-                self._wanted[mid] = (now + self.params.iwant_timeout, [], peer)
+                self._wanted[mid] = (now + self.params.iwant_timeout, [])
                 self._promise(now, mid, peer)
                 want.append(mid)
             elif peer not in entry[1] and len(entry[1]) < 8:
@@ -451,12 +451,12 @@ class GossipRouter:
         self._ihave_taken.clear()
         self._iwant_served.clear()
         retry: dict[NodeId, list[MsgId]] = {}
-        for mid, (deadline, announcers, _asked) in list(self._wanted.items()):
+        for mid, (deadline, announcers) in list(self._wanted.items()):
             if deadline > now:
                 continue
             if announcers:
                 nxt = announcers.pop(0)
-                self._wanted[mid] = (now + self.params.iwant_timeout, announcers, nxt)
+                self._wanted[mid] = (now + self.params.iwant_timeout, announcers)
                 self._promise(now, mid, nxt)
                 retry.setdefault(nxt, []).append(mid)
             else:

@@ -43,16 +43,6 @@ LAN = profile_from_dict(
 )
 
 
-def _wall_samples(fn: Callable[[], object], runs: int) -> list[float]:
-    """Sorted wall times of ``runs`` calls (for the store, which waits on fsync, not on the CPU)."""
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return sorted(samples)
-
-
 def _log_spread(values: list[float]) -> float:
     """The log standard deviation of a lognormal with the same p90 / p50 as ``values`` (sorted):
     p90 / p50 = exp(1.2816 sigma)."""
@@ -266,7 +256,7 @@ def fit_wake(
     5 payments/s; by bisection between 0 and 5 ms. At light load a real node takes each message
     from idle: the event loop wakes, caches are cold, and (measured by its metrics) a signature check
     costs two to three times its tight-loop CPU time; the per-job table, timed warm, does not see
-    that. Nodes that are never idle (saturation) do not pay it, so it leaves throughput alone."""
+    that. Nodes that are never idle (saturation) do not pay it, so it moves throughput little."""
     lo, hi = 0.0, 5e-3
     if light_p50_ms(replace(table, wake=0.0), cores=cores, payments=payments) >= target_ms:
         return replace(table, wake=0.0), 0.0
