@@ -97,6 +97,7 @@ class LimitsSection:
     client_idle_s: float = 60.0
     frame_timeout_s: float = 10.0
     fd_reserve: int = 64
+    inline_commit_ms_per_s: int = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,6 +209,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "limits.client_idle_s": (0.05, 86_400),
     "limits.frame_timeout_s": (0.05, 3600),
     "limits.fd_reserve": (8, 65_536),
+    "limits.inline_commit_ms_per_s": (0, 1000),
     "sync.interval_ms": (10, 3_600_000),
     "sync.batch": (1, 512),
     "sync.reply_factor": (0.1, 1000),

@@ -51,7 +51,7 @@ from p2pnode.core.node import NodeCore
 from p2pnode.core.shielded import public_signals
 from p2pnode.errors import LocalError, RemoteError, StorageError
 from p2pnode.net.metrics import NodeMetrics
-from p2pnode.net.verifier import ProofVerifier
+from p2pnode.net.verifier import LoopCredit, ProofVerifier
 from p2pnode.store import Store
 from p2pnode.store.thread import StoreThread
 from p2pnode.wire.messages import Message, Order, ShieldedOrder
@@ -113,6 +113,9 @@ class Interpreter:
         self._writes_ready = trio.Event()
         # Commits on a thread of their own (a real node), or inline (deterministic in-process tests).
         self._store_thread = store_thread
+        # With the thread: a commit found with nothing else to run is done on the loop, within this.
+        self._inline_commits = LoopCredit(cfg.limits.inline_commit_ms_per_s)
+        self.inline_commits = 0  # commits done on the loop although the store thread exists
         self.metrics: NodeMetrics | None = None  # the node sets it when [metrics] is on
 
     async def perform(self, effects: list[Effect]) -> None:
@@ -192,7 +195,9 @@ class Interpreter:
         After a commit returns, its applied certificates become visible to clients (the core's
         ``on_durable``, whose ``Settled`` effects wake waiting clients), then the waiting tasks go
         on. With ``store_thread`` commits run on one long-lived thread that owns the SQLite
-        connection; starting a thread per commit cost more CPU than the commit.
+        connection; starting a thread per commit cost more CPU than the commit. A commit found with
+        nothing else to run is done on the loop instead, within ``limits.inline_commit_ms_per_s``
+        (``_commit_inline``): the same transaction, durable when it returns, without the hand-offs.
 
         Error handling: a failed commit is logged as ``store_failed`` with its cause and re-raised,
         which stops the node; the writes in it and after it are never acknowledged.
@@ -209,10 +214,13 @@ class Interpreter:
                 writes = [w for w, _ in batch]
                 started = time.perf_counter()
                 try:
-                    if thread is not None:
+                    if thread is not None and not self._commit_inline():
                         await thread.commit(writes)
                     else:
                         self.store.commit(writes)
+                        if thread is not None:
+                            self.inline_commits += 1
+                            self._inline_commits.charge(time.perf_counter() - started)
                 except StorageError as exc:
                     self.log.error("store_failed", cause=exc.cause, error=exc.detail, writes=len(writes))
                     raise
@@ -232,6 +240,15 @@ class Interpreter:
         finally:
             if thread is not None:
                 thread.stop()
+
+    def _commit_inline(self) -> bool:
+        """Whether this commit (the store thread exists) is done on the loop: no other task is waiting
+        to run and the loop-time credit (``limits.inline_commit_ms_per_s``) lasts. At light load this
+        takes the two thread hand-offs out of the lock's and the applied certificate's latency; under
+        load other tasks are runnable or the credit is spent, and commits go to the thread."""
+        if trio.lowlevel.current_statistics().tasks_runnable:
+            return False
+        return self._inline_commits.allowed(trio.current_time())
 
     async def verify(self) -> None:
         """Proof verification, one batch at a time, off the event loop.

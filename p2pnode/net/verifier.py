@@ -198,9 +198,35 @@ class _Worker:
             self.process.join(timeout=1.0)
 
 
-# The inline budget is kept over this window: at most ``inline_ms_per_s * INLINE_WINDOW_S`` of loop
-# time goes to inline proofs back to back (10 ms at the default 100 ms/s: a few proofs).
+# An inline budget is kept over this window: at most ``rate * INLINE_WINDOW_S`` of loop time goes to
+# inline work back to back (10 ms at 100 ms/s: a few proofs).
 INLINE_WINDOW_S = 0.1
+
+
+class LoopCredit:
+    """How much event-loop time a kind of inline work (a proof check, a store commit) may still take.
+
+    A credit refilled at ``ms_per_s`` milliseconds per second of (Trio) time and capped at
+    ``INLINE_WINDOW_S`` of that rate; ``allowed`` says whether some is left, ``charge`` takes what the
+    work cost. ``ms_per_s = 0`` never allows. The work costs the same CPU inline or elsewhere; what the
+    credit bounds is how long the loop (every peer's and client's frames) may wait behind it."""
+
+    def __init__(self, ms_per_s: int) -> None:
+        self._rate = ms_per_s / 1000  # seconds of loop time per second
+        self._cap = self._rate * INLINE_WINDOW_S
+        self._credit = self._cap
+        self._at: float | None = None
+
+    def allowed(self, now: float) -> bool:
+        if self._rate <= 0:
+            return False
+        if self._at is not None:
+            self._credit = min(self._cap, self._credit + (now - self._at) * self._rate)
+        self._at = now
+        return self._credit > 0
+
+    def charge(self, seconds: float) -> None:
+        self._credit -= seconds
 
 
 class ProofVerifier:
@@ -222,9 +248,7 @@ class ProofVerifier:
     def __init__(self, workers: int, vk_json: str | None = None, *, inline_ms_per_s: int = 0) -> None:
         self.workers = workers
         self.vk_json = vk_json
-        self._inline_rate = inline_ms_per_s / 1000  # seconds of loop time per second
-        self._inline_credit = self._inline_rate * INLINE_WINDOW_S
-        self._inline_at: float | None = None
+        self._inline = LoopCredit(inline_ms_per_s)
         self._ctx = multiprocessing.get_context("spawn")
         self._idle: list[_Worker] = []
         self._live: list[_Worker] = []
@@ -244,22 +268,13 @@ class ProofVerifier:
         if self.workers == 0:
             await trio.lowlevel.checkpoint()
             return verify_batch(items, self.vk_json)
-        if len(items) == 1 and items[0][0] == "t" and self._inline_allowed(trio.current_time()):
+        if len(items) == 1 and items[0][0] == "t" and self._inline.allowed(trio.current_time()):
             self.inline += 1
             await trio.lowlevel.checkpoint()
             results, duration_us = verify_batch(items, self.vk_json)
-            self._inline_credit -= duration_us / 1e6
+            self._inline.charge(duration_us / 1e6)
             return results, duration_us
         return await self._run(list(items))
-
-    def _inline_allowed(self, now: float) -> bool:
-        if self._inline_rate <= 0:
-            return False
-        if self._inline_at is not None:
-            cap = self._inline_rate * INLINE_WINDOW_S
-            self._inline_credit = min(cap, self._inline_credit + (now - self._inline_at) * self._inline_rate)
-        self._inline_at = now
-        return self._inline_credit > 0
 
     async def _run(self, items: list[Item]) -> tuple[list[bool], int]:
         async with self._free:

@@ -7,6 +7,7 @@ can look at what happened while a lock was not yet durable. Every wait is on an 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -107,10 +108,12 @@ class Verifier:
         return [True] * len(items), 5
 
 
-def interpreter(core: Core, store: MemoryStore, verifier: Verifier, log: Log) -> Interpreter:
+def interpreter(
+    core: Core, store: MemoryStore, verifier: Verifier, log: Log, inline_commit_ms_per_s: int = 0
+) -> Interpreter:
     cfg = SimpleNamespace(
         verify=SimpleNamespace(batch_max=64, new_source_batch=4),
-        limits=SimpleNamespace(pending_orders=100),
+        limits=SimpleNamespace(pending_orders=100, inline_commit_ms_per_s=inline_commit_ms_per_s),
         gossip=SimpleNamespace(heartbeat_ms=50),
     )
     return Interpreter(
@@ -159,3 +162,64 @@ async def test_the_verify_loop_goes_on_while_a_lock_commits() -> None:
         tx = d.hex()
         assert events.index(("vote_sent", tx)) < events.index(("after_lock", tx))
     assert [x[2] for x in store.snapshot.locks] == [d1, d2]  # committed in the order produced
+
+
+class ThreadStore(MemoryStore):
+    """Records the thread each commit ran on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def commit(self, writes: Sequence[Write]) -> None:
+        self.threads.append(threading.get_ident())
+        super().commit(writes)
+
+
+async def _commit_locks(it: Interpreter, core: Core, n: int) -> None:
+    """Performs ``n`` locks one after another, each awaited (its vote logged) before the next."""
+    core.expect = n
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(it.writer)
+        for seq in range(n):
+            order = make_order(PAYER, CHAIN, PAYEE, 1, seq)
+            t = order.transfer
+            await it.perform([PersistLock(((t.sender, t.seq),), statement_digest(order), order.encode())])
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_commit_with_nothing_else_to_run_is_done_on_the_loop() -> None:
+    """With the store thread and a loop-time credit, a lone commit runs on the loop's own thread
+    (durable when it returns, its vote after it); with no credit every commit goes to the thread."""
+    for budget, inline in ((1000, True), (0, False)):
+        core, log, store = Core(), Log(), ThreadStore()
+        it = interpreter(core, store, Verifier(), log, inline_commit_ms_per_s=budget)
+        await _commit_locks(it, core, 3)
+        loop_thread = threading.get_ident()
+        assert len(store.threads) == 3
+        assert all((t == loop_thread) is inline for t in store.threads), budget
+        assert it.inline_commits == (3 if inline else 0)
+        assert [e for e, _ in log.lines] == ["vote_sent"] * 3
+        assert [x[2] for x in store.snapshot.locks] == core.voted
+
+
+async def test_inline_commits_stop_when_the_credit_is_spent(autojump_clock: trio.testing.MockClock) -> None:
+    """The credit (1 ms/s, capped at INLINE_WINDOW_S of it: 0.1 ms) is spent by the first real commit
+    with no time passing; the next commits go to the thread until virtual time refills it."""
+    core, log, store = Core(), Log(), SlowStore()
+    it = interpreter(core, store, Verifier(), log, inline_commit_ms_per_s=1)
+    await _commit_locks(it, core, 3)
+    assert it.inline_commits == 1 and len(store.threads) == 3
+    await trio.sleep(1.0)
+    await _commit_locks(it, core, 1)
+    assert it.inline_commits == 2
+
+
+class SlowStore(ThreadStore):
+    """A commit that takes at least a millisecond of real time, as an fsync does."""
+
+    def commit(self, writes: Sequence[Write]) -> None:
+        deadline = time.perf_counter() + 0.001
+        while time.perf_counter() < deadline:
+            pass
+        super().commit(writes)

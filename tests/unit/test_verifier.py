@@ -17,7 +17,7 @@ import trio.testing
 from p2pnode.crypto.schnorr import SpendingKey
 from p2pnode.errors import LocalError
 from p2pnode.net import verifier
-from p2pnode.net.verifier import INLINE_WINDOW_S, ProofVerifier, verify_batch
+from p2pnode.net.verifier import INLINE_WINDOW_S, LoopCredit, ProofVerifier, verify_batch
 
 KEY = SpendingKey.generate()
 
@@ -183,3 +183,19 @@ def test_worker_main_answers_until_eof() -> None:
 def test_inline_window_bounds_a_burst() -> None:
     assert 0 < INLINE_WINDOW_S <= 1
     assert verify_batch([]) == ([], 0)
+
+
+async def test_loop_credit_refills_at_its_rate_up_to_its_cap(autojump_clock: trio.testing.MockClock) -> None:
+    credit = LoopCredit(100)  # 100 ms per s, capped at INLINE_WINDOW_S of it: 10 ms
+    assert credit.allowed(trio.current_time())
+    credit.charge(0.015)  # one piece of work may overdraw it; then nothing until it is paid back
+    assert not credit.allowed(trio.current_time())
+    await trio.sleep(0.04)  # +4 ms: still 1 ms short
+    assert not credit.allowed(trio.current_time())
+    await trio.sleep(0.02)  # +2 ms: 1 ms left
+    assert credit.allowed(trio.current_time())
+    await trio.sleep(100.0)  # the cap: 10 ms however long it rested
+    assert credit.allowed(trio.current_time())
+    credit.charge(0.0101)
+    assert not credit.allowed(trio.current_time())
+    assert not LoopCredit(0).allowed(trio.current_time())
