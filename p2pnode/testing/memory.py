@@ -3,8 +3,9 @@
 Every node is a real :class:`p2pnode.net.node.Node` (the same driver and core as ``p2pnode run``) with
 an in-memory store and transport. Under Trio's virtual clock (pytest-trio's ``autojump_clock``
 fixture, or ``trio.testing.MockClock(autojump_threshold=0)``) a test runs in a fraction of a second
-of wall time and is deterministic for a given ``seed``: keys, accounts and every node's random choices
-derive from it.
+of wall time. Keys, accounts and every node's random choices derive from ``seed``; Trio itself
+randomizes the order in which it runs ready tasks, so what depends on who got there first (which
+nodes connect to which during bring-up, and so the gossip topology) differs from run to run.
 
 Proofs are real (Schnorr over BN254, Ed25519 votes); they are verified in this process
 (``[verify] workers = 0``), so CPU time is real even when the clock is virtual.

@@ -10,6 +10,13 @@ of each node's peers come from peer exchange. Anti-entropy runs as configured by
 none of whose peers pushed or announced the certificate to it (announcements to peers that have not
 delivered anything yet are capped at ``gossip.lazy_unproven`` per node, docs/dos.md) gets it from
 its next sync; the test counts how many nodes needed that, and bounds it.
+
+Why some do: the chain makes a few hubs (32 peers) and many leaves (8 peers, all of them hubs). Before
+anything was delivered no peer is proven, so a hub pushes the certificate to 2 of its ~31 peers and
+announces it to 8 others: a leaf hears of it from each of its hubs with odds of about 1 in 3, and
+misses all eight about 4-5 % of the time. Trio randomizes its scheduling order, so the topology (and
+the count) differs from run to run: in 26 runs 0 to 10 of the 96 full nodes (median 1) took it from
+anti-entropy. The bound is 80 % by gossip.
 """
 
 from __future__ import annotations
@@ -66,14 +73,14 @@ async def test_one_payment_reaches_all_100_nodes_by_role(autojump_clock: trio.ab
     assert all(k[VOTE] >= VALIDATORS - 1 for k in validators)
     assert all(k[VOTE] == 0 for k in full)
     assert not [e for e in events if e["event"] == "vote_received" and e["node"] not in _names(VALIDATORS)]
-    # Certificates: every full node applied it (checked above); by gossip at most once each, and all
-    # but a few by gossip (the others by anti-entropy, hops 0).
+    # Certificates: every full node applied it (checked above); by gossip at most once each, and at
+    # least 80 % by gossip (the others by anti-entropy, hops 0; the module docstring says why).
     assert all(k[CERT] <= 1 for k in full)
     by_gossip = sum(k[CERT] for k in full)
     cert_hops = [
         e["hops"] for e in events if e["event"] == "certificate_received" and e["tx"] == tx and e["hops"] > 0
     ]
-    assert by_gossip >= 0.9 * (N - VALIDATORS)
+    assert by_gossip >= 0.8 * (N - VALIDATORS)
     full_copies = [x for x, r in zip(copies, roles, strict=True) if r == "full"]
     duplicates = statistics.mean(max(0, x - 1) for x in full_copies)
     per_kind = {
