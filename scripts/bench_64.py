@@ -7,7 +7,8 @@ Steps, each with its own time bound, the cluster taken down also on failure or C
 2. CPU of the idle cluster over ``--idle`` seconds and the memory of every node
    (:func:`p2pnode.localnet.cluster_status`);
 3. ``p2pnode bench --dir DIR --rate R --count C --json``: payments at R per second, each settled at the
-   node it was submitted to, then the state roots of all nodes compared;
+   node it was submitted to, then the state roots of all nodes compared; frames, messages and bytes
+   received per payment per role (``roles``) from its JSON;
 4. the status of every node again (applied count, root, memory after the load);
 5. ``p2pnode net down --dir DIR``, then a check that none of the cluster's processes is left.
 
@@ -196,6 +197,8 @@ def main() -> int:
                 "schedule_lag_ms": result["schedule_lag_ms"],
                 "latency_ms": {k: lat.get(k) for k in ("p50", "p90", "p99", "max")},
                 "roots_agree": result["roots_agree"],
+                # per node of each role and per settled payment: frames, messages and bytes received
+                "roles": result["roles"],
             }
         )
         if result is not None and (result["settled"] != result["count"] or not result["roots_agree"]):
