@@ -122,7 +122,7 @@ def test_defaults_are_merged_into_every_node(tmp_path: Path) -> None:
 def test_flags_override_the_definition() -> None:
     spec = ClusterSpec.from_file(CONFIGS / "local-16.toml", full_nodes=2, base_port=0, accounts=None)
     assert (spec.validators, spec.full_nodes, spec.accounts, spec.base_port) == (4, 2, 16, 0)
-    assert spec.defaults == {"peers": {"target": 6}}
+    assert spec.defaults == {"peers": {"target": 6}, "verify": {"workers": 0}}
 
 
 @pytest.mark.parametrize(
