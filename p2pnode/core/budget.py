@@ -7,8 +7,9 @@ use and dropped with :meth:`Budgets.forget` (a disconnected peer), so it is boun
 that are connected; sources that never disconnect (client connections) are dropped by
 :meth:`Budgets.prune` once their bucket is full again (a new bucket starts full: nothing is lost).
 
-``charge`` takes tokens whatever is left, down to ``-burst``: a source that made this node waste
-work (an invalid proof) pays for it with a longer wait before its next request is served.
+``charge`` takes tokens whatever is left, down to ``-max_debt`` (``burst`` unless set): a source that
+made this node waste work (an invalid proof) pays for it with a longer wait before its next request is
+served.
 
 Verification order (:func:`choose_batch`, :class:`VerifyQueue`): queued proofs wait in one lane per
 source. A source is *trusted* once a proof it asked for verified valid, *new* until then, *suspect*
@@ -37,6 +38,7 @@ class TokenBucket:
     tokens: float = 0.0
     stamp: float = 0.0
     fresh: bool = True  # full at first use
+    max_debt: float | None = None  # deepest debt ``charge`` may leave; None: ``burst``
 
     def _refill(self, now: float) -> None:
         if self.fresh:
@@ -53,10 +55,16 @@ class TokenBucket:
         return spent
 
     def charge(self, now: float, n: float) -> float:
-        """Take ``n`` tokens even if that leaves the bucket in debt (at most ``burst`` deep); returns
-        the tokens left (negative: in debt)."""
+        """Take ``n`` tokens even if that leaves the bucket in debt (at most ``max_debt`` deep);
+        returns the tokens left (negative: in debt)."""
         self._refill(now)
-        self.tokens = max(-self.burst, self.tokens - n)
+        floor = self.burst if self.max_debt is None else self.max_debt
+        self.tokens = max(-floor, self.tokens - n)
+        return self.tokens
+
+    def available(self, now: float) -> float:
+        """Tokens held at ``now`` (negative: in debt)."""
+        self._refill(now)
         return self.tokens
 
     def give(self, now: float, n: float) -> None:

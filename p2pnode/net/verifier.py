@@ -21,6 +21,7 @@ text)``.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import pickle
@@ -34,6 +35,7 @@ from typing import Any
 
 import trio
 
+from p2pnode.core.budget import TokenBucket
 from p2pnode.crypto import schnorr_batch_verify, schnorr_verify
 from p2pnode.errors import LocalError
 
@@ -206,27 +208,23 @@ INLINE_WINDOW_S = 0.1
 class LoopCredit:
     """How much event-loop time a kind of inline work (a proof check, a store commit) may still take.
 
-    A credit refilled at ``ms_per_s`` milliseconds per second of (Trio) time and capped at
-    ``INLINE_WINDOW_S`` of that rate; ``allowed`` says whether some is left, ``charge`` takes what the
-    work cost. ``ms_per_s = 0`` never allows. The work costs the same CPU inline or elsewhere; what the
-    credit bounds is how long the loop (every peer's and client's frames) may wait behind it."""
+    A token bucket of seconds of loop time, refilled at ``ms_per_s`` milliseconds per second of (Trio)
+    time and capped at ``INLINE_WINDOW_S`` of that rate; ``allowed`` says whether some is left,
+    ``charge`` takes what the work cost, however deep in debt that leaves it (the long-run rate holds
+    even after one long piece of work). ``ms_per_s = 0`` never allows. The work costs the same CPU
+    inline or elsewhere; what the credit bounds is how long the loop (every peer's and client's
+    frames) may wait behind it."""
 
     def __init__(self, ms_per_s: int) -> None:
-        self._rate = ms_per_s / 1000  # seconds of loop time per second
-        self._cap = self._rate * INLINE_WINDOW_S
-        self._credit = self._cap
-        self._at: float | None = None
+        rate = ms_per_s / 1000  # seconds of loop time per second
+        self._bucket = TokenBucket(rate=rate, burst=rate * INLINE_WINDOW_S, max_debt=math.inf)
 
     def allowed(self, now: float) -> bool:
-        if self._rate <= 0:
-            return False
-        if self._at is not None:
-            self._credit = min(self._cap, self._credit + (now - self._at) * self._rate)
-        self._at = now
-        return self._credit > 0
+        return self._bucket.available(now) > 0
 
     def charge(self, seconds: float) -> None:
-        self._credit -= seconds
+        """Take the cost of work done since the last ``allowed`` (no refill in between)."""
+        self._bucket.charge(self._bucket.stamp, seconds)
 
 
 class ProofVerifier:

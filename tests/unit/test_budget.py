@@ -24,6 +24,15 @@ def test_a_bucket_starts_full_refills_at_its_rate_and_never_overdraws() -> None:
     assert b.take(10.0, 100) == 5  # never more than the burst
 
 
+def test_charge_goes_into_debt_down_to_its_floor() -> None:
+    bucket = TokenBucket(rate=1.0, burst=2.0)
+    assert bucket.charge(0.0, 5.0) == -2.0  # full (2), charged 5: debt floored at burst
+    assert bucket.available(1.0) == -1.0  # one second of refill
+    unbounded = TokenBucket(rate=1.0, burst=2.0, max_debt=float("inf"))
+    assert unbounded.charge(0.0, 5.0) == -3.0  # every token charged is owed
+    assert unbounded.available(5.0) == 2.0  # paid back, then capped at burst
+
+
 def test_budgets_are_per_source_and_forgotten() -> None:
     budgets: Budgets[str] = Budgets(rate=1.0, burst=2.0)
     assert budgets.take("a", 0.0, 5) == 2 and budgets.take("b", 0.0, 5) == 2
