@@ -3,16 +3,21 @@
 State on disk, in the cluster directory:
 
 - ``cluster.json`` (:func:`~p2pnode.localnet.write_cluster`): names, roles, addresses, node ids;
-- ``pids.json``: ``{"node-0": {"pid": 123, "created": 1700000000.12}, ...}`` for the nodes started and
-  not yet stopped (``created`` is the process's creation time, as psutil reports it);
+- ``pids.json``: ``{"node-0": {"pid": 123, "created": 1700000000.12, "since_boot": 4711.05}, ...}`` for
+  the nodes started and not yet stopped (``created`` is the process's creation time as psutil reports
+  it, ``since_boot`` the same less the boot time: the identity check uses the latter, see below);
 - ``logs/node-<i>.log`` (the node's JSON log) and ``logs/node-<i>.out`` (its stdout and stderr,
   appended across restarts).
 
 Process safety: a recorded pid is signalled only while it is still the same process, checked with psutil:
 same creation time, not a zombie, and a command line naming ``p2pnode`` and that node's config file. A
-pid reused by another program is never touched. Each node leads its own session (``start_new_session``);
-signals go to its process group, and a node counts as stopped only when it and every process it started
-are gone. Children started by this object are reaped.
+pid reused by another program is never touched. The creation time compared is counted from boot: psutil
+reports it as boot time + time since boot, and on Linux the boot time comes from ``/proc/stat``'s btime,
+whole seconds derived from the wall clock, so it moves by a second whenever a clock adjustment carries
+it across a boundary. Compared as wall-clock time, a ``net down`` after such a step took its own nodes
+for strangers, left them running and forgot their pids. Each node leads its own session
+(``start_new_session``); signals go to its process group, and a node counts as stopped only when it and
+every process it started are gone. Children started by this object are reaped.
 
 Platforms: Linux and macOS (psutil and POSIX signals). Windows is not supported (no SIGSTOP/SIGKILL or
 process groups there).
@@ -103,6 +108,12 @@ class Stopped:
 class _Record:
     pid: int
     created: float | None  # None: recorded by an older version (then only the command line is checked)
+    since_boot: float | None = None  # None: recorded by an older version (then ``created`` is compared)
+
+
+def _since_boot(p: psutil.Process) -> float:
+    """``p``'s creation time counted from boot: unlike ``create_time()`` it does not move with the clock."""
+    return p.create_time() - psutil.boot_time()
 
 
 def tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
@@ -177,16 +188,25 @@ class LocalNet:
             if isinstance(value, int):
                 out[str(name)] = _Record(value, None)
             elif isinstance(value, dict) and isinstance(value.get("pid"), int):
-                created = value.get("created")
-                out[str(name)] = _Record(value["pid"], float(created) if created is not None else None)
+                created, since_boot = value.get("created"), value.get("since_boot")
+                out[str(name)] = _Record(
+                    value["pid"],
+                    float(created) if created is not None else None,
+                    float(since_boot) if since_boot is not None else None,
+                )
             else:
-                raise LocalError(f"{path}: {name}: expected {{'pid': int, 'created': float}}")
+                raise LocalError(
+                    f"{path}: {name}: expected {{'pid': int, 'created': float, 'since_boot': float}}"
+                )
         return out
 
     def _write_records(self, records: dict[str, _Record]) -> None:
         path = self.directory / PIDS_FILE
         tmp = path.with_suffix(".tmp")
-        doc = {name: {"pid": r.pid, "created": r.created} for name, r in records.items()}
+        doc = {
+            name: {"pid": r.pid, "created": r.created, "since_boot": r.since_boot}
+            for name, r in records.items()
+        }
         tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
 
@@ -212,7 +232,10 @@ class LocalNet:
                 return None
         try:
             p = psutil.Process(record.pid)
-            if record.created is not None and abs(p.create_time() - record.created) > 0.01:
+            if record.since_boot is not None:
+                if abs(_since_boot(p) - record.since_boot) > 0.01:
+                    return None
+            elif record.created is not None and abs(p.create_time() - record.created) > 0.01:
                 return None
             if p.status() == psutil.STATUS_ZOMBIE:
                 return None
@@ -324,11 +347,13 @@ class LocalNet:
             )
         self._procs[name] = proc
         try:
-            created: float | None = psutil.Process(proc.pid).create_time()
+            child = psutil.Process(proc.pid)
+            created: float | None = child.create_time()
+            since_boot: float | None = _since_boot(child)
         except psutil.NoSuchProcess:
-            created = None  # exited at once; wait_ready reports it with its log
+            created = since_boot = None  # exited at once; wait_ready reports it with its log
         records = self._records()
-        records[name] = _Record(proc.pid, created)
+        records[name] = _Record(proc.pid, created, since_boot)
         self._write_records(records)
         return proc.pid
 

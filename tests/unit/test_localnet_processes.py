@@ -189,6 +189,29 @@ def test_stop_never_signals_a_foreign_pid(net: LocalNet) -> None:
         other.wait()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="psutil's Linux boot time (btime)")
+def test_a_clock_step_that_moves_the_boot_time_does_not_orphan_the_nodes(
+    net: LocalNet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # psutil's create_time() is boot time + time since boot, and the boot time (/proc/stat's btime,
+    # whole seconds from the wall clock) moves by a second when a clock adjustment carries it across a
+    # boundary: the nodes must still be recognized as this cluster's and stopped.
+    pids = net.start()
+    trio.run(ready, net)
+    recorded = json.loads((net.directory / "pids.json").read_text())["node-0"]["created"]
+    import psutil._pslinux as linux  # what psutil.boot_time() and create_time() read on Linux
+
+    real = linux.boot_time
+    monkeypatch.setattr(linux, "boot_time", lambda: real() + 1.0)
+    assert abs(psutil.Process(pids["node-0"]).create_time() - recorded - 1.0) < 0.01  # the step, seen
+    other = LocalNet.open(net.directory)  # another `net down` process: no Popen handles
+    assert other.running() == pids
+    results = other.stop()
+    assert {r.name: r.outcome for r in results} == dict.fromkeys(pids, "stopped")
+    net.stop()
+    assert not any(alive(p) for p in pids.values())
+
+
 def test_stop_from_another_object_stops_detached_nodes(net: LocalNet) -> None:
     pids = net.start()
     trio.run(ready, net)
