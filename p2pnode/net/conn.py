@@ -56,9 +56,12 @@ class FramedStream:
 
     Bounds: at most one frame is buffered (``max_frame`` bytes of body, plus the rest of one read of
     ``READ_SIZE``), and, when ``frame_timeout`` is set, a frame that has started arriving must be
-    complete that many seconds after its first byte (``limits.frame_timeout_s``): a peer or client
-    cannot hold a buffer open by sending a frame slowly or only half of it. The wait *between* frames is
-    the caller's to bound.
+    complete after that many seconds of waiting for its bytes (``limits.frame_timeout_s``): a peer or
+    client cannot hold a buffer open by sending a frame slowly or only half of it. Only time spent
+    waiting counts, not time the caller spent handling earlier frames before reading again: a node
+    whose loop is busy finds the rest of the frame already buffered and must not take the sender for
+    a slow one (a committee link was cut with 47 KB of a frame received while its reader was stopped by
+    a profiler, not by its peer). The wait *between* frames is the caller's to bound.
 
     Error handling: ``receive`` raises :class:`DecodeError` / ``FrameTooLarge`` for bad input,
     :class:`FrameTimeout` for a frame sent too slowly and :class:`RemoteError` at end of stream;
@@ -76,7 +79,7 @@ class FramedStream:
         self._decoder = codec.FrameDecoder(max_frame)
         self._ready: deque[bytes] = deque()
         self._partial = 0  # bytes received of the frame not yet complete (header included)
-        self._frame_started = 0.0  # trio time its first byte arrived
+        self._frame_waited = 0.0  # seconds spent waiting for the rest of the frame not yet complete
         self.bytes_in = 0
         self._idle_since: float | None = None
 
@@ -117,8 +120,12 @@ class FramedStream:
         while not self._ready:
             data: bytes | bytearray = b""
             if self._partial and self.frame_timeout is not None:
-                with trio.move_on_at(self._frame_started + self.frame_timeout) as scope:
-                    data = await self.stream.receive_some(self.READ_SIZE)
+                began = trio.current_time()
+                try:
+                    with trio.move_on_after(max(0.0, self.frame_timeout - self._frame_waited)) as scope:
+                        data = await self.stream.receive_some(self.READ_SIZE)
+                finally:  # a wait the caller cancelled was waited all the same
+                    self._frame_waited += trio.current_time() - began
                 if scope.cancelled_caught:
                     raise FrameTimeout(self.frame_timeout, self._partial)
             elif not self._partial and idle_s is not None:
@@ -141,7 +148,7 @@ class FramedStream:
         started = self._partial == 0
         self._partial += len(data) - sum(codec.HEADER.size + len(f) for f in frames)
         if self._partial and (started or frames):
-            self._frame_started = trio.current_time()  # a new frame began within this read
+            self._frame_waited = 0.0  # a new frame began within this read
         self._ready.extend(frames)
 
     async def receive(self, *, idle_s: float | None = None) -> Message:

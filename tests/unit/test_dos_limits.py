@@ -106,6 +106,32 @@ async def test_a_half_sent_frame_times_out(autojump_clock: trio.abc.Clock) -> No
     assert info.value.buffered == 3
 
 
+async def test_a_frame_whose_rest_waited_in_the_buffer_is_read_not_timed_out(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The frame deadline counts time spent waiting for bytes, not time the reader spent elsewhere:
+    a node busy for longer than the timeout after the start of a frame arrived finds the rest
+    buffered and reads it."""
+    ours, theirs = trio.testing.memory_stream_pair()
+    conn = FramedStream(theirs, 1 << 20, frame_timeout=3.0)
+    whole = codec.frame(Ping(nonce=7).encode())
+    second = codec.frame(Ping(nonce=8).encode())
+    await ours.send_all(whole + second[:3])
+    assert isinstance(await conn.receive(), Ping)  # the start of the second frame came with it
+    await trio.sleep(5.0)  # the caller handles the first frame for longer than the frame timeout
+    await ours.send_all(second[3:])
+    msg = await conn.receive()
+    assert isinstance(msg, Ping) and msg.nonce == 8
+    # Waiting still counts: two seconds, then one more, is a slow frame.
+    await ours.send_all(second[:3])
+    with trio.move_on_after(2.0):
+        await conn.receive()
+    started = trio.current_time()
+    with pytest.raises(FrameTimeout, match="within 3s"):
+        await conn.receive()
+    assert trio.current_time() - started == pytest.approx(1.0)
+
+
 async def test_buffered_frames_take_turns_with_other_tasks() -> None:
     """One read can bring hundreds of frames (a flood); each one handed out is a checkpoint, so a
     second connection's frame is served between two of the flood's, not after all of them."""
